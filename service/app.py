@@ -1,0 +1,154 @@
+"""The Starlette application: routes, middleware, and the lifespan that owns every resource."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.domain import DomainError
+from service.flows import ResolveSettings
+from service.settings import Settings, get_settings
+from service.store import IngestWriter, create_engine, create_sessionmaker
+from service.visma import VismaClient
+from service.web.auth import BearerAuth
+from service.web.deliveries_api import list_deliveries
+from service.web.errors import domain_error, http_error, server_error
+from service.web.health import healthz, metrics, readyz
+from service.web.jobs_api import create_job, get_job, list_jobs
+from service.web.state import State
+from service.web.webhooks import receive_visma_webhook
+from service.workers import ResolverWorker
+
+
+@dataclass
+class Resources:
+    """Everything a running service holds open: database, Visma client, writer, workers."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    visma: VismaClient
+    ingest: IngestWriter
+    resolver: ResolverWorker
+
+    def state(self) -> State:
+        return {
+            "settings": self.settings,
+            "sessions": self.sessions,
+            "visma": self.visma,
+            "ingest": self.ingest,
+        }
+
+
+def visma_client(
+    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> VismaClient:
+    return VismaClient(
+        api_url=settings.VISMA_API_URL,
+        token_url=settings.VISMA_TOKEN_URL,
+        client_id=settings.VISMA_CLIENT_ID,
+        client_secret=settings.VISMA_CLIENT_SECRET.get_secret_value(),
+        tenant_id=settings.VISMA_TENANT_ID,
+        scopes=settings.VISMA_SCOPES,
+        transport=transport,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_resources(
+    settings: Settings,
+    *,
+    visma_transport: httpx.AsyncBaseTransport | None = None,
+    run_workers: bool = True,
+    resolve: ResolveSettings | None = None,
+) -> AsyncIterator[Resources]:
+    """Open the engine, the Visma client, the ingest writer and (optionally) the workers."""
+    engine = create_engine(settings.DATABASE_URL)
+    sessions = create_sessionmaker(engine)
+    visma = visma_client(settings, transport=visma_transport)
+    resolver = ResolverWorker(
+        sessions,
+        visma,
+        resolve or ResolveSettings(poll_after_seconds=settings.POLL_AFTER_SECONDS),
+    )
+    ingest = IngestWriter(engine, on_matched=resolver.wake)
+    await ingest.start()
+    if run_workers:
+        resolver.start()
+    try:
+        yield Resources(settings, engine, sessions, visma, ingest, resolver)
+    finally:
+        await resolver.stop()
+        await ingest.close()
+        await visma.aclose()
+        await engine.dispose()
+
+
+def create_app(
+    settings: Settings | None = None, *, resources: Resources | None = None
+) -> Starlette:
+    """The service. With `resources`, the caller owns them (tests); else the lifespan opens them."""
+    settings = resources.settings if resources else (settings or get_settings())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[State]:
+        if resources is not None:
+            yield resources.state()
+            return
+        async with open_resources(settings) as opened:
+            yield opened.state()
+
+    api = [
+        Route("/jobs", create_job, methods=["POST"], name="create_job"),
+        Route("/jobs", list_jobs, methods=["GET"], name="list_jobs"),
+        Route("/jobs/{job_id}", get_job, methods=["GET"], name="get_job"),
+        Route("/deliveries", list_deliveries, methods=["GET"], name="list_deliveries"),
+    ]
+    routes = [
+        Route("/webhooks/visma", receive_visma_webhook, methods=["POST"], name="visma_webhook"),
+        Route("/healthz", healthz, methods=["GET"], name="healthz"),
+        Route("/readyz", readyz, methods=["GET"], name="readyz"),
+        Route("/metrics", metrics, methods=["GET"], name="metrics"),
+        Mount(
+            "/api/v1",
+            routes=api,
+            middleware=[Middleware(BearerAuth, tokens=settings.api_tokens())],
+        ),
+    ]
+    middleware = []
+    if resources is not None:
+        middleware.append(Middleware(_ProvideState, state=resources.state()))
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={
+            DomainError: domain_error,
+            HTTPException: http_error,
+            Exception: server_error,
+        },
+        lifespan=lifespan,
+    )
+
+
+class _ProvideState:
+    """Gives requests the lifespan state when no lifespan ran (httpx's ASGITransport)."""
+
+    def __init__(self, app: ASGIApp, *, state: State) -> None:
+        self.app = app
+        self._state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope.setdefault("state", {})
+            for key, value in self._state.items():
+                scope["state"].setdefault(key, value)
+        await self.app(scope, receive, send)

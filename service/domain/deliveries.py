@@ -1,0 +1,60 @@
+"""What a dispatcher delivery's body says (DESIGN.md 1.5).
+
+The `BACKGROUND_API_RESPONSE` body is not documented: seen variants carry `id`, `stateLocation`
+and `contentLocation`, sometimes `status`/`statusCode`, with varying case. The custom header
+correlates; the state endpoint decides the outcome; the body only helps.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+PROBLEM_NOT_JSON = "body is not JSON"
+PROBLEM_NOT_OBJECT = "body is JSON but not an object"
+PROBLEM_UNKNOWN_SHAPE = "body has none of id, stateLocation, contentLocation"
+PROBLEM_NO_NOTIFICATION_ID = "x-vwd-notification-id header is missing"
+
+
+@dataclass(frozen=True)
+class BackgroundNotice:
+    """The useful part of a `BACKGROUND_API_RESPONSE` body."""
+
+    visma_job_id: str | None
+    state_location: str | None
+
+
+def read_background_body(body: bytes) -> tuple[BackgroundNotice | None, str | None]:
+    """The notice in `body`, or None and the problem that makes it unusable."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None, PROBLEM_NOT_JSON
+    if not isinstance(data, dict):
+        return None, PROBLEM_NOT_OBJECT
+    fields = {str(k).lower(): v for k, v in data.items()}
+    job_id = _text(fields.get("id"))
+    state_location = _text(fields.get("statelocation"))
+    content_location = _text(fields.get("contentlocation"))
+    if not (job_id or state_location or content_location):
+        return None, PROBLEM_UNKNOWN_SHAPE
+    if job_id is None:
+        job_id = _id_from_location(state_location) or _id_from_location(
+            content_location, strip="content"
+        )
+    return BackgroundNotice(visma_job_id=job_id, state_location=state_location), None
+
+
+def _id_from_location(location: str | None, *, strip: str | None = None) -> str | None:
+    if not location:
+        return None
+    parts = [p for p in location.split("?", 1)[0].split("/") if p]
+    if strip and parts and parts[-1].lower() == strip:
+        parts.pop()
+    return parts[-1] if parts else None
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None

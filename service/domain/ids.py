@@ -1,0 +1,41 @@
+"""Ids in paths: plain, or `b64(<base64url>)` when they hold reserved URL characters.
+
+The encoding is base64url of the UTF-8 text (RFC 4648 section 5), as Visma.net uses it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from service.domain.errors import InvalidInput
+
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+
+BAD_B64_ID = (
+    "id {value!r} is not valid b64(...): the part in brackets must be base64url of UTF-8 text"
+)
+
+
+def decode_id(value: str) -> str:
+    """The id a path segment names, decoding the `b64(...)` form."""
+    if not (value.startswith("b64(") and value.endswith(")")):
+        return value
+    encoded = value[4:-1]
+    if not _BASE64URL.fullmatch(encoded):
+        raise InvalidInput(BAD_B64_ID.format(value=value))
+    try:
+        raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=True)
+        decoded = raw.decode("utf-8")
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise InvalidInput(BAD_B64_ID.format(value=value)) from None
+    if not decoded:
+        raise InvalidInput(BAD_B64_ID.format(value=value))
+    return decoded
+
+
+def encode_id(value: str) -> str:
+    """The `b64(...)` form of `value` (no padding, as Visma writes it)."""
+    raw = base64.urlsafe_b64encode(value.encode("utf-8")).decode("ascii").rstrip("=")
+    return f"b64({raw})"

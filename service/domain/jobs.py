@@ -1,0 +1,179 @@
+"""The job state machine and what a Visma background state means for a job (DESIGN.md 1.6, 3).
+
+    submitted ──202──> accepted ──> succeeded | failed | expired
+        └──refused──> rejected
+
+States only move forward: a late or repeated event never moves a job back; it is still kept in
+the job's timeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from service.domain.visma_errors import VismaErrorInfo, hint_for, parse_error
+
+
+class JobState(StrEnum):
+    SUBMITTED = "submitted"
+    ACCEPTED = "accepted"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+
+
+TERMINAL_STATES = frozenset(
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.EXPIRED, JobState.REJECTED}
+)
+OPEN_STATES = frozenset({JobState.SUBMITTED, JobState.ACCEPTED})
+_RANK = {JobState.SUBMITTED: 0, JobState.ACCEPTED: 1}
+
+
+class EventKind(StrEnum):
+    SUBMITTED = "submitted"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    SUBMIT_UNCERTAIN = "submit_uncertain"
+    WEBHOOK = "webhook"
+    STATE_READ = "state_read"
+    STATE_READ_FAILED = "state_read_failed"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    IGNORED = "ignored"
+
+
+class Resolver(StrEnum):
+    WEBHOOK = "webhook"
+    POLL = "poll"
+
+
+def can_move(current: JobState, target: JobState) -> bool:
+    """True when `target` is further along than `current` (the only moves allowed)."""
+    if current in TERMINAL_STATES:
+        return False
+    if target in TERMINAL_STATES:
+        return True
+    return _RANK[target] > _RANK[current]
+
+
+@dataclass(frozen=True)
+class BackgroundState:
+    """What `GET /v1/background/{id}` said, keys read without regard to case."""
+
+    visma_job_id: str | None
+    status: str
+    status_code: int
+    has_content: bool
+    error_message: str | None
+    response_headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        """Whether Visma has finished with the job, one way or another."""
+        return self.status.lower() in ("finished", "failed")
+
+
+def parse_background_state(data: Mapping[str, Any]) -> BackgroundState:
+    """A `BackgroundRequestStateDto` as plain values; tolerant of missing and odd-cased keys."""
+    fields = {str(k).lower(): v for k, v in data.items()}
+    headers = fields.get("responseheaders")
+    try:
+        status_code = int(fields.get("statuscode") or 0)
+    except (TypeError, ValueError):
+        status_code = 0
+    return BackgroundState(
+        visma_job_id=_str_or_none(fields.get("id")),
+        status=str(fields.get("status") or ""),
+        status_code=status_code,
+        has_content=bool(fields.get("hasresponsecontent")),
+        error_message=_str_or_none(fields.get("errormessage")),
+        response_headers=(
+            {str(k): _header_value(v) for k, v in headers.items()}
+            if isinstance(headers, Mapping)
+            else {}
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a finished background job ended, ready to store."""
+
+    state: JobState
+    http_status: int | None
+    created_resource_id: str | None = None
+    error: VismaErrorInfo | None = None
+    hint: str | None = None
+    note: str | None = None
+
+
+def needs_content(state: BackgroundState) -> bool:
+    """Whether the outcome depends on `/content` (the error body of a failure)."""
+    return state.done and state.has_content and not _is_success(state)
+
+
+def decide_outcome(state: BackgroundState, content: bytes | None = None) -> Outcome | None:
+    """The job's outcome, or None while Visma is still working on it."""
+    if not state.done:
+        return None
+    if _is_success(state):
+        note = None
+        if state.status_code == 202:
+            note = (
+                "Visma accepted the action (HTTP 202): it may still be running inside Visma "
+                "after the background job finished"
+            )
+        return Outcome(
+            state=JobState.SUCCEEDED,
+            http_status=state.status_code,
+            created_resource_id=created_resource_id(state.response_headers),
+            note=note,
+        )
+    http_status = state.status_code or None
+    error = parse_error(content, status_code=http_status, error_message=state.error_message)
+    return Outcome(
+        state=JobState.FAILED,
+        http_status=http_status,
+        error=error,
+        hint=hint_for(error, status_code=http_status),
+    )
+
+
+def decide_rejection(status_code: int, body: bytes) -> Outcome:
+    """The outcome of a submission Visma refused instead of answering 202."""
+    error = parse_error(body, status_code=status_code)
+    return Outcome(
+        state=JobState.REJECTED,
+        http_status=status_code,
+        error=error,
+        hint=hint_for(error, status_code=status_code),
+    )
+
+
+def created_resource_id(headers: Mapping[str, str]) -> str | None:
+    """The last path segment of the `Location` header (DESIGN.md 1.2), if any."""
+    for name, value in headers.items():
+        if name.lower() == "location" and value:
+            segment = value.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+            return segment or None
+    return None
+
+
+def _is_success(state: BackgroundState) -> bool:
+    return state.status.lower() == "finished" and 200 <= state.status_code < 300
+
+
+def _header_value(value: object) -> str:
+    # Some serialisers render multi-valued headers as lists.
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value in (None, "") else str(value)

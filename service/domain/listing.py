@@ -1,0 +1,177 @@
+"""Query parameters of the list routes, parsed and checked (DESIGN.md 1.2 and 2)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from service.domain.errors import InvalidInput
+from service.domain.jobs import JobState
+
+MAX_PAGE_SIZE = 500
+DEFAULT_PAGE_SIZE = 50
+CONDITIONS = (">", "<", ">=", "<=")
+_PAGING = ("pageSize", "pageNumber")
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page request: `size` capped at MAX_PAGE_SIZE, `number` 1-based."""
+
+    size: int = DEFAULT_PAGE_SIZE
+    number: int = 1
+
+    @property
+    def offset(self) -> int:
+        return (self.number - 1) * self.size
+
+
+@dataclass(frozen=True)
+class TimeCondition:
+    """`<field><op><at>`, e.g. lastModifiedDateTime >= 2026-01-01."""
+
+    op: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    states: tuple[str, ...] = ()
+    visma_job_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    last_modified: TimeCondition | None = None
+    created: TimeCondition | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryFilter:
+    notification_id: str | None = None
+    matched: bool | None = None
+    kind: str | None = None
+
+
+DELIVERY_KINDS = ("visma", "status")
+
+
+def parse_page(params: dict[str, str]) -> Page:
+    """pageSize and pageNumber; a pageSize above the maximum is capped, as Visma does."""
+    size = _positive_int(params, "pageSize", DEFAULT_PAGE_SIZE)
+    number = _positive_int(params, "pageNumber", 1)
+    return Page(size=min(size, MAX_PAGE_SIZE), number=number)
+
+
+def parse_job_query(pairs: Iterable[tuple[str, str]]) -> tuple[JobFilter, Page]:
+    """The filters and page of `GET /api/v1/jobs`."""
+    params: dict[str, str] = {}
+    tags: dict[str, str] = {}
+    for key, value in pairs:
+        if key.startswith("tag."):
+            tag = key[4:]
+            if not tag:
+                raise InvalidInput("tag filter needs a key: tag.<key>=<value>")
+            tags[tag] = value
+            continue
+        _once(params, key, value)
+    _only(
+        params,
+        (
+            "state",
+            "vismaJobId",
+            "lastModifiedDateTime",
+            "lastModifiedDateTimeCondition",
+            "createdDateTime",
+            "createdDateTimeCondition",
+            *_PAGING,
+        ),
+        "tag.<key>",
+    )
+    states: tuple[str, ...] = ()
+    if "state" in params:
+        states = tuple(s.strip() for s in params["state"].split(",") if s.strip())
+        valid = {s.value for s in JobState}
+        for state in states:
+            if state not in valid:
+                raise InvalidInput(f"state {state!r} is not one of {', '.join(sorted(valid))}")
+    job_filter = JobFilter(
+        states=states,
+        visma_job_id=params.get("vismaJobId") or None,
+        tags=tags,
+        last_modified=_time_condition(params, "lastModifiedDateTime"),
+        created=_time_condition(params, "createdDateTime"),
+    )
+    return job_filter, parse_page(params)
+
+
+def parse_delivery_query(pairs: Iterable[tuple[str, str]]) -> tuple[DeliveryFilter, Page]:
+    """The filters and page of `GET /api/v1/deliveries`."""
+    params: dict[str, str] = {}
+    for key, value in pairs:
+        _once(params, key, value)
+    _only(params, ("notificationId", "matched", "kind", *_PAGING))
+    matched: bool | None = None
+    if "matched" in params:
+        raw = params["matched"].lower()
+        if raw not in ("true", "false"):
+            raise InvalidInput("matched must be true or false")
+        matched = raw == "true"
+    kind = params.get("kind")
+    if kind is not None and kind not in DELIVERY_KINDS:
+        raise InvalidInput(f"kind must be one of {', '.join(DELIVERY_KINDS)}")
+    return (
+        DeliveryFilter(
+            notification_id=params.get("notificationId") or None, matched=matched, kind=kind
+        ),
+        parse_page(params),
+    )
+
+
+def parse_timestamp(value: str, name: str) -> datetime:
+    """An ISO 8601 timestamp; one without a zone is taken as UTC."""
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            f"{name} must be an ISO 8601 date-time such as 2026-03-02T08:15:00Z"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _time_condition(params: dict[str, str], name: str) -> TimeCondition | None:
+    value = params.get(name)
+    condition = params.get(f"{name}Condition")
+    if value is None:
+        if condition is not None:
+            raise InvalidInput(f"{name}Condition needs {name}")
+        return None
+    op = (condition or ">=").strip()
+    if op not in CONDITIONS:
+        raise InvalidInput(f"{name}Condition must be one of {', '.join(CONDITIONS)}")
+    return TimeCondition(op=op, at=parse_timestamp(value, name))
+
+
+def _positive_int(params: dict[str, str], name: str, default: int) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise InvalidInput(f"{name} must be a whole number of at least 1, got {raw!r}")
+    return int(raw)
+
+
+def _once(params: dict[str, str], key: str, value: str) -> None:
+    if key in params:
+        raise InvalidInput(f"query parameter {key!r} is given more than once")
+    params[key] = value
+
+
+def _only(params: dict[str, str], allowed: tuple[str, ...], *extra: str) -> None:
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        names = ", ".join((*allowed, *extra))
+        raise InvalidInput(f"unknown query parameter {unknown[0]!r}; known: {names}")

@@ -1,0 +1,117 @@
+"""Every knob of the service, read from the environment or `.env` (names as in DESIGN.md 2)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_SCOPES = (
+    "vismanet_erp_service_api:create vismanet_erp_service_api:read "
+    "vismanet_erp_service_api:update vismanet_erp_service_api:delete"
+)
+
+CommaList = Annotated[list[str], NoDecode]
+SecretList = Annotated[list[SecretStr], NoDecode]
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """The service's configuration; every field has a safe default."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    DATABASE_URL: str = "sqlite:///./data/visma-hooks.db"
+    """`sqlite:///path` or `postgresql://user:pass@host:port/db`; the async driver is chosen."""
+
+    VISMA_API_URL: str = "https://api.finance.visma.net"
+    """ERP API base; job paths are appended as given (`/v1/customer`)."""
+
+    VISMA_TOKEN_URL: str = "https://connect.visma.com/connect/token"
+    """Visma Connect token endpoint (client credentials)."""
+
+    VISMA_CLIENT_ID: str = ""
+    """Service client id from the Visma Developer Portal."""
+
+    VISMA_CLIENT_SECRET: SecretStr = SecretStr("")
+    """Service client secret."""
+
+    VISMA_TENANT_ID: str = ""
+    """The company's tenant id (not the customer contract's)."""
+
+    VISMA_SCOPES: str = DEFAULT_SCOPES
+    """Space-separated scopes asked for with each token."""
+
+    VISMA_WEBHOOK_SECRETS: SecretList = Field(default_factory=list)
+    """Comma-separated webhook secrets; any one verifies. Empty: every delivery is refused."""
+
+    STATUS_WEBHOOK_TOKEN: SecretStr = SecretStr("")
+    """Secret path segment of `/webhooks/status/{token}`. Empty: the endpoint is off."""
+
+    API_TOKENS: SecretList = Field(default_factory=list)
+    """Comma-separated bearer tokens for `/api/` and the dashboard. Empty: the API answers 401."""
+
+    POLL_AFTER_SECONDS: float = Field(default=120, gt=0)
+    """An accepted job with no webhook after this long is polled."""
+
+    JOB_TTL_SECONDS: float = Field(default=86400, gt=0)
+    """After this a job Visma no longer knows is `expired`."""
+
+    ALERT_WEBHOOK_URLS: CommaList = Field(default_factory=list)
+    """Comma-separated URLs that receive JSON alert hooks."""
+
+    ALERT_SLACK_URLS: CommaList = Field(default_factory=list)
+    """Comma-separated Slack incoming-webhook URLs."""
+
+    ALERT_SIGNING_SECRET: SecretStr = SecretStr("")
+    """Standard Webhooks secret (`whsec_...`) that signs JSON alerts."""
+
+    WATCH_COMPONENTS: CommaList = Field(default_factory=list)
+    """Status-page components (names or ids) that raise alerts. Empty: all."""
+
+    MAX_BODY_BYTES: int = Field(default=1_048_576, gt=0)
+    """Largest webhook body accepted; larger ones get 413."""
+
+    ALLOWED_SOURCE_IPS: CommaList = Field(default_factory=list)
+    """Optional allow-list of source IPs for `/webhooks/visma`. Empty: all."""
+
+    TRUSTED_PROXIES: CommaList = Field(default_factory=list)
+    """Peers whose `X-Forwarded-For` header is believed."""
+
+    MAX_RESULT_BYTES: int = Field(default=1_048_576, gt=0)
+    """Largest finished-request content kept per job."""
+
+    @field_validator(
+        "VISMA_WEBHOOK_SECRETS",
+        "API_TOKENS",
+        "ALERT_WEBHOOK_URLS",
+        "ALERT_SLACK_URLS",
+        "WATCH_COMPONENTS",
+        "ALLOWED_SOURCE_IPS",
+        "TRUSTED_PROXIES",
+        mode="before",
+    )
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return _split(value)
+
+    def webhook_secrets(self) -> list[str]:
+        """The configured webhook secrets as plain strings."""
+        return [s.get_secret_value() for s in self.VISMA_WEBHOOK_SECRETS]
+
+    def api_tokens(self) -> list[str]:
+        """The configured API bearer tokens as plain strings."""
+        return [t.get_secret_value() for t in self.API_TOKENS]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

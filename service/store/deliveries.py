@@ -1,0 +1,42 @@
+"""Inbox queries. Functions take a session and never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.store.models import Delivery
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    *,
+    notification_id: str | None = None,
+    matched: bool | None = None,
+    kind: str | None = None,
+    limit: int,
+    offset: int,
+) -> tuple[Sequence[Delivery], int]:
+    """One page of the inbox, newest first, and the total count."""
+    conditions: list[ColumnElement[bool]] = []
+    if notification_id:
+        conditions.append(Delivery.notification_id == notification_id)
+    if matched is not None:
+        conditions.append(Delivery.job_id.is_not(None) if matched else Delivery.job_id.is_(None))
+    if kind:
+        conditions.append(Delivery.kind == kind)
+    count_query = select(func.count()).select_from(Delivery)
+    page_query = select(Delivery).order_by(Delivery.received_at.desc(), Delivery.id.desc())
+    if conditions:
+        count_query = count_query.where(and_(*conditions))
+        page_query = page_query.where(and_(*conditions))
+    total = (await session.execute(count_query)).scalar_one()
+    rows = (await session.execute(page_query.limit(limit).offset(offset))).scalars().all()
+    return rows, total
+
+
+async def count_deliveries(session: AsyncSession) -> int:
+    """How many deliveries the inbox holds."""
+    return (await session.execute(select(func.count()).select_from(Delivery))).scalar_one()

@@ -1,0 +1,125 @@
+"""Job and timeline queries. Functions take a session and never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.store.models import Job, JobEvent
+
+_OPERATORS = {
+    ">": lambda col, at: col > at,
+    "<": lambda col, at: col < at,
+    ">=": lambda col, at: col >= at,
+    "<=": lambda col, at: col <= at,
+}
+
+
+async def add_job(session: AsyncSession, job: Job) -> Job:
+    """Insert a new job (flushed, so it is visible in this transaction)."""
+    session.add(job)
+    await session.flush()
+    return job
+
+
+async def get_job(session: AsyncSession, job_id: str, *, for_update: bool = False) -> Job | None:
+    """The job with this id, locked for update when asked (PostgreSQL; SQLite locks the file)."""
+    query = select(Job).where(Job.id == job_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def add_event(
+    session: AsyncSession,
+    job_id: str,
+    *,
+    kind: str,
+    source: str,
+    at: datetime,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    """Append one entry to a job's timeline."""
+    session.add(JobEvent(job_id=job_id, kind=kind, source=source, at=at, detail=dict(detail or {})))
+
+
+async def job_events(session: AsyncSession, job_id: str) -> Sequence[JobEvent]:
+    """A job's timeline, oldest first."""
+    query = select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.at, JobEvent.id)
+    return (await session.execute(query)).scalars().all()
+
+
+async def list_jobs(
+    session: AsyncSession,
+    *,
+    states: Sequence[str] = (),
+    visma_job_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    last_modified: tuple[str, datetime] | None = None,
+    created: tuple[str, datetime] | None = None,
+    limit: int,
+    offset: int,
+) -> tuple[Sequence[Job], int]:
+    """One page of jobs matching every filter, newest first, and the total count."""
+    conditions: list[ColumnElement[bool]] = []
+    if states:
+        conditions.append(Job.state.in_(states))
+    if visma_job_id:
+        conditions.append(Job.visma_job_id == visma_job_id)
+    for key, value in (tags or {}).items():
+        conditions.append(Job.tags[key].as_string() == value)
+    if last_modified:
+        op, at = last_modified
+        conditions.append(_OPERATORS[op](Job.last_modified_at, at))
+    if created:
+        op, at = created
+        conditions.append(_OPERATORS[op](Job.submitted_at, at))
+    where = and_(*conditions) if conditions else None
+    count_query = select(func.count()).select_from(Job)
+    page_query = select(Job).order_by(Job.submitted_at.desc(), Job.id.desc())
+    if where is not None:
+        count_query = count_query.where(where)
+        page_query = page_query.where(where)
+    total = (await session.execute(count_query)).scalar_one()
+    rows = (await session.execute(page_query.limit(limit).offset(offset))).scalars().all()
+    return rows, total
+
+
+async def claim_due_jobs(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    states: Sequence[str],
+    lease_until: datetime,
+    limit: int,
+) -> Sequence[tuple[str, str | None]]:
+    """Claim up to `limit` jobs whose state read is due; returns (id, visma_job_id) pairs.
+
+    Claiming pushes `next_check_at` to `lease_until`: if this process dies, the job is due again
+    once the lease runs out. SKIP LOCKED lets replicas claim side by side without waiting.
+    """
+    query = (
+        select(Job.id, Job.visma_job_id)
+        .where(Job.next_check_at <= now, Job.state.in_(states))
+        .order_by(Job.next_check_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = [(row.id, row.visma_job_id) for row in await session.execute(query)]
+    if claimed:
+        await session.execute(
+            update(Job)
+            .where(Job.id.in_([job_id for job_id, _ in claimed]))
+            .values(next_check_at=lease_until, check_attempts=Job.check_attempts + 1)
+        )
+    return claimed
+
+
+async def next_due_at(session: AsyncSession, *, states: Sequence[str]) -> datetime | None:
+    """When the next job's state read falls due, if any is scheduled."""
+    query = select(func.min(Job.next_check_at)).where(Job.state.in_(states))
+    return (await session.execute(query)).scalar_one_or_none()

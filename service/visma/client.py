@@ -1,0 +1,339 @@
+"""The async Visma.net client: token, background submission, state and content (DESIGN.md 1.6).
+
+httpx types never leave this module: every failure becomes one of `service.visma.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import stamina
+
+from service.visma.errors import (
+    VismaError,
+    VismaNotConfigured,
+    VismaNotFound,
+    VismaRejected,
+    VismaUnavailable,
+)
+
+BACKGROUND_HEADER = "erp-api-background"
+# Renew a little before Visma says the token expires, so a request never carries a dead one.
+TOKEN_RENEW_MARGIN_SECONDS = 60.0
+MAX_RETRY_AFTER_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class SubmitAccepted:
+    """Visma's 202 to a background call."""
+
+    visma_job_id: str
+    state_location: str | None
+
+
+@dataclass(frozen=True)
+class Content:
+    """What a finished background request returned (`/content`)."""
+
+    status: int
+    content_type: str | None
+    body: bytes
+
+
+@dataclass
+class _Token:
+    value: str
+    renew_at: float
+
+
+class VismaClient:
+    """One client per process; safe to share between tasks."""
+
+    def __init__(
+        self,
+        *,
+        api_url: str,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        tenant_id: str,
+        scopes: str,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 30.0,
+        retry_attempts: int = 4,
+        retry_timeout: float = 60.0,
+    ) -> None:
+        self._api_url = api_url.rstrip("/")
+        self._token_url = token_url
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._tenant_id = tenant_id
+        self._scopes = scopes
+        self._retry_attempts = retry_attempts
+        self._retry_timeout = retry_timeout
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            headers={"Accept": "application/json", "User-Agent": "visma-hooks"},
+        )
+        self._token: _Token | None = None
+        self._token_lock = asyncio.Lock()
+
+    def missing_settings(self) -> list[str]:
+        """The settings a call to Visma needs but that are empty."""
+        named = {
+            "VISMA_CLIENT_ID": self._client_id,
+            "VISMA_CLIENT_SECRET": self._client_secret,
+            "VISMA_TENANT_ID": self._tenant_id,
+            "VISMA_API_URL": self._api_url,
+            "VISMA_TOKEN_URL": self._token_url,
+        }
+        return [name for name, value in named.items() if not value]
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def submit(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None,
+        background: str,
+        if_match: str | None = None,
+    ) -> SubmitAccepted:
+        """Send a background call. Not retried once it may have reached Visma (not idempotent).
+
+        Raises VismaRejected for a non-202 answer, VismaUnavailable when the request may or may
+        not have arrived (timeout) or Visma kept answering 429.
+        """
+        headers = {BACKGROUND_HEADER: background}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        if if_match:
+            headers["If-Match"] = if_match
+        response = await self._send(method, path, headers=headers, content=body, resend=False)
+        if response.status_code != 202:
+            raise VismaRejected(
+                f"Visma answered {response.status_code} instead of 202",
+                status=response.status_code,
+                body=response.content,
+            )
+        data = _json_object(response)
+        fields = {k.lower(): v for k, v in data.items()}
+        job_id = fields.get("id")
+        if not isinstance(job_id, str) or not job_id:
+            raise VismaRejected("Visma's 202 carried no job id", status=202, body=response.content)
+        location = fields.get("statelocation")
+        return SubmitAccepted(
+            visma_job_id=job_id, state_location=location if isinstance(location, str) else None
+        )
+
+    async def background_state(self, visma_job_id: str) -> dict[str, Any]:
+        """`GET /v1/background/{id}`; VismaNotFound for 404/410."""
+        response = await self._send("GET", self._background_path(visma_job_id))
+        if response.status_code in (404, 410):
+            raise VismaNotFound(
+                f"Visma does not know background job {visma_job_id} ({response.status_code})",
+                status=response.status_code,
+                body=response.content,
+            )
+        _raise_for_status(response)
+        return _json_object(response)
+
+    async def background_content(self, visma_job_id: str) -> Content | None:
+        """`GET /v1/background/{id}/content`, or None when there is none (404/410)."""
+        response = await self._send("GET", self._background_path(visma_job_id) + "/content")
+        if response.status_code in (404, 410):
+            return None
+        _raise_for_status(response)
+        return Content(
+            status=response.status_code,
+            content_type=response.headers.get("content-type"),
+            body=response.content,
+        )
+
+    def _background_path(self, visma_job_id: str) -> str:
+        return "/v1/background/" + quote(visma_job_id, safe="")
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        resend: bool = True,
+    ) -> httpx.Response:
+        """One API call with token, 401 renewal and retries.
+
+        With `resend=False` only failures that prove the request was not processed are retried:
+        a refused connection and a 429.
+        """
+        url = self._api_url + path
+        renewed = False
+        async for attempt in stamina.retry_context(
+            on=_retry_wait if resend else _retry_wait_unsent,
+            attempts=self._retry_attempts,
+            timeout=self._retry_timeout,
+        ):
+            with attempt:
+                token = await self._access_token()
+                request_headers = {**(headers or {}), "Authorization": f"Bearer {token}"}
+                response = await self._request(
+                    method, url, headers=request_headers, content=content
+                )
+                if response.status_code == 401 and not renewed:
+                    # The token may have been revoked early; renew once and try again.
+                    renewed = True
+                    self._token = None
+                    token = await self._access_token()
+                    request_headers["Authorization"] = f"Bearer {token}"
+                    response = await self._request(
+                        method, url, headers=request_headers, content=content
+                    )
+                if response.status_code == 429 or (resend and response.status_code >= 500):
+                    raise _unavailable(response)
+                return response
+        raise AssertionError("unreachable: stamina re-raises the last error")
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        content: bytes | None,
+    ) -> httpx.Response:
+        try:
+            return await self._http.request(method, url, headers=headers, content=content)
+        except httpx.ConnectError as exc:
+            raise _NotSent(f"cannot connect to Visma: {exc}") from exc
+        except httpx.TimeoutException as exc:
+            raise VismaUnavailable(f"Visma did not answer in time: {exc!r}") from exc
+        except httpx.HTTPError as exc:
+            raise VismaUnavailable(f"HTTP error talking to Visma: {exc!r}") from exc
+
+    async def _access_token(self) -> str:
+        token = self._token
+        if token is not None and time.monotonic() < token.renew_at:
+            return token.value
+        async with self._token_lock:
+            token = self._token
+            if token is not None and time.monotonic() < token.renew_at:
+                return token.value
+            self._token = await self._fetch_token()
+            return self._token.value
+
+    async def _fetch_token(self) -> _Token:
+        missing = self.missing_settings()
+        if missing:
+            raise VismaNotConfigured(f"set {', '.join(missing)} to call Visma")
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self._client_id,
+            "client_secret": self._client_secret,
+            "scope": self._scopes,
+            "tenant_id": self._tenant_id,
+        }
+        try:
+            response = await self._http.post(self._token_url, data=form)
+        except httpx.ConnectError as exc:
+            raise _NotSent(f"cannot connect to the token endpoint: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise VismaUnavailable(f"token endpoint failed: {exc!r}") from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            raise _unavailable(response)
+        if response.status_code != 200:
+            raise VismaRejected(
+                f"the token endpoint refused the credentials ({response.status_code}): "
+                f"{response.text[:300]}",
+                status=response.status_code,
+                body=response.content,
+            )
+        data = _json_object(response)
+        value = data.get("access_token")
+        if not isinstance(value, str) or not value:
+            raise VismaRejected("the token endpoint answered without an access_token")
+        try:
+            expires_in = float(data.get("expires_in", 3600))
+        except (TypeError, ValueError):
+            expires_in = 3600.0
+        margin = min(TOKEN_RENEW_MARGIN_SECONDS, expires_in / 2)
+        return _Token(value=value, renew_at=time.monotonic() + expires_in - margin)
+
+
+class _NotSent(VismaUnavailable):
+    """The request never reached Visma (connection refused), so sending it again is safe."""
+
+
+def _retry_wait(exc: Exception) -> bool | float:
+    if isinstance(exc, VismaUnavailable):
+        return exc.retry_after if exc.retry_after is not None else True
+    return False
+
+
+def _retry_wait_unsent(exc: Exception) -> bool | float:
+    if isinstance(exc, _NotSent):
+        return True
+    if isinstance(exc, VismaUnavailable) and exc.status == 429:
+        return exc.retry_after if exc.retry_after is not None else True
+    return False
+
+
+def _unavailable(response: httpx.Response) -> VismaUnavailable:
+    return VismaUnavailable(
+        f"Visma answered {response.status_code}",
+        status=response.status_code,
+        body=response.content,
+        retry_after=retry_after(response.headers),
+    )
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from `Retry-After` or `X-RateLimit-Reset` (both in seconds here)."""
+    for name in ("retry-after", "x-ratelimit-reset"):
+        raw = headers.get(name)
+        if raw is None:
+            continue
+        try:
+            return max(0.0, min(float(raw), MAX_RETRY_AFTER_SECONDS))
+        except ValueError:
+            continue
+    return None
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    if response.status_code >= 500 or response.status_code == 429:
+        raise _unavailable(response)
+    if response.status_code >= 400:
+        raise VismaRejected(
+            f"Visma answered {response.status_code}",
+            status=response.status_code,
+            body=response.content,
+        )
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = json.loads(response.content)
+    except ValueError:
+        raise VismaError(
+            f"Visma answered {response.status_code} with a body that is not JSON",
+            status=response.status_code,
+            body=response.content,
+        ) from None
+    if not isinstance(data, dict):
+        raise VismaError(
+            "Visma answered with JSON that is not an object",
+            status=response.status_code,
+            body=response.content,
+        )
+    return data

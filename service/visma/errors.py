@@ -1,0 +1,46 @@
+"""Errors raised by the Visma client. No layer above `visma/` sees an httpx type.
+
+VismaError
+├── VismaUnavailable   timeout, connection error, 5xx or 429: try again later
+└── VismaRejected      a 4xx answer: Visma looked at the request and said no
+    └── VismaNotFound  404 or 410: Visma does not know (or no longer keeps) the resource
+"""
+
+from __future__ import annotations
+
+
+class VismaError(Exception):
+    """Base class of every error the Visma client raises."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: bytes = b"") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.body = body
+
+
+class VismaUnavailable(VismaError):
+    """Visma could not answer now; `retry_after` (seconds) when it said how long to wait."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        body: bytes = b"",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, body=body)
+        self.retry_after = retry_after
+
+
+class VismaRejected(VismaError):
+    """Visma answered with a 4xx status."""
+
+
+class VismaNotFound(VismaRejected):
+    """Visma answered 404 or 410."""
+
+
+class VismaNotConfigured(VismaError):
+    """A setting the client needs (credentials, URL) is missing."""

@@ -1,0 +1,1 @@
+"""The HTTP layer: parse, call a flow or a store query, serialise. Nothing else."""

@@ -1,0 +1,64 @@
+"""Every error leaves as `{"error": "<code>", "detail": "<what is wrong>"}`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from service.domain import (
+    Conflict,
+    DomainError,
+    InvalidInput,
+    InvalidState,
+    NotConfigured,
+    NotFound,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: dict[type[DomainError], int] = {
+    InvalidInput: 400,
+    NotFound: 404,
+    Conflict: 409,
+    InvalidState: 409,
+    NotConfigured: 503,
+}
+_CODE_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    503: "unavailable",
+}
+
+
+def error_response(
+    status: int, code: str, detail: str, *, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+async def domain_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    status = next((code for cls, code in STATUS_BY_ERROR.items() if isinstance(exc, cls)), 400)
+    return error_response(status, exc.code, exc.detail)
+
+
+async def http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 304:
+        return Response(status_code=304, headers=exc.headers)
+    code = _CODE_BY_STATUS.get(exc.status_code, "error")
+    return error_response(exc.status_code, code, exc.detail, headers=exc.headers)
+
+
+async def server_error(_request: Request, exc: Exception) -> Response:
+    log.error("unhandled error", exc_info=exc)
+    return error_response(500, "internal_error", "the service failed; see its log")

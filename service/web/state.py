@@ -1,0 +1,18 @@
+"""What the lifespan shares with every request."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.settings import Settings
+from service.store import IngestWriter
+from service.visma import VismaClient
+
+
+class State(TypedDict):
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    visma: VismaClient
+    ingest: IngestWriter

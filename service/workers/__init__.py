@@ -1,0 +1,5 @@
+"""Background workers; each claims its work so that replicas never do it twice."""
+
+from service.workers.resolver import ResolverWorker
+
+__all__ = ["ResolverWorker"]
