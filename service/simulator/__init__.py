@@ -1,0 +1,39 @@
+"""A faithful Visma.net simulator: token endpoint, background ERP API and webhook dispatcher.
+
+Teams rehearse Visma's failure modes with it; the tests, the demo and the benchmark run
+against it. Script what happens with `app.state.simulator.script(Outcome(...))` or over
+`POST /_sim/outcomes`.
+"""
+
+from __future__ import annotations
+
+from service.simulator.app import create_simulator_app
+from service.simulator.config import SimulatorConfig
+from service.simulator.dispatcher import DeliveryAttempt, Notification, WebhookDispatcher
+from service.simulator.jobs import (
+    BACKGROUND_HEADER,
+    BackgroundHeaderError,
+    BackgroundJob,
+    BackgroundRequest,
+    parse_background_header,
+)
+from service.simulator.outcomes import JobResult, Outcome, OutcomeKind
+from service.simulator.state import RequestRecord, SimulatorState
+
+__all__ = [
+    "BACKGROUND_HEADER",
+    "BackgroundHeaderError",
+    "BackgroundJob",
+    "BackgroundRequest",
+    "DeliveryAttempt",
+    "JobResult",
+    "Notification",
+    "Outcome",
+    "OutcomeKind",
+    "RequestRecord",
+    "SimulatorConfig",
+    "SimulatorState",
+    "WebhookDispatcher",
+    "create_simulator_app",
+    "parse_background_header",
+]

@@ -1,0 +1,350 @@
+"""The simulator's HTTP face: Visma Connect's token endpoint, the ERP API and `/_sim/` controls."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.simulator.config import SimulatorConfig
+from service.simulator.jobs import (
+    BACKGROUND_HEADER,
+    BackgroundHeaderError,
+    BackgroundJob,
+    parse_background_header,
+)
+from service.simulator.outcomes import (
+    API_PREFIXES,
+    JSON_CONTENT_TYPE,
+    CallTarget,
+    Outcome,
+    ipp_exception,
+    reject_body,
+)
+from service.simulator.state import RequestRecord, SimulatorState
+from service.simulator.tokens import TokenError
+
+API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+CONTROL_PREFIX = "/_sim/"
+UNAUTHORIZED_MESSAGE = "Authorization has been denied for this request."
+JOB_NOT_FOUND_MESSAGE = "Background request not found."
+NO_CONTENT_MESSAGE = "Background request has no content."
+BACKGROUND_METHOD_MESSAGE = "Background requests can only be read."
+_RECORD_KEY = "visma_simulator.record"
+
+
+class _RequestLog:
+    """ASGI middleware: log each Visma-facing request with the status it got."""
+
+    def __init__(self, app: ASGIApp, *, simulator: SimulatorState) -> None:
+        self.app = app
+        self.simulator = simulator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The control plane is not part of what Visma saw, so it stays out of the log.
+        if scope["type"] != "http" or scope["path"].startswith(CONTROL_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        record = self.simulator.log_request(
+            scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1")
+        )
+        scope[_RECORD_KEY] = record
+
+        async def send_and_note_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                record.status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, send_and_note_status)
+
+
+def _note_job(request: Request, job_id: str) -> None:
+    record = request.scope.get(_RECORD_KEY)
+    if isinstance(record, RequestRecord):
+        record.job_id = job_id
+
+
+def _message(message: str, status_code: int) -> JSONResponse:
+    return JSONResponse({"message": message}, status_code=status_code)
+
+
+def _control_error(detail: str) -> JSONResponse:
+    return JSONResponse({"error": "invalid_request", "detail": detail}, status_code=400)
+
+
+class _Endpoints:
+    """Request handlers bound to one simulator's state."""
+
+    def __init__(self, simulator: SimulatorState) -> None:
+        self.sim = simulator
+
+    def _public_base(self, request: Request) -> str:
+        configured = self.sim.config.public_base_url
+        return configured or f"{request.url.scheme}://{request.url.netloc}"
+
+    def _authorized(self, request: Request) -> bool:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and self.sim.token_issuer.is_valid(token.strip())
+
+    @staticmethod
+    def _unauthorized() -> JSONResponse:
+        # The exact 401 body Visma sends for a bad token is not documented; IPPException-like.
+        body = ipp_exception(UNAUTHORIZED_MESSAGE, "401")
+        return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    async def issue_token(self, request: Request) -> Response:
+        """`POST /connect/token`: the client-credentials grant of Visma Connect."""
+        no_store = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        try:
+            if content_type != "application/x-www-form-urlencoded":
+                raise TokenError("invalid_request", "send the form as x-www-form-urlencoded")
+            form = _parse_form(await request.body())
+            issued = self.sim.token_issuer.issue(form, basic=_basic_credentials(request))
+        except TokenError as exc:
+            error = {"error": exc.error, "error_description": exc.description}
+            return JSONResponse(error, status_code=exc.status, headers=no_store)
+        body = {
+            "access_token": issued.access_token,
+            "token_type": "Bearer",
+            "expires_in": issued.expires_in,
+            "scope": issued.scope,
+        }
+        return JSONResponse(body, headers=no_store)
+
+    async def call_api(self, request: Request) -> Response:
+        """Any ERP v1/v2 call: queued as a background job when `erp-api-background` is set."""
+        if not self._authorized(request):
+            return self._unauthorized()
+        target = CallTarget.parse(
+            request.method, request.url.path, public_base=self._public_base(request)
+        )
+        if target.resource.lower() == "background":
+            return _message(BACKGROUND_METHOD_MESSAGE, 405)  # the state routes only answer GET
+        header = request.headers.get(BACKGROUND_HEADER)
+        background = None
+        if header is not None:
+            try:
+                background = parse_background_header(header)
+            except BackgroundHeaderError as exc:
+                return _message(str(exc), 400)
+        outcome = self.sim.outcomes.take(target.path)
+        if outcome.kind == "reject":
+            return Response(
+                reject_body(outcome),
+                status_code=outcome.reject_status,
+                media_type=JSON_CONTENT_TYPE,
+            )
+        if background is None:
+            return self._answer_now(target, outcome)
+        job = await self.sim.submit(
+            target,
+            query=request.url.query,
+            headers=dict(request.headers),
+            body=await request.body(),
+            background=background,
+            outcome=outcome,
+        )
+        _note_job(request, job.id)
+        return JSONResponse({"id": job.id, "stateLocation": job.state_location}, status_code=202)
+
+    def _answer_now(self, target: CallTarget, outcome: Outcome) -> Response:
+        # Synchronous calls matter little to the service; run the same outcome without a job.
+        result = self.sim.run(target, outcome)
+        if result.status == "Failed":
+            return _message(result.error_message or "", result.status_code)
+        return Response(
+            result.content,
+            status_code=result.status_code,
+            headers=result.headers,
+            media_type=result.content_type if result.content is not None else None,
+        )
+
+    def _job_for(self, request: Request) -> BackgroundJob | Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        job_id = request.path_params["job_id"]
+        _note_job(request, job_id)
+        job = self.sim.lookup(job_id)
+        if job is None:
+            return _message(JOB_NOT_FOUND_MESSAGE, 404)
+        return job
+
+    async def read_state(self, request: Request) -> Response:
+        """`GET /v1/background/{id}`: the job's BackgroundRequestStateDto."""
+        job = self._job_for(request)
+        if isinstance(job, Response):
+            return job
+        return JSONResponse(job.to_state())
+
+    async def read_content(self, request: Request) -> Response:
+        """`GET /v1/background/{id}/content`: the original response body; 404 without one."""
+        job = self._job_for(request)
+        if isinstance(job, Response):
+            return job
+        if job.result is None or job.result.content is None:
+            return _message(NO_CONTENT_MESSAGE, 404)
+        return Response(job.result.content, media_type=job.result.content_type)
+
+    async def add_outcomes(self, request: Request) -> Response:
+        """`POST /_sim/outcomes`: queue one outcome or a list of them."""
+        try:
+            data = json.loads(await request.body())
+            items = data if isinstance(data, list) else [data]
+            outcomes = [Outcome.from_json(item) for item in items]
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError too
+            return _control_error(str(exc))
+        self.sim.script(*outcomes)
+        return JSONResponse({"queued": len(outcomes), "pending": self._pending()}, 201)
+
+    async def list_outcomes(self, request: Request) -> Response:
+        """`GET /_sim/outcomes`: the outcomes still waiting."""
+        return JSONResponse({"items": self._pending()})
+
+    async def clear_outcomes(self, request: Request) -> Response:
+        """`DELETE /_sim/outcomes`: forget every scripted outcome."""
+        self.sim.clear_outcomes()
+        return Response(status_code=204)
+
+    def _pending(self) -> list[dict[str, Any]]:
+        return [outcome.to_json() for outcome in self.sim.outcomes.pending]
+
+    async def list_jobs(self, request: Request) -> Response:
+        """`GET /_sim/jobs`: every job with its request, outcome and state."""
+        return JSONResponse({"items": [job.to_json() for job in self.sim.jobs.values()]})
+
+    async def read_job(self, request: Request) -> Response:
+        """`GET /_sim/jobs/{id}`: one job."""
+        job = self.sim.jobs.get(request.path_params["job_id"])
+        if job is None:
+            return JSONResponse({"error": "not_found", "detail": "no such job"}, 404)
+        return JSONResponse(job.to_json())
+
+    async def list_requests(self, request: Request) -> Response:
+        """`GET /_sim/requests[?job_id=...]`: the request log."""
+        job_id = request.query_params.get("job_id")
+        records = [r for r in self.sim.requests if job_id is None or r.job_id == job_id]
+        return JSONResponse({"items": [record.to_json() for record in records]})
+
+    async def list_deliveries(self, request: Request) -> Response:
+        """`GET /_sim/deliveries[?job_id=...]`: every webhook delivery attempt."""
+        job_id = request.query_params.get("job_id")
+        attempts = [a for a in self.sim.deliveries if job_id is None or a.job_id == job_id]
+        return JSONResponse({"items": [attempt.to_json() for attempt in attempts]})
+
+    async def read_stats(self, request: Request) -> Response:
+        """`GET /_sim/stats`: counters."""
+        return JSONResponse(self.sim.stats())
+
+
+def _parse_form(body: bytes) -> dict[str, str]:
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise TokenError("invalid_request", "the form is not valid") from exc
+    form: dict[str, str] = {}
+    for key, value in pairs:
+        if key in form:  # RFC 6749 3.2: parameters must not repeat
+            raise TokenError("invalid_request", f"{key} is given more than once")
+        form[key] = value
+    return form
+
+
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        client_id, colon, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise TokenError("invalid_client", "malformed Basic credentials", status=401) from exc
+    if not colon:
+        raise TokenError("invalid_client", "malformed Basic credentials", status=401)
+    return client_id, secret
+
+
+def _routes(endpoints: _Endpoints) -> list[BaseRoute]:
+    routes: list[BaseRoute] = [
+        Route("/connect/token", endpoints.issue_token, methods=["POST"], name="issue_token"),
+        Route("/_sim/outcomes", endpoints.add_outcomes, methods=["POST"], name="add_outcomes"),
+        Route("/_sim/outcomes", endpoints.list_outcomes, name="list_outcomes"),
+        Route(
+            "/_sim/outcomes", endpoints.clear_outcomes, methods=["DELETE"], name="clear_outcomes"
+        ),
+        Route("/_sim/jobs", endpoints.list_jobs, name="list_jobs"),
+        Route("/_sim/jobs/{job_id}", endpoints.read_job, name="read_job"),
+        Route("/_sim/requests", endpoints.list_requests, name="list_requests"),
+        Route("/_sim/deliveries", endpoints.list_deliveries, name="list_deliveries"),
+        Route("/_sim/stats", endpoints.read_stats, name="read_stats"),
+    ]
+    for prefix in API_PREFIXES:
+        # Route names of the older layouts carry their prefix; the current layout's are plain.
+        suffix = prefix.replace("/", "_").lower()
+        # The state routes come first: `/v1/background/...` is not a background call.
+        routes += [
+            Route(
+                f"{prefix}/v1/background/{{job_id}}",
+                endpoints.read_state,
+                name=f"read_background_state{suffix}",
+            ),
+            Route(
+                f"{prefix}/v1/background/{{job_id}}/content",
+                endpoints.read_content,
+                name=f"read_background_content{suffix}",
+            ),
+        ]
+        routes += [
+            Route(
+                f"{prefix}/{version}/{{path:path}}",
+                endpoints.call_api,
+                methods=API_METHODS,
+                name=f"call_api_{version}{suffix}",
+            )
+            for version in ("v1", "v2")
+        ]
+    return routes
+
+
+def create_simulator_app(
+    config: SimulatorConfig, *, webhook_transport: httpx.AsyncBaseTransport | None = None
+) -> Starlette:
+    """A Starlette app that behaves like Visma.net; its state is `app.state.simulator`.
+
+    The lifespan runs the webhook dispatcher; when the app is driven in-process (ASGITransport
+    skips the lifespan) enter `app.router.lifespan_context(app)` to get webhooks.
+    `webhook_transport` lets the dispatcher deliver in-process too (e.g. to the service's app).
+    """
+    simulator = SimulatorState(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        limits = httpx.Limits(max_connections=config.max_concurrent_deliveries)
+        async with httpx.AsyncClient(
+            timeout=config.webhook_timeout_seconds, limits=limits, transport=webhook_transport
+        ) as client:
+            await simulator.dispatcher.start(client)
+            try:
+                yield
+            finally:
+                await simulator.dispatcher.stop()
+                simulator.close()
+
+    app = Starlette(
+        routes=_routes(_Endpoints(simulator)),
+        middleware=[Middleware(_RequestLog, simulator=simulator)],
+        lifespan=lifespan,
+    )
+    app.state.simulator = simulator
+    return app
