@@ -17,15 +17,14 @@ from service import store
 from service.domain import (
     OPEN_STATES,
     EventKind,
-    JobState,
     Outcome,
     Resolver,
-    can_move,
     decide_outcome,
     needs_content,
     parse_background_state,
 )
 from service.flows.clock import utcnow
+from service.flows.outcomes import record_outcome
 from service.visma import VismaClient, VismaError, VismaNotFound, VismaUnavailable
 
 _OPEN = [s.value for s in OPEN_STATES]
@@ -124,34 +123,9 @@ async def _apply_state(
                 detail=summary,
             )
             return
-        if not can_move(JobState(job.state), outcome.state):
-            job.next_check_at = None
-            await store.add_event(
-                session,
-                job_id,
-                kind=EventKind.IGNORED,
-                source=resolver,
-                at=now,
-                detail={**summary, "note": f"the job was already {job.state}"},
-            )
-            return
-        job.state = outcome.state
-        job.http_status = outcome.http_status
-        job.created_resource_id = outcome.created_resource_id
-        job.error = outcome.error.as_json() if outcome.error else None
-        job.hint = outcome.hint
-        job.resolved_by = resolver
-        job.finished_at = now
-        job.next_check_at = None
-        detail: dict[str, Any] = {**summary}
-        if outcome.created_resource_id:
-            detail["createdResourceId"] = outcome.created_resource_id
-        if outcome.error:
-            detail["error"] = outcome.error.message
-        if outcome.note:
-            detail["note"] = outcome.note
-        kind = EventKind.SUCCEEDED if outcome.state == JobState.SUCCEEDED else EventKind.FAILED
-        await store.add_event(session, job_id, kind=kind, source=resolver, at=now, detail=detail)
+        await record_outcome(
+            session, job, outcome, source=resolver, at=now, detail=summary, resolved_by=resolver
+        )
 
 
 async def _record_read_failure(

@@ -19,6 +19,7 @@ from service.domain import (
     decide_rejection,
 )
 from service.flows.clock import utcnow
+from service.flows.outcomes import record_outcome
 from service.visma import SubmitAccepted, VismaClient, VismaError, VismaRejected, VismaUnavailable
 
 
@@ -146,23 +147,7 @@ async def _record_rejection(
         job = await store.get_job(session, job_id, for_update=True)
         if job is None:
             return
-        error = outcome.error.as_json() if outcome.error else None
-        if can_move(JobState(job.state), JobState.REJECTED):
-            job.state = JobState.REJECTED
-            job.http_status = outcome.http_status
-            job.error = error
-            job.hint = outcome.hint
-            job.finished_at = now
-            job.next_check_at = None
-        job.last_modified_at = now
-        await store.add_event(
-            session,
-            job_id,
-            kind=EventKind.REJECTED,
-            source="visma",
-            at=now,
-            detail={"httpStatus": outcome.http_status, "error": error},
-        )
+        await record_outcome(session, job, outcome, source="visma", at=now)
 
 
 async def _record_uncertain(

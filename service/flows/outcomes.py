@@ -1,0 +1,67 @@
+"""The one place a job reaches its outcome, so every path (webhook, poll, refusal, expiry)
+records it the same way: fields, timeline event, and whatever follows a transition."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service import store
+from service.domain import EventKind, JobState, Outcome, can_move
+
+_EVENT_FOR = {
+    JobState.SUCCEEDED: EventKind.SUCCEEDED,
+    JobState.FAILED: EventKind.FAILED,
+    JobState.EXPIRED: EventKind.EXPIRED,
+    JobState.REJECTED: EventKind.REJECTED,
+}
+
+
+async def record_outcome(
+    session: AsyncSession,
+    job: store.Job,
+    outcome: Outcome,
+    *,
+    source: str,
+    at: datetime,
+    detail: dict[str, Any] | None = None,
+    resolved_by: str | None = None,
+) -> bool:
+    """Move `job` to `outcome.state` if that is forward; returns whether it moved.
+
+    A move that would go backwards is kept in the timeline as `ignored`, never applied.
+    """
+    detail = dict(detail or {})
+    job.last_modified_at = at
+    if not can_move(JobState(job.state), outcome.state):
+        await store.add_event(
+            session,
+            job.id,
+            kind=EventKind.IGNORED,
+            source=source,
+            at=at,
+            detail={**detail, "outcome": outcome.state, "note": f"the job was already {job.state}"},
+        )
+        return False
+    job.state = outcome.state
+    job.http_status = outcome.http_status
+    job.created_resource_id = outcome.created_resource_id
+    job.error = outcome.error.as_json() if outcome.error else None
+    job.hint = outcome.hint
+    job.resolved_by = resolved_by
+    job.finished_at = at
+    job.next_check_at = None
+    if outcome.created_resource_id:
+        detail["createdResourceId"] = outcome.created_resource_id
+    if outcome.http_status is not None:
+        detail.setdefault("httpStatus", outcome.http_status)
+    if outcome.error:
+        detail["error"] = outcome.error.message
+    if outcome.note:
+        detail["note"] = outcome.note
+    await store.add_event(
+        session, job.id, kind=_EVENT_FOR[outcome.state], source=source, at=at, detail=detail
+    )
+    return True
