@@ -1,0 +1,164 @@
+"""The `visma-hooks` command line against a real database and a real simulator server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import uvicorn
+
+from service import store
+from service.cli import main
+from service.simulator import Outcome, SimulatorConfig, create_simulator_app
+from service.store import create_engine, create_sessionmaker
+from tests.conftest import WEBHOOK_SECRET
+from tests.servers import bind_loopback, url_of
+
+
+@pytest.fixture(name="cli_env")
+def fixture_cli_env(clean_database: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("DATABASE_URL", clean_database)
+    monkeypatch.setenv("VISMA_WEBHOOK_SECRETS", WEBHOOK_SECRET)
+    return clean_database
+
+
+@pytest.fixture(name="simulator")
+def fixture_simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """The simulator served by uvicorn in a thread (the CLI runs its own event loop)."""
+    sock = bind_loopback()
+    app = create_simulator_app(SimulatorConfig(webhook_url=None))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    base = url_of(sock)
+    for name, value in {
+        "VISMA_API_URL": base,
+        "VISMA_TOKEN_URL": f"{base}/connect/token",
+        "VISMA_CLIENT_ID": "sim-client",
+        "VISMA_CLIENT_SECRET": "sim-secret",
+        "VISMA_TENANT_ID": "sim-tenant",
+    }.items():
+        monkeypatch.setenv(name, value)
+    yield app.state.simulator
+    server.should_exit = True
+    thread.join(timeout=5)
+
+
+def add_job(database_url: str, job_id: str, **fields: object) -> None:
+    async def insert() -> None:
+        engine = create_engine(database_url)
+        now = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+        try:
+            async with create_sessionmaker(engine).begin() as session:
+                values = {
+                    "state": "failed",
+                    "method": "POST",
+                    "path": "/v1/salesorder",
+                    "tags": {"orderRef": "SO-1"},
+                    "notify": True,
+                    "submitted_at": now,
+                    "last_modified_at": now,
+                    **fields,
+                }
+                await store.add_job(session, store.Job(id=job_id, **values))
+                await store.add_event(
+                    session,
+                    job_id,
+                    kind="failed",
+                    source="webhook",
+                    at=now,
+                    detail={"error": "No license for this company."},
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(insert())
+
+
+def test_jobs_lists_jobs_in_a_table(cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    add_job(cli_env, "job-a")
+    add_job(cli_env, "job-b", state="succeeded")
+    assert main(["jobs", "--state", "failed"]) == 0
+    out = capsys.readouterr().out
+    assert "job-a" in out and "failed" in out
+    assert "job-b" not in out
+    assert main(["jobs", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["totalCount"] == 2
+
+
+def test_job_shows_error_hint_and_timeline(
+    cli_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_job(
+        cli_env,
+        "job-c",
+        error={
+            "type": "IPPException",
+            "message": "No license for this company.",
+            "faultCode": "12027",
+            "messageId": None,
+            "body": None,
+        },
+        hint="The integration user lacks the API user role",
+    )
+    assert main(["job", "job-c"]) == 0
+    out = capsys.readouterr().out
+    assert "No license for this company. (fault 12027)" in out
+    assert "hint:" in out and "API user role" in out
+    assert "timeline" in out and "webhook" in out
+
+
+def test_job_unknown_id_is_an_error(cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["job", "nope"]) == 1
+    assert "no job with id 'nope'" in capsys.readouterr().err
+
+
+def test_submit_sends_the_job_to_visma(
+    cli_env: str, simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "submit",
+            "--path",
+            "/v1/customer",
+            "--body",
+            '{"name": "Acme"}',
+            "--tag",
+            "orderRef=SO-9",
+            "--json",
+        ]
+    )
+    assert code == 0
+    job = json.loads(capsys.readouterr().out)
+    assert job["state"] == "accepted" and job["tags"] == {"orderRef": "SO-9"}
+    visma_job = simulator.jobs[job["vismaJobId"]]
+    assert visma_job.request_headers["erp-api-background"] == (
+        f"subscription:vh-job-id={job['id']},orderRef=SO-9"
+    )
+
+
+def test_submit_rejected_exits_non_zero(
+    cli_env: str, simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    simulator.script(Outcome(kind="reject", reject_status=403, message="Forbidden."))
+    assert main(["submit", "--path", "/v1/customer", "--body", "{}"]) == 1
+    out = capsys.readouterr().out
+    assert "rejected" in out and "Forbidden." in out
+
+
+def test_submit_refuses_bad_tags(cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["submit", "--path", "/v1/customer", "--tag", "bad key=1"]) == 1
+    assert "tag key 'bad key'" in capsys.readouterr().err
+
+
+def test_migrate_reports_the_database(cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["migrate"]) == 0
+    assert "database is up to date" in capsys.readouterr().out
