@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 
 from service.cli import migrate
@@ -16,6 +17,12 @@ from service.store import Base, create_engine, is_sqlite
 
 WEBHOOK_SECRET = "test-webhook-secret"
 API_TOKEN = "test-api-token"
+# CI explores a fixed set of generated examples so a run is reproducible; locally each run
+# explores new ones.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
+
 REQUIRE_DATABASE = os.environ.get("TEST_REQUIRE_DATABASE", "").lower() in ("1", "true", "yes")
 
 

@@ -248,13 +248,20 @@ def test_bad_b64_is_invalid_input(value: str) -> None:
         decode_id(value)
 
 
-@given(st.text(min_size=1, max_size=40))
+@given(
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40
+    )
+)
 def test_b64_round_trip(value: str) -> None:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return
     assert decode_id(encode_id(value)) == value
+
+
+@pytest.mark.parametrize("value", ["a\x00b", "tab\there", "\x7f"])
+def test_ids_with_control_characters_are_invalid(value: str) -> None:
+    for form in (value, encode_id(value)):
+        with pytest.raises(InvalidInput):
+            decode_id(form)
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,12 @@ from service.domain.listing import (
     parse_delivery_query,
     parse_job_query,
 )
-from service.domain.submission import METHODS, validate_method, validate_path
+from service.domain.submission import (
+    METHODS,
+    validate_if_match,
+    validate_method,
+    validate_path,
+)
 from service.domain.visma_errors import VismaErrorInfo, hint_for, parse_error
 
 __all__ = [
@@ -81,6 +86,7 @@ __all__ = [
     "parse_error",
     "parse_job_query",
     "read_background_body",
+    "validate_if_match",
     "validate_method",
     "validate_path",
     "validate_tags",

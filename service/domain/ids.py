@@ -18,10 +18,13 @@ BAD_B64_ID = (
 )
 
 
+CONTROL_CHARACTER_ID = "ids must not contain control characters"
+
+
 def decode_id(value: str) -> str:
     """The id a path segment names, decoding the `b64(...)` form."""
     if not (value.startswith("b64(") and value.endswith(")")):
-        return value
+        return _no_control_characters(value)
     encoded = value[4:-1]
     if not _BASE64URL.fullmatch(encoded):
         raise InvalidInput(BAD_B64_ID.format(value=value))
@@ -32,7 +35,18 @@ def decode_id(value: str) -> str:
         raise InvalidInput(BAD_B64_ID.format(value=value)) from None
     if not decoded:
         raise InvalidInput(BAD_B64_ID.format(value=value))
-    return decoded
+    return _no_control_characters(decoded)
+
+
+def has_control_characters(value: str) -> bool:
+    """True when `value` holds a C0 control character or DEL (no database stores NUL in text)."""
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
+
+
+def _no_control_characters(value: str) -> str:
+    if has_control_characters(value):
+        raise InvalidInput(CONTROL_CHARACTER_ID)
+    return value
 
 
 def encode_id(value: str) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from service.domain.errors import InvalidInput
+from service.domain.ids import has_control_characters
 from service.domain.jobs import JobState
 
 MAX_PAGE_SIZE = 500
@@ -67,6 +68,8 @@ def parse_job_query(pairs: Iterable[tuple[str, str]]) -> tuple[JobFilter, Page]:
     tags: dict[str, str] = {}
     for key, value in pairs:
         if key.startswith("tag."):
+            if has_control_characters(key) or has_control_characters(value):
+                raise InvalidInput(f"query parameter {key!r} holds a control character")
             tag = key[4:]
             if not tag:
                 raise InvalidInput("tag filter needs a key: tag.<key>=<value>")
@@ -165,6 +168,8 @@ def _positive_int(params: dict[str, str], name: str, default: int) -> int:
 
 
 def _once(params: dict[str, str], key: str, value: str) -> None:
+    if has_control_characters(key) or has_control_characters(value):
+        raise InvalidInput(f"query parameter {key!r} holds a control character")
     if key in params:
         raise InvalidInput(f"query parameter {key!r} is given more than once")
     params[key] = value

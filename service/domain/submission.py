@@ -36,3 +36,10 @@ def validate_path(path: str) -> str:
     if _BACKGROUND.match(path):
         raise InvalidInput("path must not be a /v1/background endpoint")
     return path
+
+
+def validate_if_match(value: str) -> str:
+    """An `If-Match` value (an ETag) that can travel as a header."""
+    if not value or len(value) > 512 or any(not (0x20 <= ord(c) < 0x7F) for c in value):
+        raise InvalidInput("ifMatch must be an ETag of up to 512 printable ASCII characters")
+    return value

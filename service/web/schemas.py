@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from service.domain import (
     InvalidInput,
     Page,
+    validate_if_match,
     validate_method,
     validate_path,
     validate_tags,
@@ -47,6 +48,11 @@ class JobCreate(BaseModel):
     @classmethod
     def _path(cls, value: str) -> str:
         return _domain_check(validate_path, value)
+
+    @field_validator("ifMatch")
+    @classmethod
+    def _if_match(cls, value: str | None) -> str | None:
+        return None if value is None else _domain_check(validate_if_match, value)
 
     @field_validator("tags")
     @classmethod
