@@ -196,7 +196,8 @@ def _jobs(args: argparse.Namespace) -> int:
         return 0
     table = Table(title=f"jobs {page.offset + 1}-{page.offset + len(items)} of {total}")
     for column in ("id", "state", "method", "path", "vismaJobId", "httpStatus", "submittedAt"):
-        table.add_column(column)
+        # Ids are for copying: wrap them, never cut them short.
+        table.add_column(column, overflow="fold")
     for item in items:
         style = STATE_STYLES.get(item["state"], "")
         table.add_row(
