@@ -60,6 +60,17 @@ def visma_client(
         tenant_id=settings.VISMA_TENANT_ID,
         scopes=settings.VISMA_SCOPES,
         transport=transport,
+        max_requests_per_second=settings.VISMA_MAX_REQUESTS_PER_SECOND,
+    )
+
+
+def resolve_settings(settings: Settings) -> ResolveSettings:
+    """How the state-read worker paces itself, from the service settings."""
+    return ResolveSettings(
+        poll_after_seconds=settings.POLL_AFTER_SECONDS,
+        job_ttl_seconds=settings.JOB_TTL_SECONDS,
+        max_recheck_seconds=settings.POLL_MAX_INTERVAL_SECONDS,
+        lease_seconds=settings.POLL_LEASE_SECONDS,
     )
 
 
@@ -75,11 +86,7 @@ async def open_resources(
     engine = create_engine(settings.DATABASE_URL)
     sessions = create_sessionmaker(engine)
     visma = visma_client(settings, transport=visma_transport)
-    resolver = ResolverWorker(
-        sessions,
-        visma,
-        resolve or ResolveSettings(poll_after_seconds=settings.POLL_AFTER_SECONDS),
-    )
+    resolver = ResolverWorker(sessions, visma, resolve or resolve_settings(settings))
     ingest = IngestWriter(engine, on_matched=resolver.wake)
     await ingest.start()
     if run_workers:

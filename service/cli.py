@@ -61,7 +61,13 @@ def _parser() -> argparse.ArgumentParser:
 
     submit = commands.add_parser("submit", help="send a request to Visma as a background job")
     submit.add_argument("--method", default="POST")
-    submit.add_argument("--path", required=True, help="e.g. /v1/customer")
+    submit.add_argument("--path", help="e.g. /v1/customer")
+    submit.add_argument(
+        "--resend",
+        metavar="JOB",
+        help="send JOB's request again as a new job (never done automatically: it may create "
+        "the same thing twice)",
+    )
     body = submit.add_mutually_exclusive_group()
     body.add_argument("--body", help="JSON text")
     body.add_argument("--body-file", type=Path, help="a file holding the JSON body")
@@ -79,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     jobs.add_argument("--page", default="1")
     jobs.add_argument("--json", action="store_true")
     jobs.set_defaults(run=_jobs)
+
+    poll = commands.add_parser("poll", help="read the state of jobs whose poll is due")
+    poll.add_argument("--loop", action="store_true", help="keep polling until interrupted")
+    poll.add_argument("--interval", type=float, default=5.0, help="seconds between passes")
+    poll.set_defaults(run=_poll)
 
     job = commands.add_parser("job", help="show one job and its timeline")
     job.add_argument("job_id")
@@ -139,6 +150,14 @@ def _migrate(_args: argparse.Namespace) -> int:
 def _submit(args: argparse.Namespace) -> int:
     from service.web.schemas import parse_job_create
 
+    if args.resend:
+        data = asyncio.run(_resend_and_show(get_settings(), args.resend))
+        _print_job(data, as_json=args.json)
+        return 0 if data["state"] not in ("rejected", "failed") else 1
+    if not args.path:
+        Console(stderr=True).print("[red]error:[/red] --path is required (or --resend JOB)")
+        return 2
+
     raw_body = args.body_file.read_text() if args.body_file else args.body
     request: dict[str, Any] = {
         "method": args.method,
@@ -173,11 +192,62 @@ async def _submit_and_show(settings: Settings, request: Any) -> dict[str, Any]:
             request,
             source="cli",
             poll_after_seconds=settings.POLL_AFTER_SECONDS,
+            job_ttl_seconds=settings.JOB_TTL_SECONDS,
         )
         return await _load_job(sessions, job_id)
     finally:
         await visma.aclose()
         await engine.dispose()
+
+
+async def _resend_and_show(settings: Settings, job_id: str) -> dict[str, Any]:
+    from service.app import visma_client
+    from service.domain import decode_id
+    from service.flows import resend_job
+
+    engine, sessions = _open_db(settings)
+    visma = visma_client(settings)
+    try:
+        new_id = await resend_job(
+            sessions,
+            visma,
+            decode_id(job_id),
+            source="cli",
+            poll_after_seconds=settings.POLL_AFTER_SECONDS,
+            job_ttl_seconds=settings.JOB_TTL_SECONDS,
+        )
+        return await _load_job(sessions, new_id)
+    finally:
+        await visma.aclose()
+        await engine.dispose()
+
+
+def _poll(args: argparse.Namespace) -> int:
+    settings = get_settings()
+
+    async def poll() -> int:
+        from service.app import resolve_settings, visma_client
+        from service.workers import ResolverWorker
+
+        engine, sessions = _open_db(settings)
+        visma = visma_client(settings)
+        worker = ResolverWorker(
+            sessions, visma, resolve_settings(settings), idle_seconds=args.interval
+        )
+        try:
+            if args.loop:
+                await worker.run_forever()
+            return await worker.run_once()
+        finally:
+            await visma.aclose()
+            await engine.dispose()
+
+    try:
+        count = asyncio.run(poll())
+    except KeyboardInterrupt:
+        return 0
+    Console().print(f"read the state of {count} job(s)")
+    return 0
 
 
 def _jobs(args: argparse.Namespace) -> int:

@@ -64,6 +64,15 @@ class Settings(BaseSettings):
     JOB_TTL_SECONDS: float = Field(default=86400, gt=0)
     """After this a job Visma no longer knows is `expired`."""
 
+    POLL_MAX_INTERVAL_SECONDS: float = Field(default=1800, gt=0)
+    """Polls of a job Visma still runs grow apart up to this interval."""
+
+    POLL_LEASE_SECONDS: float = Field(default=60, gt=0)
+    """A replica's claim on a job's state read; a replica that dies frees it after this."""
+
+    VISMA_MAX_REQUESTS_PER_SECOND: float = Field(default=10, gt=0)
+    """Requests per second this process sends to Visma at most (each replica has its own)."""
+
     ALERT_WEBHOOK_URLS: CommaList = Field(default_factory=list)
     """Comma-separated URLs that receive JSON alert hooks."""
 

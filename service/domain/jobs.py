@@ -45,6 +45,7 @@ class EventKind(StrEnum):
     FAILED = "failed"
     EXPIRED = "expired"
     IGNORED = "ignored"
+    RESENT = "resent"
 
 
 class Resolver(StrEnum):

@@ -1,7 +1,8 @@
 """Reading a job's Visma state and recording its outcome (after a webhook, or when polling).
 
 The same code serves both: a webhook only makes the read due now; the outcome always comes from
-the state endpoint (DESIGN.md 1.5).
+the state endpoint (DESIGN.md 1.5). A job Visma cannot tell us about within the TTL becomes
+`expired`: outcome unknown, never pending forever.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from service import store
 from service.domain import (
     OPEN_STATES,
     EventKind,
+    JobState,
     Outcome,
     Resolver,
     decide_outcome,
@@ -29,23 +31,35 @@ from service.visma import VismaClient, VismaError, VismaNotFound, VismaUnavailab
 
 _OPEN = [s.value for s in OPEN_STATES]
 
+EXPIRED_FORGOTTEN = "Visma no longer knows the job ({status}) and the TTL has passed"
+EXPIRED_NO_ANSWER = "no answer from Visma before the TTL passed: {message}"
+EXPIRED_UNKNOWN_SUBMISSION = (
+    "the submission's fate is unknown: no 202 and no webhook arrived before the TTL passed; "
+    "it was not re-sent (use `visma-hooks submit --resend` to send it again deliberately)"
+)
+
 
 @dataclass(frozen=True)
 class ResolveSettings:
     """Pacing of state reads."""
 
     poll_after_seconds: float = 120.0
-    # A job Visma still runs is read again after this, growing with each read.
+    job_ttl_seconds: float = 86400.0
+    # A job Visma still runs is read again after this, doubling with each read.
     recheck_seconds: float = 5.0
-    max_recheck_seconds: float = 3600.0
+    max_recheck_seconds: float = 1800.0
     # How long a claimed job stays ours before another worker may take it.
-    lease_seconds: float = 120.0
+    lease_seconds: float = 60.0
     batch_size: int = 20
     concurrency: int = 4
 
     def recheck_after(self, attempts: int) -> timedelta:
         seconds = self.recheck_seconds * (2 ** min(max(attempts - 1, 0), 16))
         return timedelta(seconds=min(seconds, self.max_recheck_seconds))
+
+    def deadline(self, job: store.Job | store.ClaimedJob) -> datetime:
+        """When the job expires if Visma has not told us its outcome."""
+        return job.submitted_at + timedelta(seconds=self.job_ttl_seconds)
 
 
 async def resolve_due_jobs(
@@ -65,36 +79,35 @@ async def resolve_due_jobs(
         )
     limit = asyncio.Semaphore(settings.concurrency)
 
-    async def one(job_id: str, visma_job_id: str | None) -> None:
+    async def one(job: store.ClaimedJob) -> None:
         async with limit:
-            await read_and_apply(sessions, visma, job_id, visma_job_id, settings)
+            await read_and_apply(sessions, visma, job, settings)
 
-    await asyncio.gather(*(one(job_id, visma_id) for job_id, visma_id in claimed))
+    await asyncio.gather(*(one(job) for job in claimed))
     return len(claimed)
 
 
 async def read_and_apply(
     sessions: async_sessionmaker[AsyncSession],
     visma: VismaClient,
-    job_id: str,
-    visma_job_id: str | None,
+    claimed: store.ClaimedJob,
     settings: ResolveSettings,
 ) -> None:
     """Read one job's state from Visma (no transaction open), then record what it means."""
-    if visma_job_id is None:
-        await _record_no_visma_id(sessions, job_id)
+    if claimed.visma_job_id is None:
+        await _wait_for_visma_id(sessions, claimed.id, settings)
         return
     try:
-        data = await visma.background_state(visma_job_id)
+        data = await visma.background_state(claimed.visma_job_id)
         state = parse_background_state(data)
         content = None
         if needs_content(state):
-            answer = await visma.background_content(visma_job_id)
+            answer = await visma.background_content(claimed.visma_job_id)
             content = answer.body if answer else None
     except VismaError as exc:
-        await _record_read_failure(sessions, job_id, exc, settings)
+        await _record_read_failure(sessions, claimed.id, exc, settings)
         return
-    await _apply_state(sessions, job_id, data, decide_outcome(state, content), settings)
+    await _apply_state(sessions, claimed.id, data, decide_outcome(state, content), settings)
 
 
 async def _apply_state(
@@ -109,18 +122,13 @@ async def _apply_state(
         job = await store.get_job(session, job_id, for_update=True)
         if job is None:
             return
-        resolver = Resolver.WEBHOOK if job.last_webhook_at is not None else Resolver.POLL
+        resolver = _resolver(job)
         summary = {"status": data.get("status"), "statusCode": data.get("statusCode")}
-        job.last_modified_at = now
         if outcome is None:
-            job.next_check_at = now + settings.recheck_after(job.check_attempts)
+            job.last_modified_at = now
+            job.next_check_at = _next_check(job, now, settings)
             await store.add_event(
-                session,
-                job_id,
-                kind=EventKind.STATE_READ,
-                source=resolver,
-                at=now,
-                detail=summary,
+                session, job_id, kind=EventKind.STATE_READ, source=resolver, at=now, detail=summary
             )
             return
         await record_outcome(
@@ -134,49 +142,81 @@ async def _record_read_failure(
     exc: VismaError,
     settings: ResolveSettings,
 ) -> None:
+    """Try again later; once the TTL has passed, the job is expired instead."""
     now = utcnow()
     async with sessions.begin() as session:
         job = await store.get_job(session, job_id, for_update=True)
         if job is None or job.state not in _OPEN:
             return
-        wait = settings.recheck_after(job.check_attempts)
-        if isinstance(exc, VismaUnavailable) and exc.retry_after is not None:
-            wait = max(wait, timedelta(seconds=exc.retry_after))
-        job.next_check_at = now + wait
+        source = _resolver(job)
+        if now >= settings.deadline(job):
+            if isinstance(exc, VismaNotFound):
+                reason = EXPIRED_FORGOTTEN.format(status=exc.status)
+            else:
+                reason = EXPIRED_NO_ANSWER.format(message=exc.message)
+            await _expire(session, job, reason, source=source, at=now, http_status=exc.status)
+            return
+        retry_after = exc.retry_after if isinstance(exc, VismaUnavailable) else None
+        job.next_check_at = _next_check(job, now, settings, at_least=retry_after)
         job.last_modified_at = now
         await store.add_event(
             session,
             job_id,
             kind=EventKind.STATE_READ_FAILED,
-            source="poll" if job.last_webhook_at is None else "webhook",
+            source=source,
             at=now,
             detail={
                 "message": exc.message,
                 "httpStatus": exc.status,
+                # A young job Visma does not know yet (or any more) is retried, not final.
                 "notFound": isinstance(exc, VismaNotFound),
-                "retryAt": _iso(job.next_check_at),
+                "retryAt": job.next_check_at.isoformat(),
             },
         )
 
 
-async def _record_no_visma_id(sessions: async_sessionmaker[AsyncSession], job_id: str) -> None:
+async def _wait_for_visma_id(
+    sessions: async_sessionmaker[AsyncSession], job_id: str, settings: ResolveSettings
+) -> None:
+    """No Visma id (the 202 was lost): wait for the webhook until the TTL, then expire."""
     now = utcnow()
     async with sessions.begin() as session:
         job = await store.get_job(session, job_id, for_update=True)
         if job is None or job.state not in _OPEN:
             return
-        # Nothing to read until a webhook (or the 202) tells us Visma's id.
-        job.next_check_at = None
-        job.last_modified_at = now
-        await store.add_event(
-            session,
-            job_id,
-            kind=EventKind.STATE_READ_FAILED,
-            source="poll",
-            at=now,
-            detail={"message": "Visma's job id is not known yet; waiting for the webhook"},
-        )
+        if now >= settings.deadline(job):
+            await _expire(session, job, EXPIRED_UNKNOWN_SUBMISSION, source="poll", at=now)
+            return
+        job.next_check_at = settings.deadline(job)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+async def _expire(
+    session: AsyncSession,
+    job: store.Job,
+    reason: str,
+    *,
+    source: str,
+    at: datetime,
+    http_status: int | None = None,
+) -> None:
+    outcome = Outcome(state=JobState.EXPIRED, http_status=None, note=reason)
+    await record_outcome(
+        session, job, outcome, source=source, at=at, detail={"vismaHttpStatus": http_status}
+    )
+
+
+def _next_check(
+    job: store.Job, now: datetime, settings: ResolveSettings, *, at_least: float | None = None
+) -> datetime:
+    """The next read: growing intervals, never past the TTL (so expiry is on time)."""
+    wait = settings.recheck_after(job.check_attempts)
+    if at_least is not None:
+        wait = max(wait, timedelta(seconds=at_least))
+    deadline = settings.deadline(job)
+    if now < deadline:
+        return min(now + wait, deadline)
+    return now + wait
+
+
+def _resolver(job: store.Job) -> str:
+    return Resolver.WEBHOOK if job.last_webhook_at is not None else Resolver.POLL

@@ -11,8 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service import store
 from service.domain import (
     EventKind,
+    InvalidState,
     JobState,
     NotConfigured,
+    NotFound,
     Outcome,
     background_header,
     can_move,
@@ -42,7 +44,9 @@ async def submit_job(
     *,
     source: str,
     poll_after_seconds: float,
+    job_ttl_seconds: float,
     job_id: str | None = None,
+    resent_from: str | None = None,
 ) -> str:
     """Create the job, send it, and record how Visma answered; returns the job id.
 
@@ -68,6 +72,7 @@ async def submit_job(
                 notify=request.notify,
                 submitted_at=now,
                 last_modified_at=now,
+                resent_from=resent_from,
             ),
         )
         await store.add_event(
@@ -76,7 +81,11 @@ async def submit_job(
             kind=EventKind.SUBMITTED,
             source=source,
             at=now,
-            detail={"method": request.method, "path": request.path},
+            detail={
+                "method": request.method,
+                "path": request.path,
+                **({"resentFrom": resent_from} if resent_from else {}),
+            },
         )
     header = background_header(job_id, request.tags, notify=request.notify)
     try:
@@ -93,12 +102,64 @@ async def submit_job(
         if exc.status is not None:  # Visma answered (429 until we gave up, or 5xx): refused
             await _record_rejection(sessions, job_id, decide_rejection(exc.status, exc.body))
         else:
-            await _record_uncertain(sessions, job_id, exc)
+            await _record_uncertain(sessions, job_id, exc, job_ttl_seconds=job_ttl_seconds)
     except VismaError as exc:
-        await _record_uncertain(sessions, job_id, exc)
+        await _record_uncertain(sessions, job_id, exc, job_ttl_seconds=job_ttl_seconds)
     else:
         await _record_accepted(sessions, job_id, accepted, poll_after_seconds=poll_after_seconds)
     return job_id
+
+
+async def resend_job(
+    sessions: async_sessionmaker[AsyncSession],
+    visma: VismaClient,
+    job_id: str,
+    *,
+    source: str,
+    poll_after_seconds: float,
+    job_ttl_seconds: float,
+) -> str:
+    """Send a job's request again, deliberately, as a new job linked to the old one.
+
+    Refused while Visma has the job (accepted) or after it succeeded: a background call is not
+    idempotent, and re-sending could create the invoice twice.
+    """
+    new_id = str(uuid.uuid4())
+    async with sessions.begin() as session:
+        old = await store.get_job(session, job_id, for_update=True)
+        if old is None:
+            raise NotFound(f"no job with id {job_id!r}")
+        if old.state in (JobState.ACCEPTED, JobState.SUCCEEDED):
+            raise InvalidState(
+                f"job {job_id} is {old.state}: Visma has it, so re-sending could do the work twice"
+            )
+        request = JobRequest(
+            method=old.method,
+            path=old.path,
+            body=old.request_body,
+            tags=dict(old.tags or {}),
+            if_match=old.if_match,
+            notify=old.notify,
+        )
+        old.last_modified_at = utcnow()
+        await store.add_event(
+            session,
+            job_id,
+            kind=EventKind.RESENT,
+            source=source,
+            at=old.last_modified_at,
+            detail={"newJobId": new_id},
+        )
+    return await submit_job(
+        sessions,
+        visma,
+        request,
+        source=source,
+        poll_after_seconds=poll_after_seconds,
+        job_ttl_seconds=job_ttl_seconds,
+        job_id=new_id,
+        resent_from=job_id,
+    )
 
 
 async def _record_accepted(
@@ -151,15 +212,24 @@ async def _record_rejection(
 
 
 async def _record_uncertain(
-    sessions: async_sessionmaker[AsyncSession], job_id: str, exc: VismaError
+    sessions: async_sessionmaker[AsyncSession],
+    job_id: str,
+    exc: VismaError,
+    *,
+    job_ttl_seconds: float,
 ) -> None:
-    """The request may have reached Visma: leave the job submitted, waiting for its webhook."""
+    """The request may have reached Visma: leave the job submitted, waiting for its webhook.
+
+    Its webhook still finds it (vh-job-id) and names Visma's id; without one it expires.
+    """
     now = utcnow()
     async with sessions.begin() as session:
         job = await store.get_job(session, job_id, for_update=True)
         if job is None:
             return
         job.last_modified_at = now
+        if job.state == JobState.SUBMITTED and job.next_check_at is None:
+            job.next_check_at = job.submitted_at + timedelta(seconds=job_ttl_seconds)
         await store.add_event(
             session,
             job_id,

@@ -10,6 +10,7 @@ from service.store.engine import (
 )
 from service.store.ingest import DeliveryRecord, IngestUnavailable, IngestWriter
 from service.store.jobs import (
+    ClaimedJob,
     add_event,
     add_job,
     claim_due_jobs,
@@ -22,6 +23,7 @@ from service.store.models import Base, Delivery, Job, JobEvent
 
 __all__ = [
     "Base",
+    "ClaimedJob",
     "DatabaseUrlError",
     "Delivery",
     "DeliveryRecord",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -89,6 +90,15 @@ async def list_jobs(
     return rows, total
 
 
+@dataclass(frozen=True)
+class ClaimedJob:
+    """What a worker needs to read a claimed job's state without holding a transaction."""
+
+    id: str
+    visma_job_id: str | None
+    submitted_at: datetime
+
+
 async def claim_due_jobs(
     session: AsyncSession,
     *,
@@ -96,24 +106,27 @@ async def claim_due_jobs(
     states: Sequence[str],
     lease_until: datetime,
     limit: int,
-) -> Sequence[tuple[str, str | None]]:
-    """Claim up to `limit` jobs whose state read is due; returns (id, visma_job_id) pairs.
+) -> list[ClaimedJob]:
+    """Claim up to `limit` jobs whose state read is due.
 
     Claiming pushes `next_check_at` to `lease_until`: if this process dies, the job is due again
     once the lease runs out. SKIP LOCKED lets replicas claim side by side without waiting.
     """
     query = (
-        select(Job.id, Job.visma_job_id)
+        select(Job.id, Job.visma_job_id, Job.submitted_at)
         .where(Job.next_check_at <= now, Job.state.in_(states))
         .order_by(Job.next_check_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    claimed = [(row.id, row.visma_job_id) for row in await session.execute(query)]
+    claimed = [
+        ClaimedJob(row.id, row.visma_job_id, row.submitted_at)
+        for row in await session.execute(query)
+    ]
     if claimed:
         await session.execute(
             update(Job)
-            .where(Job.id.in_([job_id for job_id, _ in claimed]))
+            .where(Job.id.in_([job.id for job in claimed]))
             .values(next_check_at=lease_until, check_attempts=Job.check_attempts + 1)
         )
     return claimed

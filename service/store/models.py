@@ -85,6 +85,8 @@ class Job(Base):
     # A worker that claims the job pushes this forward, which is also its lease.
     next_check_at: Mapped[datetime | None] = mapped_column(index=True)
     check_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A job a person re-sent deliberately (`submit --resend`) names the job it replaces.
+    resent_from: Mapped[str | None] = mapped_column(String(36))
 
     __table_args__ = (
         Index("ix_jobs_state_submitted_at", "state", "submitted_at"),

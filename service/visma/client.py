@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,11 +25,15 @@ from service.visma.errors import (
     VismaRejected,
     VismaUnavailable,
 )
+from service.visma.pacing import Pacer
 
 BACKGROUND_HEADER = "erp-api-background"
 # Renew a little before Visma says the token expires, so a request never carries a dead one.
 TOKEN_RENEW_MARGIN_SECONDS = 60.0
 MAX_RETRY_AFTER_SECONDS = 60.0
+DEFAULT_429_PAUSE_SECONDS = 1.0
+# Tells Visma's support (and the simulator's log) which replica sent a request.
+USER_AGENT = f"visma-hooks/{socket.gethostname()}/{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,7 @@ class VismaClient:
         timeout: float = 30.0,
         retry_attempts: int = 4,
         retry_timeout: float = 60.0,
+        max_requests_per_second: float = 10.0,
     ) -> None:
         self._api_url = api_url.rstrip("/")
         self._token_url = token_url
@@ -81,8 +88,9 @@ class VismaClient:
         self._http = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(timeout, connect=10.0),
-            headers={"Accept": "application/json", "User-Agent": "visma-hooks"},
+            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
         )
+        self._pacer = Pacer(max_requests_per_second)
         self._token: _Token | None = None
         self._token_lock = asyncio.Lock()
 
@@ -212,14 +220,18 @@ class VismaClient:
         headers: Mapping[str, str],
         content: bytes | None,
     ) -> httpx.Response:
+        await self._pacer.wait()
         try:
-            return await self._http.request(method, url, headers=headers, content=content)
+            response = await self._http.request(method, url, headers=headers, content=content)
         except httpx.ConnectError as exc:
             raise _NotSent(f"cannot connect to Visma: {exc}") from exc
         except httpx.TimeoutException as exc:
             raise VismaUnavailable(f"Visma did not answer in time: {exc!r}") from exc
         except httpx.HTTPError as exc:
             raise VismaUnavailable(f"HTTP error talking to Visma: {exc!r}") from exc
+        if response.status_code == 429:
+            self._pacer.pause(retry_after(response.headers) or DEFAULT_429_PAUSE_SECONDS)
+        return response
 
     async def _access_token(self) -> str:
         token = self._token
