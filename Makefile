@@ -38,8 +38,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	@echo "the ingest benchmark is not built yet (issue: ingest throughput)"; exit 1
 
-demo: $(STAMP)
-	@echo "the demo is not built yet"; exit 1
+demo: $(STAMP)  ## rehearse Visma's outcomes and failure modes against the simulator
+	$(BIN)/visma-hooks demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

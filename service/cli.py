@@ -96,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     job.add_argument("--json", action="store_true")
     job.set_defaults(run=_job)
 
+    demo = commands.add_parser(
+        "demo", help="rehearse Visma's outcomes and failure modes against the simulator"
+    )
+    demo.add_argument("--timeout", type=float, default=30.0)
+    demo.set_defaults(run=_demo)
+
     simulate = commands.add_parser("simulate", help="run the Visma.net simulator")
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=8090)
@@ -365,6 +371,12 @@ def _print_job(data: dict[str, Any], *, as_json: bool) -> None:
     for event in data.get("events", []):
         events.add_row(event["at"], event["kind"], event["source"], json.dumps(event["detail"]))
     console.print(events)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from service.demo import run_demo
+
+    return 0 if asyncio.run(run_demo(Console(), timeout=args.timeout)) else 1
 
 
 def _simulate(args: argparse.Namespace) -> int:
