@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -112,6 +113,55 @@ def _parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument(
         "--webhook-secret", default=None, help="default: first of VISMA_WEBHOOK_SECRETS"
+    )
+    chaos = simulate.add_argument_group(
+        "chaos", "Visma failure modes to rehearse (default none; change live: PUT /_sim/chaos)"
+    )
+    chaos.add_argument("--seed", type=int, help="seed every chaos decision: reproducible runs")
+    chaos.add_argument(
+        "--drop-webhooks", type=_share, metavar="SHARE", help="share of webhooks never sent"
+    )
+    chaos.add_argument(
+        "--delay-webhooks", type=_seconds, metavar="SECONDS", help="hold each webhook this long"
+    )
+    chaos.add_argument(
+        "--delay-jitter", type=_seconds, metavar="SECONDS", help="plus up to this long at random"
+    )
+    chaos.add_argument(
+        "--duplicate-webhooks", type=_share, metavar="SHARE", help="share of webhooks sent twice"
+    )
+    chaos.add_argument(
+        "--reorder-window",
+        type=_seconds,
+        metavar="SECONDS",
+        help="hold webhooks up to this long and release them shuffled",
+    )
+    chaos.add_argument(
+        "--rate-limit-share", type=_share, metavar="SHARE", help="share of API requests given 429"
+    )
+    chaos.add_argument(
+        "--rate-limit", type=_rate, metavar="RPS", help="API requests per second before 429"
+    )
+    chaos.add_argument(
+        "--server-error-share", type=_share, metavar="SHARE", help="share of API requests given 503"
+    )
+    chaos.add_argument(
+        "--forget-after",
+        type=_seconds,
+        metavar="SECONDS",
+        help="forget jobs this long after receipt: state 404, content 410",
+    )
+    chaos.add_argument(
+        "--forgotten-state-status",
+        type=int,
+        choices=(404, 410),
+        help="what the state of a forgotten job answers (default 404)",
+    )
+    chaos.add_argument(
+        "--drop-accepts",
+        type=_share,
+        metavar="SHARE",
+        help="share of background calls that run but whose 202 is lost",
     )
     simulate.set_defaults(run=_simulate)
     return parser
@@ -379,6 +429,51 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if asyncio.run(run_demo(Console(), timeout=args.timeout)) else 1
 
 
+# `simulate` flag (argparse dest) -> SimulatorConfig chaos field.
+_CHAOS_FLAGS = {
+    "seed": "seed",
+    "drop_webhooks": "webhook_drop_share",
+    "delay_webhooks": "webhook_delay_seconds",
+    "delay_jitter": "webhook_delay_jitter_seconds",
+    "duplicate_webhooks": "webhook_duplicate_share",
+    "reorder_window": "webhook_reorder_window_seconds",
+    "rate_limit_share": "rate_limit_share",
+    "rate_limit": "rate_limit_per_second",
+    "server_error_share": "server_error_share",
+    "forget_after": "forget_after_seconds",
+    "forgotten_state_status": "forgotten_state_status",
+    "drop_accepts": "accept_drop_share",
+}
+
+
+def _number(text: str) -> float:
+    value = float(text)  # argparse turns the ValueError into "invalid ... value"
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _share(text: str) -> float:
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"a share is from 0 to 1, not {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seconds must not be negative, not {text}")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"a rate must be above 0, not {text}")
+    return value
+
+
 def _simulate(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -386,7 +481,12 @@ def _simulate(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     secret = args.webhook_secret or next(iter(settings.webhook_secrets()), None)
-    config = SimulatorConfig(webhook_url=args.webhook_url or None)
+    chaos = {
+        field: getattr(args, flag)
+        for flag, field in _CHAOS_FLAGS.items()
+        if getattr(args, flag) is not None
+    }
+    config = SimulatorConfig(webhook_url=args.webhook_url or None, **chaos)
     if secret:
         config.webhook_secret = secret
     if settings.VISMA_CLIENT_ID:
@@ -400,6 +500,8 @@ def _simulate(args: argparse.Namespace) -> int:
         f"(client {config.client_id}, tenant {config.tenant_id}); "
         f"webhooks go to {config.webhook_url}"
     )
+    if chaos:
+        Console().print("chaos: " + ", ".join(f"{name}={value}" for name, value in chaos.items()))
     uvicorn.run(create_simulator_app(config), host=args.host, port=args.port, access_log=False)
     return 0
 

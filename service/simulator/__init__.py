@@ -2,13 +2,15 @@
 
 Teams rehearse Visma's failure modes with it; the tests, the demo and the benchmark run
 against it. Script what happens with `app.state.simulator.script(Outcome(...))` or over
-`POST /_sim/outcomes`.
+`POST /_sim/outcomes`; turn chaos (dropped, delayed, duplicated or reordered webhooks, 429s,
+5xx, forgotten jobs, lost 202s) on and off with `SimulatorConfig` fields or `PUT /_sim/chaos`.
 """
 
 from __future__ import annotations
 
 from service.simulator.app import create_simulator_app
-from service.simulator.config import SimulatorConfig
+from service.simulator.chaos import Chaos, ChaosCounters, TokenBucket
+from service.simulator.config import CHAOS_FIELDS, SimulatorConfig
 from service.simulator.dispatcher import DeliveryAttempt, Notification, WebhookDispatcher
 from service.simulator.jobs import (
     BACKGROUND_HEADER,
@@ -22,9 +24,12 @@ from service.simulator.state import RequestRecord, SimulatorState
 
 __all__ = [
     "BACKGROUND_HEADER",
+    "CHAOS_FIELDS",
     "BackgroundHeaderError",
     "BackgroundJob",
     "BackgroundRequest",
+    "Chaos",
+    "ChaosCounters",
     "DeliveryAttempt",
     "JobResult",
     "Notification",
@@ -33,6 +38,7 @@ __all__ = [
     "RequestRecord",
     "SimulatorConfig",
     "SimulatorState",
+    "TokenBucket",
     "WebhookDispatcher",
     "create_simulator_app",
     "parse_background_header",

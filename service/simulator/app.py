@@ -12,12 +12,14 @@ from urllib.parse import parse_qsl
 
 import httpx
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.simulator.chaos_http import ChaosMiddleware, chaos_routes, drop_response
 from service.simulator.config import SimulatorConfig
 from service.simulator.jobs import (
     BACKGROUND_HEADER,
@@ -33,7 +35,12 @@ from service.simulator.outcomes import (
     ipp_exception,
     reject_body,
 )
-from service.simulator.state import RequestRecord, SimulatorState
+from service.simulator.state import (
+    RECORD_SCOPE_KEY,
+    RequestRecord,
+    SimulatorState,
+    request_kind,
+)
 from service.simulator.tokens import TokenError
 
 API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -42,7 +49,10 @@ UNAUTHORIZED_MESSAGE = "Authorization has been denied for this request."
 JOB_NOT_FOUND_MESSAGE = "Background request not found."
 NO_CONTENT_MESSAGE = "Background request has no content."
 BACKGROUND_METHOD_MESSAGE = "Background requests can only be read."
-_RECORD_KEY = "visma_simulator.record"
+# After forget_after_seconds. Which of 404/410 the state endpoint answers for an expired job is
+# not documented (DESIGN 1.6 gives 410 for "removed after 24 hours" under content), hence
+# SimulatorConfig.forgotten_state_status; the content endpoint answers 410.
+JOB_REMOVED_MESSAGE = "Background request has been removed."
 
 
 class _RequestLog:
@@ -57,10 +67,15 @@ class _RequestLog:
         if scope["type"] != "http" or scope["path"].startswith(CONTROL_PREFIX):
             await self.app(scope, receive, send)
             return
+        headers = Headers(scope=scope)
         record = self.simulator.log_request(
-            scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1")
+            scope["method"],
+            scope["path"],
+            scope.get("query_string", b"").decode("latin-1"),
+            client=headers.get("user-agent"),
+            kind=request_kind(scope["path"], background=BACKGROUND_HEADER in headers),
         )
-        scope[_RECORD_KEY] = record
+        scope[RECORD_SCOPE_KEY] = record
 
         async def send_and_note_status(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -71,7 +86,7 @@ class _RequestLog:
 
 
 def _note_job(request: Request, job_id: str) -> None:
-    record = request.scope.get(_RECORD_KEY)
+    record = request.scope.get(RECORD_SCOPE_KEY)
     if isinstance(record, RequestRecord):
         record.job_id = job_id
 
@@ -158,6 +173,8 @@ class _Endpoints:
             outcome=outcome,
         )
         _note_job(request, job.id)
+        if job.accept_dropped:
+            drop_response(request.scope)  # the job runs; its 202 never reaches the caller
         return JSONResponse({"id": job.id, "stateLocation": job.state_location}, status_code=202)
 
     def _answer_now(self, target: CallTarget, outcome: Outcome) -> Response:
@@ -172,7 +189,7 @@ class _Endpoints:
             media_type=result.content_type if result.content is not None else None,
         )
 
-    def _job_for(self, request: Request) -> BackgroundJob | Response:
+    def _job_for(self, request: Request, *, forgotten_status: int) -> BackgroundJob | Response:
         if not self._authorized(request):
             return self._unauthorized()
         job_id = request.path_params["job_id"]
@@ -180,18 +197,22 @@ class _Endpoints:
         job = self.sim.lookup(job_id)
         if job is None:
             return _message(JOB_NOT_FOUND_MESSAGE, 404)
+        if self.sim.forgotten(job):
+            self.sim.chaos.counters.forgotten_reads += 1
+            gone = JOB_NOT_FOUND_MESSAGE if forgotten_status == 404 else JOB_REMOVED_MESSAGE
+            return _message(gone, forgotten_status)
         return job
 
     async def read_state(self, request: Request) -> Response:
         """`GET /v1/background/{id}`: the job's BackgroundRequestStateDto."""
-        job = self._job_for(request)
+        job = self._job_for(request, forgotten_status=self.sim.config.forgotten_state_status)
         if isinstance(job, Response):
             return job
         return JSONResponse(job.to_state())
 
     async def read_content(self, request: Request) -> Response:
         """`GET /v1/background/{id}/content`: the original response body; 404 without one."""
-        job = self._job_for(request)
+        job = self._job_for(request, forgotten_status=410)
         if isinstance(job, Response):
             return job
         if job.result is None or job.result.content is None:
@@ -233,9 +254,15 @@ class _Endpoints:
         return JSONResponse(job.to_json())
 
     async def list_requests(self, request: Request) -> Response:
-        """`GET /_sim/requests[?job_id=...]`: the request log."""
-        job_id = request.query_params.get("job_id")
-        records = [r for r in self.sim.requests if job_id is None or r.job_id == job_id]
+        """`GET /_sim/requests[?job_id=...&kind=...&client=...]`: the request log."""
+        wanted = {
+            key: value
+            for key in ("job_id", "kind", "client")
+            if (value := request.query_params.get(key)) is not None
+        }
+        records = [
+            r for r in self.sim.requests if all(getattr(r, k) == v for k, v in wanted.items())
+        ]
         return JSONResponse({"items": [record.to_json() for record in records]})
 
     async def list_deliveries(self, request: Request) -> Response:
@@ -342,8 +369,12 @@ def create_simulator_app(
                 simulator.close()
 
     app = Starlette(
-        routes=_routes(_Endpoints(simulator)),
-        middleware=[Middleware(_RequestLog, simulator=simulator)],
+        routes=[*_routes(_Endpoints(simulator)), *chaos_routes(simulator)],
+        middleware=[
+            Middleware(_RequestLog, simulator=simulator),
+            # Inside the log, so refused and dropped requests are logged with what struck them.
+            Middleware(ChaosMiddleware, simulator=simulator),
+        ],
         lifespan=lifespan,
     )
     app.state.simulator = simulator

@@ -1,11 +1,19 @@
-"""The simulator's knobs. Later chaos features (global drop/delay/reorder of webhooks, a share of
-429s or 5xx, forgetting jobs after a TTL) are meant to arrive as further fields here."""
+"""The simulator's knobs, including the chaos modes teams rehearse Visma's failures with.
+
+Every chaos field defaults to "no chaos". They can change at run time (`PUT /_sim/chaos`,
+`SimulatorState.update_chaos`); `CHAOS_FIELDS` lists them and `parse_chaos` checks new values.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 DEFAULT_SUBSCRIPTION_ID = "5d0f6a3e-2b8c-4e71-9a4d-3c6b8e1f0a27"
+# DESIGN 1.6: "404: no state or no content; 410: removed after 24 hours".
+FORGOTTEN_STATE_STATUSES = (404, 410)
 
 
 @dataclass
@@ -34,3 +42,95 @@ class SimulatorConfig:
     """Attempts in flight at once, so a benchmark can't open unbounded connections."""
     max_log_entries: int = 100_000
     """The request and delivery logs keep this many newest entries (bounded memory)."""
+
+    # Chaos. "ERP API requests" below means every request except the token endpoint and /_sim/.
+    seed: int | None = None
+    """Seeds the one random.Random behind every chaos decision; None: a fresh seed per run."""
+    webhook_drop_share: float = 0.0
+    """Share (0..1) of notifications never delivered, decided once per notification."""
+    webhook_delay_seconds: float = 0.0
+    """Each notification waits this long after its job ends before its first attempt."""
+    webhook_delay_jitter_seconds: float = 0.0
+    """Plus a uniform random 0..jitter seconds, drawn per notification."""
+    webhook_duplicate_share: float = 0.0
+    """Share (0..1) of notifications delivered twice: same notification id, same body."""
+    webhook_duplicate_gap_seconds: float = 0.05
+    """The second copy starts this long after the first; 0 sends both at once (a race)."""
+    webhook_reorder_window_seconds: float = 0.0
+    """When > 0, notifications are held up to this long and released together, shuffled."""
+    rate_limit_share: float = 0.0
+    """Share (0..1) of ERP API requests answered 429 (a 429'd background call creates no job)."""
+    rate_limit_per_second: float | None = None
+    """A token bucket over ERP API requests (burst max(1, rate)); over it: 429. None: no limit."""
+    server_error_share: float = 0.0
+    """Share (0..1) of ERP API requests answered 503 (a 503'd background call creates no job)."""
+    forget_after_seconds: float | None = None
+    """A job older than this (since received) is forgotten: state 404 (see below), content 410."""
+    forgotten_state_status: int = 404
+    """What `GET /v1/background/{id}` answers for a forgotten job: 404 or 410."""
+    accept_drop_share: float = 0.0
+    """Share (0..1) of background calls accepted (the job runs) whose 202 is lost on the way."""
+
+    def __post_init__(self) -> None:
+        for name in CHAOS_FIELDS:
+            _check(name, getattr(self, name))
+
+    def chaos(self) -> dict[str, Any]:
+        """The chaos fields and their current values, as `GET /_sim/chaos` shows them."""
+        return {name: getattr(self, name) for name in CHAOS_FIELDS}
+
+
+_SHARE = "share"
+_SECONDS = "seconds"
+_RULES: dict[str, tuple[str, bool]] = {
+    # name: (kind, may be None)
+    "seed": ("seed", True),
+    "webhook_drop_share": (_SHARE, False),
+    "webhook_delay_seconds": (_SECONDS, False),
+    "webhook_delay_jitter_seconds": (_SECONDS, False),
+    "webhook_duplicate_share": (_SHARE, False),
+    "webhook_duplicate_gap_seconds": (_SECONDS, False),
+    "webhook_reorder_window_seconds": (_SECONDS, False),
+    "rate_limit_share": (_SHARE, False),
+    "rate_limit_per_second": ("rate", True),
+    "server_error_share": (_SHARE, False),
+    "forget_after_seconds": (_SECONDS, True),
+    "forgotten_state_status": ("status", False),
+    "accept_drop_share": (_SHARE, False),
+}
+CHAOS_FIELDS = tuple(_RULES)
+
+
+def _check(name: str, value: object) -> None:
+    kind, nullable = _RULES[name]
+    if value is None:
+        if not nullable:
+            raise ValueError(f"{name} must not be null")
+        return
+    # bool is an int in Python, but `"seed": true` is a mistake.
+    if kind in ("seed", "status"):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{name} must be an integer")
+        if kind == "status" and value not in FORGOTTEN_STATE_STATUSES:
+            raise ValueError(f"{name} must be 404 or 410")
+        return
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number")
+    if kind == _SHARE and not 0 <= value <= 1:
+        raise ValueError(f"{name} must be a share from 0 to 1")
+    if kind == _SECONDS and value < 0:
+        raise ValueError(f"{name} must not be negative")
+    if kind == "rate" and value <= 0:
+        raise ValueError(f"{name} must be above 0 (null turns the limit off)")
+
+
+def parse_chaos(data: object) -> dict[str, Any]:
+    """Check a JSON object of chaos fields; ValueError names the first thing wrong."""
+    if not isinstance(data, Mapping):
+        raise ValueError("chaos settings must be a JSON object")
+    unknown = sorted(str(key) for key in data if key not in _RULES)
+    if unknown:
+        raise ValueError(f"unknown chaos fields: {', '.join(unknown)}")
+    for name, value in data.items():
+        _check(name, value)
+    return {str(name): value for name, value in data.items()}

@@ -90,6 +90,7 @@ class _Delivery:
     notification: Notification
     copy: int
     first_answer: asyncio.Future[DeliveryAttempt]
+    delay_seconds: float = 0.0
 
 
 class WebhookDispatcher:
@@ -136,12 +137,22 @@ class WebhookDispatcher:
         return headers
 
     def enqueue(
-        self, notification: Notification, *, copies: int = 1
+        self,
+        notification: Notification,
+        *,
+        copies: int = 1,
+        first_answer: asyncio.Future[DeliveryAttempt] | None = None,
+        gap_seconds: float = 0.0,
     ) -> asyncio.Future[DeliveryAttempt]:
-        """Queue `copies` deliveries of one notification; the future gets the first answer."""
-        first_answer: asyncio.Future[DeliveryAttempt] = asyncio.get_running_loop().create_future()
+        """Queue `copies` deliveries of one notification, each `gap_seconds` after the last.
+
+        The future (`first_answer`, or a new one) gets the first answer.
+        """
+        if first_answer is None:
+            first_answer = asyncio.get_running_loop().create_future()
         for copy in range(copies):
-            self._queue.put_nowait(_Delivery(notification, copy, first_answer))
+            delivery = _Delivery(notification, copy, first_answer, delay_seconds=copy * gap_seconds)
+            self._queue.put_nowait(delivery)
         return first_answer
 
     async def start(self, client: httpx.AsyncClient) -> None:
@@ -173,6 +184,9 @@ class WebhookDispatcher:
 
     async def _deliver(self, delivery: _Delivery) -> None:
         config = self._config
+        if delivery.delay_seconds > 0:
+            # A duplicate's gap: it waits here, not in the queue, so others are not held up.
+            await asyncio.sleep(delivery.delay_seconds)
         for attempt in range(1, config.max_delivery_attempts + 1):
             result = await self._attempt(delivery, attempt)
             self._on_attempt(result)

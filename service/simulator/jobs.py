@@ -92,6 +92,8 @@ class BackgroundJob:
     finished_at: datetime | None = None
     result: JobResult | None = None
     notification_ids: list[str] = field(default_factory=list)
+    accept_dropped: bool = False
+    """The simulator accepted the call but lost its 202 on purpose."""
 
     @property
     def done(self) -> bool:
@@ -140,5 +142,6 @@ class BackgroundJob:
             "custom_headers": self.background.custom_headers,
             "outcome": self.outcome.to_json(),
             "notification_ids": list(self.notification_ids),
+            "accept_dropped": self.accept_dropped,
             "state": self.to_state(),
         }

@@ -22,6 +22,8 @@ _API_PATH = re.compile(
     r"^(?P<prefix>(?:/API/controller)?/api)?/(?P<version>v[12])/(?P<resource>[^/]*)"
 )
 
+_ERP_PATH = re.compile(r"^(?:(?:/API/controller)?/api)?/v[12]/")
+
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 DEFAULT_BAD_REQUEST_MESSAGE = "Invalid value for field 'x'"
 NO_LICENSE_MESSAGE = "No license for this company."
@@ -55,6 +57,8 @@ class Outcome:
     webhook_before_accept: bool = False
     reject_status: int = 400
     """The status a `reject` outcome answers the submission with."""
+    drop_accept: bool = False
+    """Accept the call (the job runs, its webhook goes out) but lose the 202 on the way."""
 
     def __post_init__(self) -> None:
         if self.kind not in get_args(OutcomeKind):
@@ -109,6 +113,7 @@ _JSON_TYPES: dict[str, Any] = {
     "duplicate_webhook": (bool,),
     "webhook_before_accept": (bool,),
     "reject_status": (int,),
+    "drop_accept": (bool,),
 }
 
 
@@ -195,6 +200,11 @@ class CallTarget:
             version=match["version"],
             resource=match["resource"],
         )
+
+
+def is_erp_path(path: str) -> bool:
+    """True for an ERP API v1/v2 path in any layout (not the token endpoint, not /_sim/)."""
+    return _ERP_PATH.match(path) is not None
 
 
 def ipp_exception(message: str, fault_code: str) -> dict[str, str]:

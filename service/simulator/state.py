@@ -4,19 +4,48 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from service.simulator.config import SimulatorConfig
+from service.simulator.chaos import Chaos, WebhookHold
+from service.simulator.config import SimulatorConfig, parse_chaos
 from service.simulator.dispatcher import DeliveryAttempt, Notification, WebhookDispatcher
 from service.simulator.jobs import BackgroundJob, BackgroundRequest
-from service.simulator.outcomes import CallTarget, JobResult, Outcome, OutcomeScript, resolve
+from service.simulator.outcomes import (
+    CallTarget,
+    JobResult,
+    Outcome,
+    OutcomeScript,
+    is_erp_path,
+    resolve,
+)
 from service.simulator.tokens import TokenIssuer
+
+RequestKind = Literal["token", "submit", "state", "content", "call"]
+RECORD_SCOPE_KEY = "visma_simulator.record"
+"""Where the request log keeps a request's RequestRecord in the ASGI scope."""
+TOKEN_PATH = "/connect/token"
+_BACKGROUND_PATH = re.compile(
+    r"^(?:(?:/API/controller)?/api)?/v1/background/[^/]+(?P<content>/content)?/?$"
+)
+
+
+def request_kind(path: str, *, background: bool) -> RequestKind | None:
+    """What a request is: token, submit (a background call), state or content read, or call."""
+    if path == TOKEN_PATH:
+        return "token"
+    if not is_erp_path(path):
+        return None
+    match = _BACKGROUND_PATH.match(path)
+    if match is not None:
+        return "content" if match["content"] else "state"
+    return "submit" if background else "call"
 
 
 @dataclass
@@ -30,6 +59,12 @@ class RequestRecord:
     job_id: str | None = None
     """The background job the request created or read, if any."""
     status: int | None = None
+    """The status answered; None while running, or when no answer was sent (a dropped 202)."""
+    client: str | None = None
+    """The caller's User-Agent (the service sends `visma-hooks/<host>/<pid>` per replica)."""
+    kind: RequestKind | None = None
+    chaos: str | None = None
+    """The chaos that struck: rate_limit, rate_limit_share, server_error or accept_dropped."""
 
     def to_json(self) -> dict[str, Any]:
         """The record as `GET /_sim/requests` shows it."""
@@ -40,6 +75,9 @@ class RequestRecord:
             "at": self.at.isoformat(),
             "job_id": self.job_id,
             "status": self.status,
+            "client": self.client,
+            "kind": self.kind,
+            "chaos": self.chaos,
         }
 
 
@@ -54,7 +92,8 @@ class SimulatorState:
         self.requests: deque[RequestRecord] = deque(maxlen=config.max_log_entries)
         self.deliveries: deque[DeliveryAttempt] = deque(maxlen=config.max_log_entries)
         self.dispatcher = WebhookDispatcher(config, on_attempt=self.deliveries.append)
-        self.webhooks_dropped = 0
+        self.chaos = Chaos(config)  # owns the one seeded random.Random of every chaos decision
+        self.webhooks = WebhookHold(self.chaos, self.dispatcher)
         self._numbers = itertools.count(20001)
         self._timers: dict[str, asyncio.TimerHandle] = {}
 
@@ -71,15 +110,51 @@ class SimulatorState:
         """Forget every scripted outcome; calls succeed again."""
         self.outcomes.clear()
 
-    def log_request(self, method: str, path: str, query: str = "") -> RequestRecord:
+    def update_chaos(self, changes: Mapping[str, object]) -> dict[str, Any]:
+        """Change chaos fields at run time (ValueError if one is invalid); the new settings."""
+        checked = parse_chaos(changes)
+        for name, value in checked.items():
+            setattr(self.config, name, value)
+        if "seed" in checked:
+            self.chaos.reseed()
+        if "rate_limit_per_second" in checked:
+            self.chaos.reset_bucket()
+        return self.config.chaos()
+
+    def reset_chaos(self) -> dict[str, Any]:
+        """Turn every chaos mode off (back to the defaults); the seed and the counters stay."""
+        defaults = SimulatorConfig().chaos()
+        del defaults["seed"]
+        return self.update_chaos(defaults)
+
+    def log_request(
+        self,
+        method: str,
+        path: str,
+        query: str = "",
+        *,
+        client: str | None = None,
+        kind: RequestKind | None = None,
+    ) -> RequestRecord:
         """Add a request to the log; the caller fills in job id and status as they are known."""
-        record = RequestRecord(method=method, path=path, query=query, at=datetime.now(UTC))
+        record = RequestRecord(
+            method=method,
+            path=path,
+            query=query,
+            at=datetime.now(UTC),
+            client=client,
+            kind=kind,
+        )
         self.requests.append(record)
         return record
 
     def lookup(self, job_id: str) -> BackgroundJob | None:
         """The job with this id, if the simulator (still) knows it."""
         return self.jobs.get(job_id)
+
+    def forgotten(self, job: BackgroundJob) -> bool:
+        """True once `forget_after_seconds` have passed since the job was received."""
+        return self.chaos.forgotten(job.received_at)
 
     async def submit(
         self,
@@ -116,6 +191,9 @@ class SimulatorState:
             started_at=now,
         )
         self.jobs[job_id] = job
+        if outcome.drop_accept or self.chaos.drop_accept():
+            job.accept_dropped = True
+            self.chaos.counters.accepts_dropped += 1
         result = self.run(target, outcome)
         delay = self.duration_of(outcome)
         if outcome.webhook_before_accept:
@@ -161,17 +239,21 @@ class SimulatorState:
             custom_headers=job.background.custom_headers,
         )
         job.notification_ids.append(notification.id)
-        return self.dispatcher.enqueue(notification, copies=copies)
+        return self.webhooks.send(notification, copies=copies)
 
     def _webhook_copies(self, job: BackgroundJob) -> int:
-        # The one place that decides how often a notification goes out: global chaos
-        # (drop a share, duplicate, delay) belongs here.
+        # The one place that decides how often a notification goes out, once per notification
+        # (the dispatcher's retries of it are not decided again).
         if job.background.webhook_address != "subscription" or self.config.webhook_url is None:
             return 0
-        if job.outcome.webhook == "drop":
-            self.webhooks_dropped += 1
+        counters = self.chaos.counters
+        if job.outcome.webhook == "drop" or self.chaos.drop_webhook():
+            counters.webhooks_dropped += 1
             return 0
-        return 2 if job.outcome.duplicate_webhook else 1
+        if job.outcome.duplicate_webhook or self.chaos.duplicate_webhook():
+            counters.webhooks_duplicated += 1
+            return 2
+        return 1
 
     def stats(self) -> dict[str, Any]:
         """Counters for `GET /_sim/stats`."""
@@ -191,10 +273,12 @@ class SimulatorState:
                 "delivered": sum(1 for attempt in attempts if attempt.ok),
                 "failed_attempts": sum(1 for attempt in attempts if not attempt.ok),
                 "gave_up": sum(1 for a in attempts if not a.ok and a.attempt == last),
-                "dropped": self.webhooks_dropped,
+                "dropped": self.chaos.counters.webhooks_dropped,
+                "held": self.webhooks.held,
                 "pending": self.dispatcher.pending,
             },
             "outcomes_pending": len(self.outcomes.pending),
+            "chaos": self.chaos.counters.to_json(),
         }
 
     async def wait_until(
@@ -208,7 +292,8 @@ class SimulatorState:
             await asyncio.sleep(interval)
 
     def close(self) -> None:
-        """Cancel jobs still waiting to finish (at shutdown)."""
+        """Cancel jobs still waiting to finish and webhooks still held (at shutdown)."""
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        self.webhooks.close()
