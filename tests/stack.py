@@ -66,8 +66,10 @@ async def running_stack(
     database_url: str,
     *,
     simulator_secret: str = WEBHOOK_SECRET,
+    chaos: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Stack]:
+    """The service (settings `overrides`) and the simulator (`chaos`: SimulatorConfig fields)."""
     service_sock, simulator_sock = bind_loopback(), bind_loopback()
     service_url, simulator_url = url_of(service_sock), url_of(simulator_sock)
     simulator_app = create_simulator_app(
@@ -77,6 +79,7 @@ async def running_stack(
             job_duration_seconds=0.05,
             retry_base_seconds=0.05,
             max_delivery_attempts=4,
+            **(chaos or {}),
         )
     )
     settings = make_settings(

@@ -162,3 +162,39 @@ def test_submit_refuses_bad_tags(cli_env: str, capsys: pytest.CaptureFixture[str
 def test_migrate_reports_the_database(cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["migrate"]) == 0
     assert "database is up to date" in capsys.readouterr().out
+
+
+def test_submit_resend_sends_a_new_linked_job(
+    cli_env: str, simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    simulator.script(Outcome(kind="reject", reject_status=503, message="Try later."))
+    assert main(["submit", "--path", "/v1/customer", "--body", '{"n": 1}', "--json"]) == 1
+    old = json.loads(capsys.readouterr().out)
+    assert old["state"] == "rejected"
+    assert main(["submit", "--resend", old["id"], "--json"]) == 0
+    new = json.loads(capsys.readouterr().out)
+    assert new["state"] == "accepted" and new["id"] != old["id"]
+    assert new["events"][0]["detail"]["resentFrom"] == old["id"]
+    assert simulator.jobs[new["vismaJobId"]].request_body == b'{"n":1}'
+    assert main(["job", old["id"], "--json"]) == 0
+    old_after = json.loads(capsys.readouterr().out)
+    assert old_after["events"][-1]["kind"] == "resent"
+    assert old_after["events"][-1]["detail"]["newJobId"] == new["id"]
+    # Visma has the new job now: sending it again could do the work twice.
+    assert main(["submit", "--resend", new["id"]]) == 1
+    assert "could do the work twice" in capsys.readouterr().err
+
+
+def test_poll_once_reads_due_jobs(
+    cli_env: str, simulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POLL_AFTER_SECONDS", "0.01")
+    simulator.script(Outcome(kind="success", webhook="drop"))
+    assert main(["submit", "--path", "/v1/customer", "--body", "{}", "--json"]) == 0
+    job = json.loads(capsys.readouterr().out)
+    time.sleep(0.3)  # the simulated job finishes, and its poll falls due
+    assert main(["poll"]) == 0
+    assert "read the state of 1 job(s)" in capsys.readouterr().out
+    assert main(["job", job["id"], "--json"]) == 0
+    polled = json.loads(capsys.readouterr().out)
+    assert polled["state"] == "succeeded" and polled["resolvedBy"] == "poll"

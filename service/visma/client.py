@@ -73,7 +73,7 @@ class VismaClient:
         scopes: str,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
-        retry_attempts: int = 4,
+        retry_attempts: int = 8,
         retry_timeout: float = 60.0,
         max_requests_per_second: float = 10.0,
     ) -> None:
