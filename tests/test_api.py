@@ -104,10 +104,13 @@ async def test_list_jobs_pages_and_filters(harness: Harness) -> None:
     await add_jobs(harness, 7)
     first = (await harness.client.get("/api/v1/jobs", params={"pageSize": "3"})).json()
     assert first["metadata"] == {
-        "totalCount": 7, "maxPageSize": 500, "pageNumber": 1, "pageSize": 3
+        "totalCount": 7,
+        "maxPageSize": 500,
+        "pageNumber": 1,
+        "pageSize": 3,
     }
     assert [j["id"] for j in first["items"]] == ["job-0006", "job-0005", "job-0004"]
-    last = (await harness.client.get("/api/v1/jobs", params={"pageSize": "3", "pageNumber": "3"}))
+    last = await harness.client.get("/api/v1/jobs", params={"pageSize": "3", "pageNumber": "3"})
     assert [j["id"] for j in last.json()["items"]] == ["job-0000"]
     capped = (await harness.client.get("/api/v1/jobs", params={"pageSize": "99999"})).json()
     assert capped["metadata"]["pageSize"] == 500

@@ -133,8 +133,10 @@ def test_decide_rejection_parses_plain_text() -> None:
 @pytest.mark.parametrize(
     ("message", "hint"),
     [
-        ("You cannot create timecards for the selected user. Please review the company tree.",
-         HINT_TIMECARDS),
+        (
+            "You cannot create timecards for the selected user. Please review the company tree.",
+            HINT_TIMECARDS,
+        ),
         ("The values 1-200 of Subaccount do not exist.", HINT_SUBACCOUNT),
     ],
 )
@@ -248,11 +250,7 @@ def test_bad_b64_is_invalid_input(value: str) -> None:
         decode_id(value)
 
 
-@given(
-    st.text(
-        alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40
-    )
-)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40))
 def test_b64_round_trip(value: str) -> None:
     assert decode_id(encode_id(value)) == value
 
@@ -266,8 +264,15 @@ def test_ids_with_control_characters_are_invalid(value: str) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["v1/customer", "/v3/customer", "https://x/v1/customer", "/v1/a b", "/v1/../v2/x",
-     "/v1/background/123", "/v1/"],
+    [
+        "v1/customer",
+        "/v3/customer",
+        "https://x/v1/customer",
+        "/v1/a b",
+        "/v1/../v2/x",
+        "/v1/background/123",
+        "/v1/",
+    ],
 )
 def test_validate_path_refuses(path: str) -> None:
     with pytest.raises(InvalidInput):
@@ -284,9 +289,14 @@ def test_validate_path_and_method_accept_visma_paths() -> None:
 
 def test_parse_job_query_caps_page_size_and_reads_filters() -> None:
     job_filter, page = parse_job_query(
-        [("pageSize", "100000"), ("pageNumber", "3"), ("state", "failed,expired"),
-         ("tag.orderRef", "SO-1"), ("lastModifiedDateTime", "2026-01-01T00:00:00Z"),
-         ("lastModifiedDateTimeCondition", ">")]
+        [
+            ("pageSize", "100000"),
+            ("pageNumber", "3"),
+            ("state", "failed,expired"),
+            ("tag.orderRef", "SO-1"),
+            ("lastModifiedDateTime", "2026-01-01T00:00:00Z"),
+            ("lastModifiedDateTimeCondition", ">"),
+        ]
     )
     assert page.size == 500 and page.number == 3 and page.offset == 1000
     assert job_filter.states == ("failed", "expired")

@@ -36,8 +36,16 @@ async def make_job(harness: Harness, state: str = "accepted") -> str:
     async with harness.resources.sessions.begin() as session:
         await store.add_job(
             session,
-            store.Job(id=job_id, state=state, method="POST", path="/v1/customer", tags={},
-                      notify=True, submitted_at=now, last_modified_at=now),
+            store.Job(
+                id=job_id,
+                state=state,
+                method="POST",
+                path="/v1/customer",
+                tags={},
+                notify=True,
+                submitted_at=now,
+                last_modified_at=now,
+            ),
         )
     return job_id
 
