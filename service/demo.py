@@ -99,7 +99,24 @@ SCENARIOS = (
         "succeeded",
         "webhook",
     ),
+    Scenario(
+        "202 lost: the webhook still finds it",
+        "/v1/customer",
+        Outcome(kind="success", drop_accept=True),
+        "succeeded",
+        "webhook",
+        {"name": "Lost Reply AS"},
+    ),
 )
+# Visma's everyday trouble, on for the whole run: every job must still end as expected.
+CHAOS: dict[str, Any] = {
+    "seed": 1,
+    "rate_limit_share": 0.15,
+    "webhook_duplicate_share": 0.5,
+    "webhook_delay_seconds": 0.2,
+    "webhook_delay_jitter_seconds": 0.5,
+    "webhook_reorder_window_seconds": 0.3,
+}
 
 
 async def run_demo(console: Console, *, timeout: float = 30.0) -> bool:
@@ -110,6 +127,9 @@ async def run_demo(console: Console, *, timeout: float = 30.0) -> bool:
 
         await asyncio.to_thread(migrate, database_url)
         async with _stack(database_url) as (api, simulator):
+            console.print(
+                "chaos: " + ", ".join(f"{k}={v}" for k, v in CHAOS.items() if k != "seed")
+            )
             jobs: list[tuple[Scenario, str]] = []
             for scenario in SCENARIOS:
                 simulator.script(scenario.outcome)
