@@ -24,7 +24,8 @@ async def test_job_succeeds_with_its_created_id(stack: Stack) -> None:
     submitted = await stack.submit(
         path="/v1/customer", body={"name": "Acme AS"}, tags={"orderRef": "SO-88213"}
     )
-    assert submitted["state"] == "accepted"
+    # Visma may finish the job (and its webhook resolve it) before our 201 is written.
+    assert submitted["state"] in ("accepted", "succeeded")
     assert submitted["vismaJobId"]
     job = await stack.wait_for_end(submitted["id"])
     assert job["state"] == "succeeded"
@@ -34,8 +35,8 @@ async def test_job_succeeds_with_its_created_id(stack: Stack) -> None:
     assert job["resolvedBy"] == "webhook"
     assert job["error"] is None and job["finishedAt"] is not None
     kinds = [e["kind"] for e in job["events"]]
-    assert kinds[:2] == ["submitted", "accepted"]
-    assert "webhook" in kinds and kinds[-1] == "succeeded"
+    assert kinds[0] == "submitted" and kinds[-1] == "succeeded"
+    assert kinds.count("accepted") == 1 and kinds.count("webhook") == 1
     # What Visma received: our correlation header, the tags, the body.
     assert visma_job.request_headers["erp-api-background"] == (
         f"subscription:vh-job-id={job['id']},orderRef=SO-88213"

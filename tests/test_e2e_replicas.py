@@ -119,10 +119,24 @@ async def test_two_replicas_resolve_every_job_once_even_when_one_is_killed(
             )
             assert all(a.status_code == 201 for a in answers), answers[0].text
             job_ids = [a.json()["id"] for a in answers]
-            # Kill one replica mid-run, while both are polling.
-            await asyncio.sleep(0.8)
+            # Kill one replica mid-run: as soon as it has read a few job states itself.
+            victim = f"/{replicas[1].pid}"
+            await sim.wait_until(
+                lambda: (
+                    sum(
+                        1
+                        for r in sim.requests
+                        if r.kind == "state" and (r.client or "").endswith(victim)
+                    )
+                    >= 10
+                ),
+                timeout=20,
+                interval=0.002,
+            )
             replicas[1].send_signal(signal.SIGKILL)
             replicas[1].wait()
+            reads_at_kill = sum(1 for r in sim.requests if r.kind == "state")
+            assert reads_at_kill < JOBS, "every job was read before the kill: not mid-run"
             deadline = time.monotonic() + 60
             while True:
                 listed = await api.get(
