@@ -96,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--webhook-secret", default=None, help="default: first of VISMA_WEBHOOK_SECRETS"
     )
+    simulate.add_argument(
+        "--status-webhook-url",
+        default=None,
+        help="where the simulated status page sends its webhooks; default: this machine's "
+        "/webhooks/status/<STATUS_WEBHOOK_TOKEN> on port 8000 when the token is set",
+    )
     simulate.set_defaults(run=_simulate)
     return parser
 
@@ -161,7 +167,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 async def _submit_and_show(settings: Settings, request: Any) -> dict[str, Any]:
-    from service.app import visma_client
+    from service.app import alert_policy, visma_client
     from service.flows import submit_job
 
     engine, sessions = _open_db(settings)
@@ -173,6 +179,7 @@ async def _submit_and_show(settings: Settings, request: Any) -> dict[str, Any]:
             request,
             source="cli",
             poll_after_seconds=settings.POLL_AFTER_SECONDS,
+            alerts=alert_policy(settings),
         )
         return await _load_job(sessions, job_id)
     finally:
@@ -303,7 +310,11 @@ def _simulate(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     secret = args.webhook_secret or next(iter(settings.webhook_secrets()), None)
-    config = SimulatorConfig(webhook_url=args.webhook_url or None)
+    token = settings.STATUS_WEBHOOK_TOKEN.get_secret_value()
+    status_url = args.status_webhook_url or (
+        f"http://127.0.0.1:8000/webhooks/status/{token}" if token else None
+    )
+    config = SimulatorConfig(webhook_url=args.webhook_url or None, status_webhook_url=status_url)
     if secret:
         config.webhook_secret = secret
     if settings.VISMA_CLIENT_ID:

@@ -6,6 +6,7 @@ from service.domain.alerts import (
     AlertPolicy,
     BurstAction,
     FlapAction,
+    SendOutcome,
     Window,
     burst_key,
     burst_summary,
@@ -17,6 +18,8 @@ from service.domain.alerts import (
     incident_summary,
     job_alert_kind,
     job_summary,
+    retry_delay,
+    send_outcome,
     slack_message,
 )
 from service.domain.correlation import (
@@ -97,6 +100,7 @@ __all__ = [
     "IncidentReport",
     "IncidentStatus",
     "IncidentUpdate",
+    "SendOutcome",
     "StatusEvent",
     "StatusFilter",
     "Window",
@@ -117,6 +121,8 @@ __all__ = [
     "parse_component_query",
     "parse_incident_query",
     "parse_status_payload",
+    "retry_delay",
+    "send_outcome",
     "slack_message",
     "BACKGROUND_HEADER",
     "JOB_ID_KEY",

@@ -315,3 +315,31 @@ def _slack_escape(text: str) -> str:
 
 def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+# Sending: what an attempt's answer means, and when to try again.
+
+
+class SendOutcome(StrEnum):
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+    """Given up after the last attempt."""
+
+
+def send_outcome(status_code: int | None, *, attempts: int, max_attempts: int) -> SendOutcome:
+    """A 2xx is delivered; anything else (a 3xx too: we never follow redirects) is retried."""
+    if status_code is not None and 200 <= status_code < 300:
+        return SendOutcome.SENT
+    return SendOutcome.RETRY if attempts < max_attempts else SendOutcome.FAILED
+
+
+def retry_delay(
+    attempts: int, *, base_seconds: float, max_seconds: float, retry_after: float | None = None
+) -> float:
+    """Seconds to wait after `attempts` failed tries: doubling from `base_seconds`, capped;
+    never sooner than the target's Retry-After."""
+    delay: float = min(base_seconds * 2.0 ** min(max(attempts - 1, 0), 30), max_seconds)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, max_seconds))
+    return delay

@@ -7,7 +7,7 @@ the state endpoint (DESIGN.md 1.5).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service import store
 from service.domain import (
     OPEN_STATES,
+    AlertPolicy,
     EventKind,
     Outcome,
     Resolver,
@@ -42,6 +43,8 @@ class ResolveSettings:
     lease_seconds: float = 120.0
     batch_size: int = 20
     concurrency: int = 4
+    # How outcomes raise alerts (burst window).
+    alerts: AlertPolicy = field(default_factory=AlertPolicy)
 
     def recheck_after(self, attempts: int) -> timedelta:
         seconds = self.recheck_seconds * (2 ** min(max(attempts - 1, 0), 16))
@@ -124,7 +127,14 @@ async def _apply_state(
             )
             return
         await record_outcome(
-            session, job, outcome, source=resolver, at=now, detail=summary, resolved_by=resolver
+            session,
+            job,
+            outcome,
+            source=resolver,
+            at=now,
+            detail=summary,
+            resolved_by=resolver,
+            alerts=settings.alerts,
         )
 
 

@@ -16,6 +16,7 @@ from service.simulator.config import SimulatorConfig
 from service.simulator.dispatcher import DeliveryAttempt, Notification, WebhookDispatcher
 from service.simulator.jobs import BackgroundJob, BackgroundRequest
 from service.simulator.outcomes import CallTarget, JobResult, Outcome, OutcomeScript, resolve
+from service.simulator.statuspage import StatusPage
 from service.simulator.tokens import TokenIssuer
 
 
@@ -54,6 +55,7 @@ class SimulatorState:
         self.requests: deque[RequestRecord] = deque(maxlen=config.max_log_entries)
         self.deliveries: deque[DeliveryAttempt] = deque(maxlen=config.max_log_entries)
         self.dispatcher = WebhookDispatcher(config, on_attempt=self.deliveries.append)
+        self.statuspage = StatusPage(config.status_webhook_url)
         self.webhooks_dropped = 0
         self._numbers = itertools.count(20001)
         self._timers: dict[str, asyncio.TimerHandle] = {}

@@ -31,6 +31,7 @@ async def create_job(request: Request[State]) -> Response:
         job_create.to_request(),
         source="api",
         poll_after_seconds=state["settings"].POLL_AFTER_SECONDS,
+        alerts=state["alert_policy"],
     )
     data, etag = await _job_view(request, job_id)
     location = request.url_for("get_job", job_id=job_id).path
