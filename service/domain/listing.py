@@ -82,6 +82,8 @@ def parse_job_query(pairs: Iterable[tuple[str, str]]) -> tuple[JobFilter, Page]:
     tags: dict[str, str] = {}
     for key, value in pairs:
         if key.startswith("tag."):
+            if "\x00" in key or "\x00" in value:
+                raise InvalidInput("query parameters must not contain NUL characters")
             tag = key[4:]
             if not tag:
                 raise InvalidInput("tag filter needs a key: tag.<key>=<value>")
@@ -225,6 +227,9 @@ def _positive_int(params: dict[str, str], name: str, default: int) -> int:
 
 
 def _once(params: dict[str, str], key: str, value: str) -> None:
+    if "\x00" in key or "\x00" in value:
+        # PostgreSQL text cannot hold NUL: such a filter could only fail deeper down.
+        raise InvalidInput("query parameters must not contain NUL characters")
     if key in params:
         raise InvalidInput(f"query parameter {key!r} is given more than once")
     params[key] = value

@@ -243,7 +243,7 @@ def _incident_update(item: Mapping[str, Any]) -> IncidentUpdate | None:
         return None
     body = item.get("body")
     return IncidentUpdate(
-        id=update_id, status=status, body=body if isinstance(body, str) else "", at=at
+        id=update_id, status=status, body=_clean(body) if isinstance(body, str) else "", at=at
     )
 
 
@@ -257,6 +257,11 @@ def _add_component(
         found[component_id] = ComponentRef(id=component_id, name=name)
 
 
+def _clean(text: str) -> str:
+    # JSON may carry \u0000, which no text column of PostgreSQL can store.
+    return text.replace("\x00", "")
+
+
 def _mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -268,8 +273,9 @@ def _list(value: object) -> Sequence[Mapping[str, Any]]:
 
 
 def _text(value: object) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value.strip()
+    if isinstance(value, str):
+        value = _clean(value).strip()
+        return value or None
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None
