@@ -165,13 +165,13 @@ async def test_alert_sink_answering_500_twice_gets_it_on_the_third_try(
 async def test_flapping_component_gives_one_alert_for_the_window(
     clean_database: str, sink: Sink
 ) -> None:
-    window = 0.6
+    window = 1.0
     async with alert_stack(clean_database, sink, ALERT_FLAP_WINDOW_SECONDS=window) as stack:
         page = stack.simulator.statuspage
         for status in ("major_outage", "operational", "major_outage"):
             assert (await page.set_component(ERP_API, status)).status_code == 200
         [first] = await sink.wait_for("/hook/a", 1)
-        await asyncio.sleep(window + 0.4)  # past the window's end, when a held alert would go
+        await asyncio.sleep(window + 0.3)  # past the window's end, when a held alert would go
         assert len(sink.delivered("/hook/a")) == 1
         assert first.json()["summary"] == "Visma.net ERP API: operational -> major outage"
         statuses = sorted(a["status"] for a in await alert_list(stack))

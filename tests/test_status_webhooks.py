@@ -353,3 +353,44 @@ async def test_record_outcome_raises_one_alert_per_transition_and_groups_bursts(
     assert burst["jobs"] == {"ids": ["job-0", "job-1", "job-2"], "count": 3}
     assert burst["summary"] == "3 jobs failed with fault code 12027 within 5 min"
     assert burst["status"] == "held"
+
+
+async def test_receive_status_webhook_component_alert_links_its_open_incident(
+    harness: Harness,
+) -> None:
+    await post_status(harness, fixture_payload("status-incident-created.json"))
+    await post_status(harness, fixture_payload("status-component-update.json"))
+    [alert] = await alerts(harness, kind="component.status")
+    assert alert["component"]["status"] == "degraded_performance"
+    assert alert["incident"]["name"] == "Slow background API processing"
+    assert alert["incident"]["shortlink"] == "https://stspg.io/abc123"
+    assert alert["incident"]["status"] == "investigating"
+
+
+@pytest.mark.parametrize(
+    ("state", "kind", "summary"),
+    [
+        (
+            JobState.EXPIRED,
+            "job.expired",
+            "Job expired: POST /v1/salesorder: Visma no longer knows it; the outcome is unknown",
+        ),
+        (JobState.REJECTED, "job.rejected", "Job rejected by Visma: POST /v1/salesorder"),
+        (JobState.SUCCEEDED, None, None),
+    ],
+)
+async def test_record_outcome_raises_the_alert_of_each_end_state(
+    harness: Harness, state: JobState, kind: str | None, summary: str | None
+) -> None:
+    await add_job(harness, "job-x")
+    async with harness.resources.sessions.begin() as session:
+        job = await store.get_job(session, "job-x", for_update=True)
+        assert job is not None
+        outcome = Outcome(state=state, http_status=None)
+        await record_outcome(
+            session, job, outcome, source="poll", at=datetime.now(UTC), alerts=AlertPolicy()
+        )
+    raised = await alerts(harness)
+    assert [(a["kind"], a["summary"]) for a in raised] == ([(kind, summary)] if kind else [])
+    if kind:
+        assert raised[0]["job"]["state"] == state

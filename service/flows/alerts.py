@@ -97,8 +97,10 @@ async def raise_component_alert(
     *,
     previous: str | None,
     policy: AlertPolicy,
+    incident: tuple[store.StatusIncident, Sequence[store.StatusIncidentUpdate]] | None = None,
 ) -> None:
-    """The alert (if any) for a watched component whose status just moved from `previous`."""
+    """The alert (if any) for a watched component whose status just moved from `previous`;
+    `incident`, an open incident on the component, goes along for its link and updates."""
     assert component.status is not None and component.updated_at is not None
     at = component.updated_at
     row = await store.lock_window(session, component_window_key(component.id))
@@ -114,6 +116,8 @@ async def raise_component_alert(
     name = component.name or component.id
     subject = f"component:{component.id}"
     body = {"component": component_json(component)}
+    if incident is not None:
+        body["incident"] = incident_json(*incident)
     if decision.action is FlapAction.RAISE:
         summary = component_summary(name, previous=previous, new=component.status)
         await _add(

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import store
 from service.domain import (
+    INCIDENT_STATUSES,
     AlertPolicy,
     ComponentChange,
     IncidentReport,
@@ -18,9 +19,11 @@ from service.domain import (
     is_newer,
     parse_status_payload,
 )
+from service.domain.status import CLOSED_STATUSES
 from service.flows.alerts import raise_component_alert, raise_incident_alert
 
 DELIVERY_KIND = "status"
+OPEN_INCIDENT_STATUSES = tuple(sorted(INCIDENT_STATUSES - CLOSED_STATUSES))
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,27 @@ async def _apply_component(
     component.name = change.name or component.name
     component.group_id = change.group_id or component.group_id
     if previous != change.new_status and policy.watches([(component.id, component.name)]):
-        await raise_component_alert(session, component, previous=previous, policy=policy)
+        await raise_component_alert(
+            session,
+            component,
+            previous=previous,
+            policy=policy,
+            incident=await _open_incident(session, component.id),
+        )
     return True
+
+
+async def _open_incident(
+    session: AsyncSession, component_id: str
+) -> tuple[store.StatusIncident, list[store.StatusIncidentUpdate]] | None:
+    """The latest unresolved incident on this component: its link tells people where to look."""
+    incidents, _ = await store.list_incidents(
+        session, statuses=OPEN_INCIDENT_STATUSES, component=component_id, limit=1, offset=0
+    )
+    if not incidents:
+        return None
+    updates = await store.incident_updates(session, [incidents[0].id])
+    return incidents[0], updates[incidents[0].id]
 
 
 async def _apply_incident(
