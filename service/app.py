@@ -14,19 +14,22 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.domain import DomainError
-from service.flows import ResolveSettings
+from service.domain import AlertPolicy, DomainError
+from service.flows import OutboxSettings, ResolveSettings
 from service.settings import Settings, get_settings
 from service.store import IngestWriter, create_engine, create_sessionmaker
 from service.visma import VismaClient
+from service.web.alerts_api import list_alerts
 from service.web.auth import BearerAuth
 from service.web.deliveries_api import list_deliveries
 from service.web.errors import domain_error, http_error, server_error
 from service.web.health import healthz, metrics, readyz
 from service.web.jobs_api import create_job, get_job, list_jobs
 from service.web.state import State
+from service.web.status_api import list_components, list_incidents
+from service.web.status_webhooks import receive_status_webhook
 from service.web.webhooks import receive_visma_webhook
-from service.workers import ResolverWorker
+from service.workers import AlertSender, ResolverWorker
 
 
 @dataclass
@@ -39,6 +42,7 @@ class Resources:
     visma: VismaClient
     ingest: IngestWriter
     resolver: ResolverWorker
+    alerts: AlertSender
 
     def state(self) -> State:
         return {
@@ -46,7 +50,42 @@ class Resources:
             "sessions": self.sessions,
             "visma": self.visma,
             "ingest": self.ingest,
+            "alert_policy": alert_policy(self.settings),
         }
+
+
+def alert_policy(settings: Settings) -> AlertPolicy:
+    """The alert decisions' settings: noise windows and watched components."""
+    return AlertPolicy(
+        flap_window_seconds=settings.ALERT_FLAP_WINDOW_SECONDS,
+        burst_window_seconds=settings.ALERT_BURST_WINDOW_SECONDS,
+        watch_components=tuple(settings.WATCH_COMPONENTS),
+    )
+
+
+def alert_sender(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> AlertSender:
+    """The outbox sender for the configured targets and retry schedule."""
+    outbox = OutboxSettings(
+        webhook_urls=tuple(settings.ALERT_WEBHOOK_URLS),
+        slack_urls=tuple(settings.ALERT_SLACK_URLS),
+        retry_base_seconds=settings.ALERT_RETRY_BASE_SECONDS,
+        retry_max_seconds=settings.ALERT_RETRY_MAX_SECONDS,
+        max_attempts=settings.ALERT_MAX_ATTEMPTS,
+        lease_seconds=max(60.0, 3 * settings.ALERT_TIMEOUT_SECONDS),
+    )
+    return AlertSender(
+        sessions,
+        outbox,
+        signing_secret=settings.ALERT_SIGNING_SECRET.get_secret_value(),
+        timeout_seconds=settings.ALERT_TIMEOUT_SECONDS,
+        poll_seconds=settings.ALERT_POLL_SECONDS,
+        transport=transport,
+    )
 
 
 def visma_client(
@@ -71,6 +110,7 @@ def resolve_settings(settings: Settings) -> ResolveSettings:
         job_ttl_seconds=settings.JOB_TTL_SECONDS,
         max_recheck_seconds=settings.POLL_MAX_INTERVAL_SECONDS,
         lease_seconds=settings.POLL_LEASE_SECONDS,
+        alerts=alert_policy(settings),
     )
 
 
@@ -87,14 +127,17 @@ async def open_resources(
     sessions = create_sessionmaker(engine)
     visma = visma_client(settings, transport=visma_transport)
     resolver = ResolverWorker(sessions, visma, resolve or resolve_settings(settings))
+    alerts = alert_sender(settings, sessions)
     ingest = IngestWriter(engine, on_matched=resolver.wake)
     await ingest.start()
     if run_workers:
         resolver.start()
+        alerts.start()
     try:
-        yield Resources(settings, engine, sessions, visma, ingest, resolver)
+        yield Resources(settings, engine, sessions, visma, ingest, resolver, alerts)
     finally:
         await resolver.stop()
+        await alerts.aclose()
         await ingest.close()
         await visma.aclose()
         await engine.dispose()
@@ -119,9 +162,18 @@ def create_app(
         Route("/jobs", list_jobs, methods=["GET"], name="list_jobs"),
         Route("/jobs/{job_id}", get_job, methods=["GET"], name="get_job"),
         Route("/deliveries", list_deliveries, methods=["GET"], name="list_deliveries"),
+        Route("/status/components", list_components, methods=["GET"], name="list_components"),
+        Route("/status/incidents", list_incidents, methods=["GET"], name="list_incidents"),
+        Route("/alerts", list_alerts, methods=["GET"], name="list_alerts"),
     ]
     routes = [
         Route("/webhooks/visma", receive_visma_webhook, methods=["POST"], name="visma_webhook"),
+        Route(
+            "/webhooks/status/{token}",
+            receive_status_webhook,
+            methods=["POST"],
+            name="status_webhook",
+        ),
         Route("/healthz", healthz, methods=["GET"], name="healthz"),
         Route("/readyz", readyz, methods=["GET"], name="readyz"),
         Route("/metrics", metrics, methods=["GET"], name="metrics"),

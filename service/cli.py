@@ -163,6 +163,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SHARE",
         help="share of background calls that run but whose 202 is lost",
     )
+    simulate.add_argument(
+        "--status-webhook-url",
+        default=None,
+        help="where the simulated status page sends its webhooks; default: this machine's "
+        "/webhooks/status/<STATUS_WEBHOOK_TOKEN> on port 8000 when the token is set",
+    )
     simulate.set_defaults(run=_simulate)
     return parser
 
@@ -236,7 +242,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 async def _submit_and_show(settings: Settings, request: Any) -> dict[str, Any]:
-    from service.app import visma_client
+    from service.app import alert_policy, visma_client
     from service.flows import submit_job
 
     engine, sessions = _open_db(settings)
@@ -249,6 +255,7 @@ async def _submit_and_show(settings: Settings, request: Any) -> dict[str, Any]:
             source="cli",
             poll_after_seconds=settings.POLL_AFTER_SECONDS,
             job_ttl_seconds=settings.JOB_TTL_SECONDS,
+            alerts=alert_policy(settings),
         )
         return await _load_job(sessions, job_id)
     finally:
@@ -257,7 +264,7 @@ async def _submit_and_show(settings: Settings, request: Any) -> dict[str, Any]:
 
 
 async def _resend_and_show(settings: Settings, job_id: str) -> dict[str, Any]:
-    from service.app import visma_client
+    from service.app import alert_policy, visma_client
     from service.domain import decode_id
     from service.flows import resend_job
 
@@ -271,6 +278,7 @@ async def _resend_and_show(settings: Settings, job_id: str) -> dict[str, Any]:
             source="cli",
             poll_after_seconds=settings.POLL_AFTER_SECONDS,
             job_ttl_seconds=settings.JOB_TTL_SECONDS,
+            alerts=alert_policy(settings),
         )
         return await _load_job(sessions, new_id)
     finally:
@@ -486,7 +494,13 @@ def _simulate(args: argparse.Namespace) -> int:
         for flag, field in _CHAOS_FLAGS.items()
         if getattr(args, flag) is not None
     }
-    config = SimulatorConfig(webhook_url=args.webhook_url or None, **chaos)
+    token = settings.STATUS_WEBHOOK_TOKEN.get_secret_value()
+    status_url = args.status_webhook_url or (
+        f"http://127.0.0.1:8000/webhooks/status/{token}" if token else None
+    )
+    config = SimulatorConfig(
+        webhook_url=args.webhook_url or None, status_webhook_url=status_url, **chaos
+    )
     if secret:
         config.webhook_secret = secret
     if settings.VISMA_CLIENT_ID:

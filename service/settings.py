@@ -5,12 +5,18 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from standardwebhooks.webhooks import Webhook
 
 DEFAULT_SCOPES = (
     "vismanet_erp_service_api:create vismanet_erp_service_api:read "
     "vismanet_erp_service_api:update vismanet_erp_service_api:delete"
+)
+
+BAD_SIGNING_SECRET = "ALERT_SIGNING_SECRET must be whsec_ followed by base64 (Standard Webhooks)"
+UNSIGNED_ALERTS = (
+    "ALERT_WEBHOOK_URLS is set but ALERT_SIGNING_SECRET is empty: JSON alerts are signed"
 )
 
 CommaList = Annotated[list[str], NoDecode]
@@ -85,6 +91,29 @@ class Settings(BaseSettings):
     WATCH_COMPONENTS: CommaList = Field(default_factory=list)
     """Status-page components (names or ids) that raise alerts. Empty: all."""
 
+    ALERT_FLAP_WINDOW_SECONDS: float = Field(default=300, ge=0)
+    """A component's status changes within this window after an alert make at most one more
+    alert, sent when the window closes (and none if it is back where the alert left it). 0: off."""
+
+    ALERT_BURST_WINDOW_SECONDS: float = Field(default=300, ge=0)
+    """Failed jobs with the same fault code within this window after the first one's alert are
+    counted into one `jobs.burst` alert, sent when the window closes. 0: off."""
+
+    ALERT_RETRY_BASE_SECONDS: float = Field(default=10, gt=0)
+    """Wait before the first retry of a failed alert send; doubles with each further attempt."""
+
+    ALERT_RETRY_MAX_SECONDS: float = Field(default=3600, gt=0)
+    """Longest wait between two attempts at one alert send."""
+
+    ALERT_MAX_ATTEMPTS: int = Field(default=12, ge=1)
+    """Attempts per alert and target before it is given up (`failed` in `/api/v1/alerts`)."""
+
+    ALERT_TIMEOUT_SECONDS: float = Field(default=10, gt=0)
+    """How long one alert send waits for the target's answer."""
+
+    ALERT_POLL_SECONDS: float = Field(default=1, gt=0)
+    """How often the alert sender looks for alerts raised by other processes or replicas."""
+
     MAX_BODY_BYTES: int = Field(default=1_048_576, gt=0)
     """Largest webhook body accepted; larger ones get 413."""
 
@@ -110,6 +139,23 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split(value)
+
+    @field_validator("ALERT_SIGNING_SECRET")
+    @classmethod
+    def _signing_secret(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if secret:
+            try:
+                Webhook(secret)
+            except Exception:
+                raise ValueError(BAD_SIGNING_SECRET) from None
+        return value
+
+    @model_validator(mode="after")
+    def _alert_hooks_are_signed(self) -> Settings:
+        if self.ALERT_WEBHOOK_URLS and not self.ALERT_SIGNING_SECRET.get_secret_value():
+            raise ValueError(UNSIGNED_ALERTS)
+        return self
 
     def webhook_secrets(self) -> list[str]:
         """The configured webhook secrets as plain strings."""

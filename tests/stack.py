@@ -72,6 +72,7 @@ async def running_stack(
     """The service (settings `overrides`) and the simulator (`chaos`: SimulatorConfig fields)."""
     service_sock, simulator_sock = bind_loopback(), bind_loopback()
     service_url, simulator_url = url_of(service_sock), url_of(simulator_sock)
+    status_token = overrides.get("STATUS_WEBHOOK_TOKEN")
     simulator_app = create_simulator_app(
         SimulatorConfig(
             webhook_url=f"{service_url}/webhooks/visma",
@@ -79,6 +80,10 @@ async def running_stack(
             job_duration_seconds=0.05,
             retry_base_seconds=0.05,
             max_delivery_attempts=4,
+            # The simulated status page sends to the service when it has a token to send to.
+            status_webhook_url=(
+                f"{service_url}/webhooks/status/{status_token}" if status_token else None
+            ),
             **(chaos or {}),
         )
     )

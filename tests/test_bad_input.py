@@ -46,11 +46,55 @@ query_keys = st.sampled_from(
         "matched",
         "kind",
         "notificationId",
+        "status",
+        "component",
         "other",
     ]
 )
 query_values = st.text(
     alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12
+)
+STATUS_TOKEN = "status-token-any"
+# Statuspage-like payloads with any values where the fields are, and some without the fields.
+status_payloads = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "component": st.dictionaries(
+                st.sampled_from(["id", "name", "status", "updated_at", "group_id"]),
+                json_values,
+                max_size=5,
+            )
+        },
+        optional={
+            "component_update": st.dictionaries(
+                st.sampled_from(["id", "component_id", "old_status", "new_status", "created_at"]),
+                json_values | st.sampled_from(["operational", "major_outage", "2026-03-02T09:00Z"]),
+                max_size=5,
+            )
+        },
+    ),
+    st.fixed_dictionaries(
+        {
+            "incident": st.dictionaries(
+                st.sampled_from(
+                    [
+                        "id",
+                        "name",
+                        "status",
+                        "updated_at",
+                        "created_at",
+                        "components",
+                        "incident_updates",
+                        "scheduled_for",
+                        "shortlink",
+                    ]
+                ),
+                json_values | st.sampled_from(["resolved", "2026-03-02T09:00Z", "i\x00d"]),
+                max_size=9,
+            )
+        }
+    ),
+    json_values,
 )
 SLOW = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -60,7 +104,9 @@ SLOW = settings(
 @pytest.fixture(name="harness")
 async def fixture_harness(clean_database: str):
     # No Visma credentials: a submission that passes validation stops at a clear 503.
-    async with in_process(clean_database, VISMA_CLIENT_ID="") as harness:
+    async with in_process(
+        clean_database, VISMA_CLIENT_ID="", STATUS_WEBHOOK_TOKEN=STATUS_TOKEN
+    ) as harness:
         yield harness
 
 
@@ -83,7 +129,13 @@ async def test_create_job_with_any_bytes_is_a_4xx(harness: Harness, raw: bytes) 
 @SLOW
 @given(params=st.lists(st.tuples(query_keys, query_values), max_size=5))
 async def test_lists_never_fail_with_a_500(harness: Harness, params: list) -> None:
-    for path in ("/api/v1/jobs", "/api/v1/deliveries"):
+    for path in (
+        "/api/v1/jobs",
+        "/api/v1/deliveries",
+        "/api/v1/status/components",
+        "/api/v1/status/incidents",
+        "/api/v1/alerts",
+    ):
         response = await harness.client.get(path, params=params)
         assert response.status_code in (200, 400), response.text
         if response.status_code == 400:
@@ -96,6 +148,15 @@ async def test_get_job_with_any_id_is_200_400_or_404(harness: Harness, job_id: s
     response = await harness.client.get("/api/v1/jobs/" + quote(job_id, safe=""))
     assert response.status_code in (400, 404), response.text
     assert "error" in response.json()
+
+
+@SLOW
+@given(payload=status_payloads)
+async def test_status_deliveries_of_any_shape_are_stored(harness: Harness, payload: object) -> None:
+    raw = json.dumps(payload).encode()
+    response = await harness.client.post(f"/webhooks/status/{STATUS_TOKEN}", content=raw)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] in ("stored", "flagged")
 
 
 @SLOW

@@ -6,9 +6,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from service.domain.alerts import ALERT_KINDS
 from service.domain.errors import InvalidInput
 from service.domain.ids import has_control_characters
 from service.domain.jobs import JobState
+from service.domain.status import COMPONENT_STATUSES, INCIDENT_STATUSES
 
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
@@ -53,6 +55,19 @@ class DeliveryFilter:
 
 
 DELIVERY_KINDS = ("visma", "status")
+
+
+@dataclass(frozen=True)
+class StatusFilter:
+    """Filters of the status-page lists: statuses (any of) and a component id or name."""
+
+    statuses: tuple[str, ...] = ()
+    component: str | None = None
+
+
+@dataclass(frozen=True)
+class AlertFilter:
+    kinds: tuple[str, ...] = ()
 
 
 def parse_page(params: dict[str, str]) -> Page:
@@ -127,6 +142,51 @@ def parse_delivery_query(pairs: Iterable[tuple[str, str]]) -> tuple[DeliveryFilt
         ),
         parse_page(params),
     )
+
+
+def parse_component_query(pairs: Iterable[tuple[str, str]]) -> tuple[StatusFilter, Page]:
+    """The filters and page of `GET /api/v1/status/components`."""
+    return _status_query(pairs, COMPONENT_STATUSES)
+
+
+def parse_incident_query(pairs: Iterable[tuple[str, str]]) -> tuple[StatusFilter, Page]:
+    """The filters and page of `GET /api/v1/status/incidents`."""
+    return _status_query(pairs, INCIDENT_STATUSES)
+
+
+def parse_alert_query(pairs: Iterable[tuple[str, str]]) -> tuple[AlertFilter, Page]:
+    """The filters and page of `GET /api/v1/alerts`."""
+    params: dict[str, str] = {}
+    for key, value in pairs:
+        _once(params, key, value)
+    _only(params, ("kind", *_PAGING))
+    kinds = _one_of(params, "kind", ALERT_KINDS)
+    return AlertFilter(kinds=kinds), parse_page(params)
+
+
+def _status_query(
+    pairs: Iterable[tuple[str, str]], statuses: frozenset[str]
+) -> tuple[StatusFilter, Page]:
+    params: dict[str, str] = {}
+    for key, value in pairs:
+        _once(params, key, value)
+    _only(params, ("status", "component", *_PAGING))
+    component = params.get("component", "").strip() or None
+    return (
+        StatusFilter(statuses=_one_of(params, "status", statuses), component=component),
+        parse_page(params),
+    )
+
+
+def _one_of(params: dict[str, str], name: str, valid: frozenset[str]) -> tuple[str, ...]:
+    """A comma-separated filter whose every value must be one of `valid`."""
+    if name not in params:
+        return ()
+    values = tuple(v.strip() for v in params[name].split(",") if v.strip())
+    for value in values:
+        if value not in valid:
+            raise InvalidInput(f"{name} {value!r} is not one of {', '.join(sorted(valid))}")
+    return values
 
 
 def parse_timestamp(value: str, name: str) -> datetime:

@@ -4,13 +4,30 @@ Each flow opens its own short transactions: load through `store/`, decide throug
 write through `store/`. Visma is called with no transaction open.
 """
 
+from service.flows.alert_outbox import (
+    OutboxSettings,
+    SendResult,
+    claim_deliveries,
+    dispatch_due_alerts,
+    next_due,
+    record_send,
+)
 from service.flows.resolve import ResolveSettings, read_and_apply, resolve_due_jobs
+from service.flows.status import StatusReceipt, record_status_delivery
 from service.flows.submit import JobRequest, resend_job, submit_job
 
 __all__ = [
     "JobRequest",
+    "OutboxSettings",
     "ResolveSettings",
+    "SendResult",
+    "StatusReceipt",
+    "claim_deliveries",
+    "dispatch_due_alerts",
+    "next_due",
     "read_and_apply",
+    "record_send",
+    "record_status_delivery",
     "resend_job",
     "resolve_due_jobs",
     "submit_job",

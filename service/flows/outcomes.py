@@ -1,5 +1,6 @@
 """The one place a job reaches its outcome, so every path (webhook, poll, refusal, expiry)
-records it the same way: fields, timeline event, and whatever follows a transition."""
+records it the same way: fields, timeline event, and whatever follows a transition (its alert,
+raised here in the same transaction, so once per transition and never per delivery)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import store
-from service.domain import EventKind, JobState, Outcome, can_move
+from service.domain import AlertPolicy, EventKind, JobState, Outcome, can_move
+from service.flows.alerts import raise_job_alert
 
 _EVENT_FOR = {
     JobState.SUCCEEDED: EventKind.SUCCEEDED,
@@ -28,10 +30,12 @@ async def record_outcome(
     at: datetime,
     detail: dict[str, Any] | None = None,
     resolved_by: str | None = None,
+    alerts: AlertPolicy,
 ) -> bool:
     """Move `job` to `outcome.state` if that is forward; returns whether it moved.
 
-    A move that would go backwards is kept in the timeline as `ignored`, never applied.
+    A move that would go backwards is kept in the timeline as `ignored`, never applied. A move
+    to failed, expired or rejected raises its alert (grouped by `alerts`' burst window).
     """
     detail = dict(detail or {})
     job.last_modified_at = at
@@ -64,4 +68,5 @@ async def record_outcome(
     await store.add_event(
         session, job.id, kind=_EVENT_FOR[outcome.state], source=source, at=at, detail=detail
     )
+    await raise_job_alert(session, job, at=at, policy=alerts)
     return True

@@ -8,7 +8,7 @@ the state endpoint (DESIGN.md 1.5). A job Visma cannot tell us about within the 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service import store
 from service.domain import (
     OPEN_STATES,
+    AlertPolicy,
     EventKind,
     JobState,
     Outcome,
@@ -52,6 +53,8 @@ class ResolveSettings:
     lease_seconds: float = 60.0
     batch_size: int = 20
     concurrency: int = 4
+    # How outcomes raise alerts (burst window).
+    alerts: AlertPolicy = field(default_factory=AlertPolicy)
 
     def recheck_after(self, attempts: int) -> timedelta:
         seconds = self.recheck_seconds * (2 ** min(max(attempts - 1, 0), 16))
@@ -132,7 +135,14 @@ async def _apply_state(
             )
             return
         await record_outcome(
-            session, job, outcome, source=resolver, at=now, detail=summary, resolved_by=resolver
+            session,
+            job,
+            outcome,
+            source=resolver,
+            at=now,
+            detail=summary,
+            resolved_by=resolver,
+            alerts=settings.alerts,
         )
 
 
@@ -154,7 +164,9 @@ async def _record_read_failure(
                 reason = EXPIRED_FORGOTTEN.format(status=exc.status)
             else:
                 reason = EXPIRED_NO_ANSWER.format(message=exc.message)
-            await _expire(session, job, reason, source=source, at=now, http_status=exc.status)
+            await _expire(
+                session, job, reason, settings, source=source, at=now, http_status=exc.status
+            )
             return
         retry_after = exc.retry_after if isinstance(exc, VismaUnavailable) else None
         job.next_check_at = _next_check(job, now, settings, at_least=retry_after)
@@ -185,7 +197,7 @@ async def _wait_for_visma_id(
         if job is None or job.state not in _OPEN:
             return
         if now >= settings.deadline(job):
-            await _expire(session, job, EXPIRED_UNKNOWN_SUBMISSION, source="poll", at=now)
+            await _expire(session, job, EXPIRED_UNKNOWN_SUBMISSION, settings, source="poll", at=now)
             return
         job.next_check_at = settings.deadline(job)
 
@@ -194,6 +206,7 @@ async def _expire(
     session: AsyncSession,
     job: store.Job,
     reason: str,
+    settings: ResolveSettings,
     *,
     source: str,
     at: datetime,
@@ -201,7 +214,13 @@ async def _expire(
 ) -> None:
     outcome = Outcome(state=JobState.EXPIRED, http_status=None, note=reason)
     await record_outcome(
-        session, job, outcome, source=source, at=at, detail={"vismaHttpStatus": http_status}
+        session,
+        job,
+        outcome,
+        source=source,
+        at=at,
+        detail={"vismaHttpStatus": http_status},
+        alerts=settings.alerts,
     )
 
 

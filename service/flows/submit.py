@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import store
 from service.domain import (
+    AlertPolicy,
     EventKind,
     InvalidState,
     JobState,
@@ -45,6 +46,7 @@ async def submit_job(
     source: str,
     poll_after_seconds: float,
     job_ttl_seconds: float,
+    alerts: AlertPolicy,
     job_id: str | None = None,
     resent_from: str | None = None,
 ) -> str:
@@ -97,10 +99,12 @@ async def submit_job(
             if_match=request.if_match,
         )
     except VismaRejected as exc:
-        await _record_rejection(sessions, job_id, decide_rejection(exc.status or 0, exc.body))
+        rejection = decide_rejection(exc.status or 0, exc.body)
+        await _record_rejection(sessions, job_id, rejection, alerts=alerts)
     except VismaUnavailable as exc:
         if exc.status is not None:  # Visma answered (429 until we gave up, or 5xx): refused
-            await _record_rejection(sessions, job_id, decide_rejection(exc.status, exc.body))
+            rejection = decide_rejection(exc.status, exc.body)
+            await _record_rejection(sessions, job_id, rejection, alerts=alerts)
         else:
             await _record_uncertain(sessions, job_id, exc, job_ttl_seconds=job_ttl_seconds)
     except VismaError as exc:
@@ -118,6 +122,7 @@ async def resend_job(
     source: str,
     poll_after_seconds: float,
     job_ttl_seconds: float,
+    alerts: AlertPolicy,
 ) -> str:
     """Send a job's request again, deliberately, as a new job linked to the old one.
 
@@ -159,6 +164,7 @@ async def resend_job(
         job_ttl_seconds=job_ttl_seconds,
         job_id=new_id,
         resent_from=job_id,
+        alerts=alerts,
     )
 
 
@@ -201,14 +207,18 @@ async def _record_accepted(
 
 
 async def _record_rejection(
-    sessions: async_sessionmaker[AsyncSession], job_id: str, outcome: Outcome
+    sessions: async_sessionmaker[AsyncSession],
+    job_id: str,
+    outcome: Outcome,
+    *,
+    alerts: AlertPolicy,
 ) -> None:
     now = utcnow()
     async with sessions.begin() as session:
         job = await store.get_job(session, job_id, for_update=True)
         if job is None:
             return
-        await record_outcome(session, job, outcome, source="visma", at=now)
+        await record_outcome(session, job, outcome, source="visma", at=now, alerts=alerts)
 
 
 async def _record_uncertain(

@@ -1,4 +1,5 @@
-"""A faithful Visma.net simulator: token endpoint, background ERP API and webhook dispatcher.
+"""A faithful Visma.net simulator: token endpoint, background ERP API, webhook dispatcher, and
+the status page's webhooks (`app.state.simulator.statuspage`, or `POST /_sim/status/...`).
 
 Teams rehearse Visma's failure modes with it; the tests, the demo and the benchmark run
 against it. Script what happens with `app.state.simulator.script(Outcome(...))` or over
@@ -21,6 +22,7 @@ from service.simulator.jobs import (
 )
 from service.simulator.outcomes import JobResult, Outcome, OutcomeKind
 from service.simulator.state import RequestRecord, SimulatorState
+from service.simulator.statuspage import SimComponent, StatusDelivery, StatusPage
 
 __all__ = [
     "BACKGROUND_HEADER",
@@ -37,7 +39,10 @@ __all__ = [
     "OutcomeKind",
     "RequestRecord",
     "SimulatorConfig",
+    "SimComponent",
     "SimulatorState",
+    "StatusDelivery",
+    "StatusPage",
     "TokenBucket",
     "WebhookDispatcher",
     "create_simulator_app",

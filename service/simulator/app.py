@@ -6,7 +6,8 @@ import base64
 import binascii
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -19,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.domain.status import parse_time
 from service.simulator.chaos_http import ChaosMiddleware, chaos_routes, drop_response
 from service.simulator.config import SimulatorConfig
 from service.simulator.jobs import (
@@ -41,6 +43,7 @@ from service.simulator.state import (
     SimulatorState,
     request_kind,
 )
+from service.simulator.statuspage import StatusDelivery
 from service.simulator.tokens import TokenError
 
 API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -271,9 +274,110 @@ class _Endpoints:
         attempts = [a for a in self.sim.deliveries if job_id is None or a.job_id == job_id]
         return JSONResponse({"items": [attempt.to_json() for attempt in attempts]})
 
+    async def set_status_component(self, request: Request) -> Response:
+        """`POST /_sim/status/components`: `{"component", "status", "at"?}`; sends the update."""
+        return await self._status(
+            request,
+            lambda data: self.sim.statuspage.set_component(
+                _required(data, "component"), _required(data, "status"), at=_time(data, "at")
+            ),
+        )
+
+    async def set_status_incident(self, request: Request) -> Response:
+        """`POST /_sim/status/incidents`: open or update an incident and send it whole.
+
+        Body: `{"name", "status", "id"?, "body"?, "impact"?, "components"?, "at"?}`.
+        """
+        return await self._status(
+            request,
+            lambda data: self.sim.statuspage.set_incident(
+                _required(data, "name"),
+                _required(data, "status"),
+                incident_id=data.get("id"),
+                body=str(data.get("body") or ""),
+                impact=str(data.get("impact") or "minor"),
+                components=_names(data.get("components")),
+                at=_time(data, "at"),
+            ),
+        )
+
+    async def schedule_status_maintenance(self, request: Request) -> Response:
+        """`POST /_sim/status/maintenance`: `{"name", "scheduledFor", "scheduledUntil",
+        "components", "status"?, "id"?, "body"?}`."""
+
+        def send(data: dict[str, Any]) -> Awaitable[StatusDelivery]:
+            starts, ends = _time(data, "scheduledFor"), _time(data, "scheduledUntil")
+            if starts is None or ends is None:
+                raise ValueError("scheduledFor and scheduledUntil are required")
+            return self.sim.statuspage.schedule_maintenance(
+                _required(data, "name"),
+                scheduled_for=starts,
+                scheduled_until=ends,
+                components=_names(data.get("components")) or [],
+                status=str(data.get("status") or "scheduled"),
+                incident_id=data.get("id"),
+                body=str(data.get("body") or ""),
+            )
+
+        return await self._status(request, send)
+
+    async def resend_status(self, request: Request) -> Response:
+        """`POST /_sim/status/resend`: `{"index"}`; sends an earlier payload again, unchanged."""
+
+        def send(data: dict[str, Any]) -> Awaitable[StatusDelivery]:
+            index = data.get("index")
+            if not isinstance(index, int) or not 0 <= index < len(self.sim.statuspage.sent):
+                raise ValueError("index must be the index of a payload already sent")
+            return self.sim.statuspage.resend(index)
+
+        return await self._status(request, send)
+
+    async def list_status_sent(self, request: Request) -> Response:
+        """`GET /_sim/status/sent`: every status webhook sent, with the listener's answer."""
+        return JSONResponse({"items": [d.to_json() for d in self.sim.statuspage.sent]})
+
+    async def _status(
+        self,
+        request: Request,
+        send: Callable[[dict[str, Any]], Awaitable[StatusDelivery]],
+    ) -> Response:
+        try:
+            data = json.loads(await request.body())
+            if not isinstance(data, dict):
+                raise ValueError("send a JSON object")
+            delivery = await send(data)
+        except (ValueError, KeyError) as exc:
+            return _control_error(str(exc))
+        return JSONResponse(delivery.to_json(), status_code=201)
+
     async def read_stats(self, request: Request) -> Response:
         """`GET /_sim/stats`: counters."""
         return JSONResponse(self.sim.stats())
+
+
+def _required(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} is required (a string)")
+    return value
+
+
+def _names(value: object) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("components must be a list of component names or ids")
+    return list(value)
+
+
+def _time(data: dict[str, Any], name: str) -> datetime | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    parsed = parse_time(value)
+    if parsed is None:
+        raise ValueError(f"{name} must be an ISO 8601 date-time")
+    return parsed
 
 
 def _parse_form(body: bytes) -> dict[str, str]:
@@ -315,6 +419,28 @@ def _routes(endpoints: _Endpoints) -> list[BaseRoute]:
         Route("/_sim/requests", endpoints.list_requests, name="list_requests"),
         Route("/_sim/deliveries", endpoints.list_deliveries, name="list_deliveries"),
         Route("/_sim/stats", endpoints.read_stats, name="read_stats"),
+        Route(
+            "/_sim/status/components",
+            endpoints.set_status_component,
+            methods=["POST"],
+            name="set_status_component",
+        ),
+        Route(
+            "/_sim/status/incidents",
+            endpoints.set_status_incident,
+            methods=["POST"],
+            name="set_status_incident",
+        ),
+        Route(
+            "/_sim/status/maintenance",
+            endpoints.schedule_status_maintenance,
+            methods=["POST"],
+            name="schedule_status_maintenance",
+        ),
+        Route(
+            "/_sim/status/resend", endpoints.resend_status, methods=["POST"], name="resend_status"
+        ),
+        Route("/_sim/status/sent", endpoints.list_status_sent, name="list_status_sent"),
     ]
     for prefix in API_PREFIXES:
         # Route names of the older layouts carry their prefix; the current layout's are plain.
@@ -362,9 +488,11 @@ def create_simulator_app(
             timeout=config.webhook_timeout_seconds, limits=limits, transport=webhook_transport
         ) as client:
             await simulator.dispatcher.start(client)
+            simulator.statuspage.attach(client)
             try:
                 yield
             finally:
+                simulator.statuspage.attach(None)
                 await simulator.dispatcher.stop()
                 simulator.close()
 

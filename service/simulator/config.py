@@ -42,6 +42,9 @@ class SimulatorConfig:
     """Attempts in flight at once, so a benchmark can't open unbounded connections."""
     max_log_entries: int = 100_000
     """The request and delivery logs keep this many newest entries (bounded memory)."""
+    status_webhook_url: str | None = None
+    """Where the simulated status page POSTs its webhooks
+    (`.../webhooks/status/<STATUS_WEBHOOK_TOKEN>`); None: none are sent."""
 
     # Chaos. "ERP API requests" below means every request except the token endpoint and /_sim/.
     seed: int | None = None

@@ -25,6 +25,7 @@ from service.simulator.outcomes import (
     is_erp_path,
     resolve,
 )
+from service.simulator.statuspage import StatusPage
 from service.simulator.tokens import TokenIssuer
 
 RequestKind = Literal["token", "submit", "state", "content", "call"]
@@ -94,6 +95,7 @@ class SimulatorState:
         self.dispatcher = WebhookDispatcher(config, on_attempt=self.deliveries.append)
         self.chaos = Chaos(config)  # owns the one seeded random.Random of every chaos decision
         self.webhooks = WebhookHold(self.chaos, self.dispatcher)
+        self.statuspage = StatusPage(config.status_webhook_url)
         self._numbers = itertools.count(20001)
         self._timers: dict[str, asyncio.TimerHandle] = {}
 

@@ -40,3 +40,10 @@ async def list_deliveries(
 async def count_deliveries(session: AsyncSession) -> int:
     """How many deliveries the inbox holds."""
     return (await session.execute(select(func.count()).select_from(Delivery))).scalar_one()
+
+
+async def add_delivery(session: AsyncSession, delivery: Delivery) -> Delivery:
+    """Insert one delivery through the ORM (low-volume kinds; the Visma hot path uses ingest)."""
+    session.add(delivery)
+    await session.flush()
+    return delivery

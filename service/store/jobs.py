@@ -29,6 +29,8 @@ async def add_job(session: AsyncSession, job: Job) -> Job:
 
 async def get_job(session: AsyncSession, job_id: str, *, for_update: bool = False) -> Job | None:
     """The job with this id, locked for update when asked (PostgreSQL; SQLite locks the file)."""
+    if "\x00" in job_id:
+        return None  # no row holds a NUL (PostgreSQL text cannot), and asyncpg refuses one
     query = select(Job).where(Job.id == job_id)
     if for_update:
         query = query.with_for_update()

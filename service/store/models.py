@@ -1,4 +1,5 @@
-"""Tables: jobs, their event timeline, and the raw delivery inbox. Timestamps are UTC."""
+"""Tables: jobs and their timeline, the delivery inbox, status-page state, alerts and their
+outbox. Timestamps are UTC."""
 
 from __future__ import annotations
 
@@ -126,3 +127,152 @@ class Delivery(Base):
     claimed_job_id: Mapped[str | None] = mapped_column(String(128))
     visma_job_id: Mapped[str | None] = mapped_column(String(64))
     problem: Mapped[str | None] = mapped_column(Text)
+
+
+class StatusComponent(Base):
+    """A status-page component: its current status, set by the newest update seen."""
+
+    __tablename__ = "status_components"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    group_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str | None] = mapped_column(String(32), index=True)
+    # The `created_at` of the update that set `status`; an older update never replaces it.
+    updated_at: Mapped[datetime | None]
+    first_seen_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class StatusComponentUpdate(Base):
+    """One `component_update` (the component's history), kept even when it arrived late."""
+
+    __tablename__ = "status_component_updates"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    component_id: Mapped[str] = mapped_column(
+        ForeignKey("status_components.id", ondelete="CASCADE"), index=True
+    )
+    old_status: Mapped[str | None] = mapped_column(String(32))
+    new_status: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    # False when a newer update had already set the status (a late or repeated delivery).
+    applied: Mapped[bool] = mapped_column(Boolean)
+
+
+class StatusIncident(Base):
+    """A status-page incident or scheduled maintenance, as its newest delivery showed it."""
+
+    __tablename__ = "status_incidents"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str | None] = mapped_column(String(32), index=True)
+    impact: Mapped[str | None] = mapped_column(String(32))
+    shortlink: Mapped[str | None] = mapped_column(Text)
+    maintenance: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime | None] = mapped_column(index=True)
+    resolved_at: Mapped[datetime | None]
+    scheduled_for: Mapped[datetime | None]
+    scheduled_until: Mapped[datetime | None]
+    components: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    first_seen_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class StatusIncidentUpdate(Base):
+    """One of an incident's `incident_updates`; the union over every delivery."""
+
+    __tablename__ = "status_incident_updates"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    incident_id: Mapped[str] = mapped_column(
+        ForeignKey("status_incidents.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(32))
+    body: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime]
+
+
+class StatusIncidentComponent(Base):
+    """Which components an incident affects (for the `component` filter)."""
+
+    __tablename__ = "status_incident_components"
+
+    incident_id: Mapped[str] = mapped_column(
+        ForeignKey("status_incidents.id", ondelete="CASCADE"), primary_key=True
+    )
+    component_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    name: Mapped[str | None] = mapped_column(Text)
+
+
+class Alert(Base):
+    """An alert raised by a transition; `body` is what JSON hooks receive.
+
+    `pending` alerts go out once `due_at` passes (a held alert waits for its noise window to
+    close); the sender then fans each out into one `AlertDelivery` per target.
+    """
+
+    __tablename__ = "alerts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    subject: Mapped[str] = mapped_column(String(200), index=True)
+    summary: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime]
+    raised_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[datetime | None]
+    dispatched_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_alerts_state_due_at", "state", "due_at"),)
+
+
+class AlertDelivery(Base):
+    """The outbox: one alert for one target, retried with backoff until sent or given up."""
+
+    __tablename__ = "alert_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Due work, kept in the row so a retry survives a restart; a claim pushes it forward as
+    # its lease.
+    next_attempt_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_alert_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+    )
+
+
+class AlertAttempt(Base):
+    """One try at sending an alert delivery, and how the target answered."""
+
+    __tablename__ = "alert_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("alert_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime]
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertWindow(Base):
+    """A noise window (a component's flaps, or a fault code's burst of failed jobs)."""
+
+    __tablename__ = "alert_windows"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    until: Mapped[datetime | None]
+    told: Mapped[str | None] = mapped_column(String(32))
+    count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    subjects: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    held_alert_id: Mapped[str | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"))

@@ -32,6 +32,7 @@ async def create_job(request: Request[State]) -> Response:
         source="api",
         poll_after_seconds=state["settings"].POLL_AFTER_SECONDS,
         job_ttl_seconds=state["settings"].JOB_TTL_SECONDS,
+        alerts=state["alert_policy"],
     )
     data, etag = await _job_view(request, job_id)
     location = request.url_for("get_job", job_id=job_id).path

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
@@ -19,7 +20,23 @@ from service.domain import (
     validate_tags,
 )
 from service.flows import JobRequest
-from service.store import Delivery, Job, JobEvent
+from service.flows.views import component_json, incident_json, iso, job_json
+from service.store import Alert, AlertAttempt, AlertDelivery, Delivery
+
+__all__ = [
+    "JobCreate",
+    "alert_json",
+    "component_json",
+    "delivery_json",
+    "etag_of",
+    "incident_json",
+    "iso",
+    "job_json",
+    "page_json",
+    "parse_job_create",
+    "redact_url",
+    "validation_detail",
+]
 
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")
@@ -107,41 +124,6 @@ def _domain_check(check: Callable[[_In], _Out], value: _In) -> _Out:
         raise ValueError(exc.detail) from None
 
 
-def iso(value: datetime | None) -> str | None:
-    """UTC ISO 8601 with a Z, as Visma writes timestamps."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def job_json(job: Job, events: Sequence[JobEvent] | None = None) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": job.id,
-        "vismaJobId": job.visma_job_id,
-        "state": job.state,
-        "method": job.method,
-        "path": job.path,
-        "tags": job.tags or {},
-        "httpStatus": job.http_status,
-        "createdResourceId": job.created_resource_id,
-        "error": job.error,
-        "hint": job.hint,
-        "resolvedBy": job.resolved_by,
-        "notify": job.notify,
-        "resultEtag": job.result_etag,
-        "submittedAt": iso(job.submitted_at),
-        "acceptedAt": iso(job.accepted_at),
-        "finishedAt": iso(job.finished_at),
-        "lastModifiedAt": iso(job.last_modified_at),
-    }
-    if events is not None:
-        data["events"] = [
-            {"at": iso(e.at), "kind": e.kind, "source": e.source, "detail": e.detail or {}}
-            for e in events
-        ]
-    return data
-
-
 def etag_of(data: dict[str, Any]) -> str:
     """A strong ETag over the representation, so any change to the job or its timeline shows."""
     raw = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
@@ -164,6 +146,66 @@ def delivery_json(delivery: Delivery) -> dict[str, Any]:
         "headers": delivery.headers,
         "body": delivery.body.decode("utf-8", errors="replace"),
     }
+
+
+def alert_json(
+    alert: Alert,
+    deliveries: Sequence[AlertDelivery],
+    attempts: Mapping[int, Sequence[AlertAttempt]],
+    *,
+    now: datetime,
+) -> dict[str, Any]:
+    """Alert JSON, with where it stands and every delivery attempt with the target's answer."""
+    return {
+        **alert.body,
+        "status": _alert_status(alert, deliveries, now=now),
+        "raisedAt": iso(alert.raised_at),
+        "dueAt": iso(alert.due_at),
+        "deliveries": [
+            {
+                "channel": d.channel,
+                "target": redact_url(d.target),
+                "state": d.state,
+                "nextAttemptAt": iso(d.next_attempt_at),
+                "sentAt": iso(d.sent_at),
+                "attempts": [
+                    {
+                        "at": iso(a.at),
+                        "statusCode": a.status_code,
+                        "error": a.error,
+                        "answer": a.answer,
+                    }
+                    for a in attempts.get(d.id, ())
+                ],
+            }
+            for d in deliveries
+        ],
+    }
+
+
+def _alert_status(alert: Alert, deliveries: Sequence[AlertDelivery], *, now: datetime) -> str:
+    """held (waiting for its noise window), queued, suppressed, recorded (no targets),
+    sending, sent (every target answered 2xx) or failed (a target was given up)."""
+    if alert.state != "dispatched":
+        if alert.state == "pending":
+            return "held" if alert.due_at is not None and alert.due_at > now else "queued"
+        return alert.state
+    states = {d.state for d in deliveries}
+    if not states:
+        return "recorded"
+    if "failed" in states:
+        return "failed"
+    return "sent" if states == {"sent"} else "sending"
+
+
+def redact_url(url: str) -> str:
+    """A target without the parts that hold secrets (a Slack URL's path is its token)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    digest = hashlib.sha256(url.encode()).hexdigest()[:8]
+    return f"{parts.scheme}://{host}/...#{digest}"
 
 
 def page_json(

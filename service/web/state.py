@@ -6,6 +6,7 @@ from typing import TypedDict
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.domain import AlertPolicy
 from service.settings import Settings
 from service.store import IngestWriter
 from service.visma import VismaClient
@@ -16,3 +17,4 @@ class State(TypedDict):
     sessions: async_sessionmaker[AsyncSession]
     visma: VismaClient
     ingest: IngestWriter
+    alert_policy: AlertPolicy

@@ -1,5 +1,6 @@
 """Background workers; each claims its work so that replicas never do it twice."""
 
+from service.workers.alert_sender import AlertSender
 from service.workers.resolver import ResolverWorker
 
-__all__ = ["ResolverWorker"]
+__all__ = ["AlertSender", "ResolverWorker"]

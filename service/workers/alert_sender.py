@@ -1,0 +1,159 @@
+"""The alert sender: takes due alerts from the outbox and sends them to every target.
+
+JSON hooks get the Alert JSON signed with Standard Webhooks headers (`webhook-id` is the alert's
+id, the same on every retry, so receivers can drop repeats); Slack targets get an
+incoming-webhook message. Deliveries are claimed with SKIP LOCKED and a lease, so replicas never
+send the same one at once; the HTTP call runs with no transaction open. A send is at least once:
+a replica that dies after the target answered but before recording it leaves the delivery to be
+sent again when its lease runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from datetime import UTC, datetime
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from standardwebhooks.webhooks import Webhook
+
+from service import store
+from service.domain import slack_message
+from service.flows import (
+    OutboxSettings,
+    SendResult,
+    claim_deliveries,
+    dispatch_due_alerts,
+    next_due,
+    record_send,
+)
+from service.flows.alert_outbox import SLACK
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "visma-hooks-alerts/1"
+NO_SIGNING_SECRET = "ALERT_SIGNING_SECRET is not set: JSON alerts cannot be signed"
+
+
+class AlertSender:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: OutboxSettings,
+        *,
+        signing_secret: str,
+        timeout_seconds: float = 10.0,
+        poll_seconds: float = 1.0,
+        concurrency: int = 8,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._signer = Webhook(signing_secret) if signing_secret else None
+        self._poll_seconds = poll_seconds
+        self._slots = asyncio.Semaphore(concurrency)
+        # Redirects are not followed: a 3xx is a failed send, retried like any other.
+        self._client = httpx.AsyncClient(
+            timeout=timeout_seconds,
+            follow_redirects=False,
+            transport=transport,
+            headers={"User-Agent": USER_AGENT},
+        )
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Look for due alerts now."""
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """Send everything due now (each delivery at most once per pass); returns how many."""
+        total = 0
+        while True:
+            dispatched = await dispatch_due_alerts(self._sessions, self._settings)
+            claimed = await claim_deliveries(self._sessions, self._settings)
+            await asyncio.gather(*(self._send_and_record(c) for c in claimed))
+            total += len(claimed)
+            if not dispatched and not claimed:
+                return total
+
+    async def run_forever(self) -> None:
+        while True:
+            self._wake.clear()
+            wait = self._poll_seconds
+            try:
+                await self.run_once()
+                due = await next_due(self._sessions)
+                if due is not None:
+                    wait = min(wait, max((due - datetime.now(UTC)).total_seconds(), 0.0))
+            except Exception:
+                # A database or programming error must not kill the worker; it tries again.
+                log.exception("alert sender: pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run_forever(), name="alert-sender")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def aclose(self) -> None:
+        await self.stop()
+        await self._client.aclose()
+
+    async def _send_and_record(self, delivery: store.ClaimedDelivery) -> None:
+        async with self._slots:
+            result = await self.send(delivery)
+        await record_send(self._sessions, delivery.id, result, self._settings)
+
+    async def send(self, delivery: store.ClaimedDelivery) -> SendResult:
+        """One attempt at one delivery; never raises for what the target or network does."""
+        if delivery.channel == SLACK:
+            content = _dump(slack_message(delivery.body))
+            headers = {"Content-Type": "application/json"}
+        else:
+            if self._signer is None:
+                return SendResult(at=datetime.now(UTC), error=NO_SIGNING_SECRET)
+            text = _dump(delivery.body)
+            now = datetime.now(UTC)
+            headers = {
+                "Content-Type": "application/json",
+                "webhook-id": delivery.alert_id,
+                "webhook-timestamp": str(int(now.timestamp())),
+                "webhook-signature": self._signer.sign(delivery.alert_id, now, text),
+            }
+            content = text
+        try:
+            response = await self._client.post(
+                delivery.target, content=content.encode(), headers=headers
+            )
+        except httpx.HTTPError as exc:
+            return SendResult(at=datetime.now(UTC), error=f"{type(exc).__name__}: {exc}"[:500])
+        return SendResult(
+            at=datetime.now(UTC),
+            status_code=response.status_code,
+            answer=response.text,
+            retry_after=_retry_after(response.headers.get("retry-after")),
+        )
+
+
+def _dump(data: object) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return None  # an HTTP date: our own backoff will do
