@@ -1,13 +1,15 @@
-"""`visma-hooks demo`: the whole job path against the simulator, on a throw-away database.
+"""`visma-hooks demo`: the whole product against the simulator, on a throw-away database.
 
-It starts the simulator and the service on loopback ports, submits jobs that rehearse Visma's
-outcomes and failure modes, shows them live until each ends, and checks that every job ended
-as expected (exit status 1 if not), so the demo doubles as a smoke test.
+It starts the simulator, the service and a team's alert endpoint on loopback ports, submits
+jobs that rehearse Visma's outcomes and failure modes under chaos, shows them live until each
+ends, lets the simulated status page report trouble, and checks that every job ended as
+expected and the signed alerts arrived (exit status 1 if not), so it doubles as a smoke test.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import socket
 import tempfile
@@ -22,6 +24,11 @@ import uvicorn
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from service.app import create_app
@@ -30,6 +37,11 @@ from service.simulator import Outcome, SimulatorConfig, create_simulator_app
 
 DEMO_SECRET = "demo-webhook-secret"
 DEMO_TOKEN = "demo-api-token"
+DEMO_STATUS_TOKEN = "demo-status-token"
+# Standard Webhooks secret for the alerts the demo's own sink receives and verifies.
+DEMO_SIGNING_SECRET = "whsec_" + base64.b64encode(b"visma-hooks-demo-signing-key!!!").decode()
+DEMO_NOISE_WINDOW_SECONDS = 2.0
+EXPECTED_ALERTS = ("job.failed", "job.rejected", "component.status", "incident.update")
 TERMINAL = ("succeeded", "failed", "expired", "rejected")
 
 
@@ -126,7 +138,7 @@ async def run_demo(console: Console, *, timeout: float = 30.0) -> bool:
         from service.cli import migrate
 
         await asyncio.to_thread(migrate, database_url)
-        async with _stack(database_url) as (api, simulator):
+        async with _stack(database_url) as (api, simulator, sink):
             console.print(
                 "chaos: " + ", ".join(f"{k}={v}" for k, v in CHAOS.items() if k != "seed")
             )
@@ -146,15 +158,25 @@ async def run_demo(console: Console, *, timeout: float = 30.0) -> bool:
                 jobs.append((scenario, answer.json()["id"]))
             states = await _watch(console, api, jobs, timeout=timeout)
             console.print()
+            await _status_page_trouble(simulator)
+            alerts = await _alerts_received(sink, timeout=timeout)
             inbox = (await api.get("/api/v1/deliveries")).json()["metadata"]["totalCount"]
-    ok = all(_as_expected(scenario, states[job_id]) for scenario, job_id in jobs)
-    console.print(f"webhook deliveries stored: {inbox}")
+    jobs_ok = all(_as_expected(scenario, states[job_id]) for scenario, job_id in jobs)
+    console.print(f"webhook deliveries stored (Visma and status page): {inbox}")
+    console.print(_alerts_table(alerts))
+    kinds = {alert["kind"] for alert in alerts}
+    alerts_ok = set(EXPECTED_ALERTS) <= kinds
     console.print(
         "[green]every job ended as expected[/green]"
-        if ok
+        if jobs_ok
         else "[red]some jobs did not end as expected[/red]"
     )
-    return ok
+    console.print(
+        "[green]signed alerts arrived for failures, refusals and Visma's own trouble[/green]"
+        if alerts_ok
+        else f"[red]missing alerts: {', '.join(sorted(set(EXPECTED_ALERTS) - kinds))}[/red]"
+    )
+    return jobs_ok and alerts_ok
 
 
 async def _watch(
@@ -192,6 +214,67 @@ def _table(jobs: list[tuple[Scenario, str]], states: dict[str, dict[str, Any]]) 
     return table
 
 
+async def _status_page_trouble(simulator: Any) -> None:
+    """Visma's status page reports trouble on the ERP API, then recovery."""
+    page = simulator.statuspage
+    await page.set_component("Visma.net ERP API", "degraded_performance")
+    incident = await page.set_incident(
+        "Slow background API processing",
+        "investigating",
+        body="Background jobs take longer than usual to finish.",
+        components=["Visma.net ERP API"],
+        component_status="degraded_performance",
+    )
+    await page.set_incident(
+        "Slow background API processing",
+        "resolved",
+        incident_id=incident.payload["incident"]["id"],
+        body="Processing times are back to normal.",
+        components=["Visma.net ERP API"],
+        component_status="operational",
+    )
+
+
+async def _alerts_received(sink: list[dict[str, Any]], *, timeout: float) -> list[dict[str, Any]]:
+    """The alerts, once the expected kinds are in and nothing new came for a noise window."""
+    deadline = time.monotonic() + timeout
+    seen, quiet_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        if len(sink) != seen:
+            seen, quiet_since = len(sink), time.monotonic()
+        expected_in = set(EXPECTED_ALERTS) <= {alert["kind"] for alert in sink}
+        # Held alerts (flaps, bursts) leave when their window closes: wait one window longer.
+        if expected_in and time.monotonic() - quiet_since > DEMO_NOISE_WINDOW_SECONDS + 0.5:
+            break
+        await asyncio.sleep(0.1)
+    return list(sink)
+
+
+def _alerts_table(alerts: list[dict[str, Any]]) -> Table:
+    table = Table(title="alerts received (signature verified)")
+    table.add_column("kind")
+    table.add_column("summary", overflow="fold")
+    for alert in alerts:
+        table.add_row(alert["kind"], alert["summary"])
+    return table
+
+
+def _alert_sink(received: list[dict[str, Any]]) -> Starlette:
+    """A team's alert endpoint: verifies the Standard Webhooks signature, keeps the alert."""
+    verifier = Webhook(DEMO_SIGNING_SECRET)
+
+    async def receive(request: Request) -> Response:
+        body = await request.body()
+        try:
+            alert = verifier.verify(body, dict(request.headers))
+        except WebhookVerificationError:
+            return Response(status_code=401)
+        received.append(alert)
+        return Response(status_code=204)
+
+    return Starlette(routes=[Route("/alerts", receive, methods=["POST"])])
+
+
 def _as_expected(scenario: Scenario, job: dict[str, Any]) -> bool:
     return job["state"] == scenario.expect_state and (
         scenario.expect_resolved_by is None or job["resolvedBy"] == scenario.expect_resolved_by
@@ -199,13 +282,17 @@ def _as_expected(scenario: Scenario, job: dict[str, Any]) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def _stack(database_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
-    service_sock, simulator_sock = _bind(), _bind()
+async def _stack(
+    database_url: str,
+) -> AsyncIterator[tuple[httpx.AsyncClient, Any, list[dict[str, Any]]]]:
+    service_sock, simulator_sock, sink_sock = _bind(), _bind(), _bind()
     service_url, simulator_url = _url(service_sock), _url(simulator_sock)
+    received: list[dict[str, Any]] = []
     simulator_app = create_simulator_app(
         SimulatorConfig(
             webhook_url=f"{service_url}/webhooks/visma",
             webhook_secret=DEMO_SECRET,
+            status_webhook_url=f"{service_url}/webhooks/status/{DEMO_STATUS_TOKEN}",
             job_duration_seconds=0.3,
             retry_base_seconds=0.2,
         )
@@ -222,15 +309,21 @@ async def _stack(database_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, An
         VISMA_WEBHOOK_SECRETS=DEMO_SECRET,
         API_TOKENS=DEMO_TOKEN,
         POLL_AFTER_SECONDS=1.0,
+        STATUS_WEBHOOK_TOKEN=DEMO_STATUS_TOKEN,
+        ALERT_WEBHOOK_URLS=f"{_url(sink_sock)}/alerts",
+        ALERT_SIGNING_SECRET=DEMO_SIGNING_SECRET,
+        ALERT_BURST_WINDOW_SECONDS=DEMO_NOISE_WINDOW_SECONDS,
+        ALERT_FLAP_WINDOW_SECONDS=DEMO_NOISE_WINDOW_SECONDS,
     )
     async with (
+        _serving(_alert_sink(received), sink_sock),
         _serving(simulator_app, simulator_sock),
         _serving(create_app(settings), service_sock),
         httpx.AsyncClient(
             base_url=service_url, headers={"Authorization": f"Bearer {DEMO_TOKEN}"}, timeout=30
         ) as api,
     ):
-        yield api, simulator_app.state.simulator
+        yield api, simulator_app.state.simulator, received
 
 
 @contextlib.asynccontextmanager
