@@ -8,7 +8,7 @@ from service.store.engine import (
     create_sessionmaker,
     is_sqlite,
 )
-from service.store.ingest import DeliveryRecord, IngestUnavailable, IngestWriter
+from service.store.ingest import DeliveryRecord, IngestUnavailable, IngestWriter, Stored
 from service.store.jobs import (
     add_event,
     add_job,
@@ -29,6 +29,7 @@ __all__ = [
     "IngestWriter",
     "Job",
     "JobEvent",
+    "Stored",
     "add_event",
     "add_job",
     "async_url",
