@@ -43,8 +43,16 @@ async def make_job(writer: Writer, state: str = "accepted") -> str:
     async with writer.sessions.begin() as session:
         await store.add_job(
             session,
-            store.Job(id=job_id, state=state, method="POST", path="/v1/customer", tags={},
-                      notify=True, submitted_at=now, last_modified_at=now),
+            store.Job(
+                id=job_id,
+                state=state,
+                method="POST",
+                path="/v1/customer",
+                tags={},
+                notify=True,
+                submitted_at=now,
+                last_modified_at=now,
+            ),
         )
     return job_id
 
@@ -80,7 +88,21 @@ async def test_store_many_one_notification_twice_in_a_batch_stores_one(writer: W
     assert job is not None
     assert job.visma_job_id == first.visma_job_id  # the first one's, as if applied in order
     assert job.last_webhook_at == other.received_at == job.next_check_at
-    assert writer.woken == [[job_id, job_id]]
+    assert writer.woken == [[job_id]]  # once, after the commit
+
+
+async def test_store_a_webhook_for_a_finished_job_is_kept_but_wakes_nobody(
+    writer: Writer,
+) -> None:
+    job_id = await make_job(writer, state="succeeded")
+    late = record(job_id=job_id)
+    assert await writer.ingest.store(late) is True
+    assert [e["deliveryId"] for e in await webhook_events(writer, job_id)] == [late.id]
+    async with writer.sessions.begin() as session:
+        job = await store.get_job(session, job_id)
+    assert job is not None and job.last_webhook_at == late.received_at
+    assert job.next_check_at is None  # nothing to read: the outcome is known
+    assert writer.woken == []
 
 
 async def test_store_many_a_duplicate_of_a_committed_delivery_changes_nothing(
@@ -131,7 +153,7 @@ async def test_store_a_lone_bad_row_is_unavailable(writer: Writer) -> None:
     with pytest.raises(IngestUnavailable):
         await writer.ingest.store(dataclasses.replace(record(), id=earlier.id))
     async with writer.sessions.begin() as session:
-        count = (await session.execute(select(func.count()).select_from(store.Delivery)))
+        count = await session.execute(select(func.count()).select_from(store.Delivery))
         assert count.scalar_one() == 1
 
 

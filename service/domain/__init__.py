@@ -16,7 +16,7 @@ from service.domain.errors import (
     NotConfigured,
     NotFound,
 )
-from service.domain.ids import decode_id, encode_id
+from service.domain.ids import decode_id, encode_id, time_ordered_uuid
 from service.domain.jobs import (
     OPEN_STATES,
     TERMINAL_STATES,
@@ -73,6 +73,7 @@ __all__ = [
     "decide_rejection",
     "decode_id",
     "encode_id",
+    "time_ordered_uuid",
     "hint_for",
     "job_id_from_headers",
     "needs_content",

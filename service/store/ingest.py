@@ -22,7 +22,7 @@ import collections
 import contextlib
 import enum
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -66,7 +66,7 @@ class DeliveryRecord:
     problem: str | None = None
     event_detail: dict[str, Any] = field(default_factory=dict)
 
-    def job_id_in(self, existing: set[str]) -> bool:
+    def job_id_in(self, existing: Collection[str]) -> bool:
         """Whether the job this delivery names is one of `existing`."""
         return self.claimed_job_id is not None and self.claimed_job_id in existing
 
@@ -91,14 +91,26 @@ def first_of_each_notification(records: Sequence[DeliveryRecord]) -> list[Delive
 
 @dataclass(frozen=True)
 class BatchResult:
-    """Per delivery of a batch (same order) what became of it, and the jobs that were matched."""
+    """Per delivery of a batch (same order) what became of it, and the jobs it made due."""
 
     outcomes: list[Stored]
-    matched_job_ids: list[str]
+    due_job_ids: list[str]
+    """Matched jobs still open: their Visma state read is due now (the resolver's work)."""
+
+
+def due_job_ids(matched: Sequence[DeliveryRecord], states: Mapping[str, str]) -> list[str]:
+    """The jobs named by `matched` (in order, once each) whose state is open."""
+    due = {r.claimed_job_id: None for r in matched if r.claimed_job_id}
+    return [job_id for job_id in due if states.get(job_id) in OPEN_STATES]
 
 
 class BatchWriter(Protocol):
     """A database backend: writes one batch in one transaction (else one by one) and commits."""
+
+    @property
+    def concurrency(self) -> int:
+        """How many batches it can write at once."""
+        ...
 
     async def open(self) -> None: ...
 
@@ -114,7 +126,11 @@ class _Pending:
 
 
 class IngestWriter:
-    """Stores deliveries in shared transactions; `store()` returns once its row is committed."""
+    """Stores deliveries in shared transactions; `store()` returns once its row is committed.
+
+    `on_matched` is called after each commit with the matched jobs whose state read is now
+    due (open jobs): it wakes the resolver. A webhook for a finished job makes nothing due.
+    """
 
     def __init__(
         self,
@@ -128,24 +144,28 @@ class IngestWriter:
         self._on_matched = on_matched
         self._queue: collections.deque[_Pending] = collections.deque()
         self._ready = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
 
     async def start(self) -> None:
-        if self._task is None:
+        if not self._tasks:
             await self._backend.open()
             self._closing = False
-            self._task = asyncio.create_task(self._run(), name="ingest-writer")
+            self._tasks = [
+                asyncio.create_task(self._run(), name=f"ingest-writer-{n}")
+                for n in range(self._backend.concurrency)
+            ]
 
     async def close(self) -> None:
-        """Finish what is queued (and the batch being written), then stop."""
-        if self._task is None:
+        """Finish what is queued (and the batches being written), then stop."""
+        if not self._tasks:
             return
         self._closing = True
         self._ready.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
         for pending in self._queue:
             _fail(pending)
         self._queue.clear()
@@ -160,7 +180,7 @@ class IngestWriter:
 
     async def store_many(self, records: Sequence[DeliveryRecord]) -> list[Stored]:
         """Store deliveries together (one batch, up to `max_batch`); what became of each."""
-        if self._task is None or self._task.done() or self._closing:
+        if not self._tasks or self._closing or all(t.done() for t in self._tasks):
             raise IngestUnavailable("ingest writer is not running")
         loop = asyncio.get_running_loop()
         pendings = [_Pending(record, loop.create_future()) for record in records]
@@ -169,12 +189,15 @@ class IngestWriter:
         return [await pending.done for pending in pendings]
 
     async def _run(self) -> None:
+        # With several of these (a backend that writes batches side by side), whichever is
+        # free takes what has queued up meanwhile.
         while True:
             while self._queue:
                 count = min(len(self._queue), self._max_batch)
                 batch = [self._queue.popleft() for _ in range(count)]
                 await self._write(batch)
             if self._closing:
+                self._ready.set()  # let the others see it too
                 return
             await self._ready.wait()
             self._ready.clear()
@@ -189,8 +212,8 @@ class IngestWriter:
         for pending, outcome in zip(batch, result.outcomes, strict=True):
             if not pending.done.done():
                 pending.done.set_result(outcome)
-        if result.matched_job_ids and self._on_matched is not None:
-            self._on_matched(result.matched_job_ids)
+        if result.due_job_ids and self._on_matched is not None:
+            self._on_matched(result.due_job_ids)
 
 
 def _backend_for(engine: AsyncEngine) -> BatchWriter:

@@ -3,6 +3,11 @@
 One connection, WAL and `synchronous=FULL` (a commit is on disk before anyone is told), and
 `BEGIN IMMEDIATE`, so the service's other connections queue for the write lock instead of failing.
 Values are written in the forms SQLAlchemy writes and reads on SQLite (`UtcDateTime`, `JSON`).
+
+A batch is a few set-based statements, whatever its size. That matters beyond SQLite's own cost:
+`sqlite3` releases the GIL around every step of every statement, and each time this thread wants
+it back it may wait for the event loop's thread to let go. So the writer reads with one-row
+aggregate queries and writes with multi-row statements, never a statement per row.
 """
 
 from __future__ import annotations
@@ -11,45 +16,48 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from service.store.ingest import (
     OPEN_STATES,
     BatchResult,
     DeliveryRecord,
     Stored,
+    due_job_ids,
     first_of_each_notification,
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-_INSERT_DELIVERY = """
-INSERT INTO deliveries (id, kind, notification_id, event_id, received_at, headers, body,
-                        verified, job_id, claimed_job_id, visma_job_id, problem)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (notification_id) DO NOTHING
+_DELIVERY_COLUMNS = (
+    "id, kind, notification_id, event_id, received_at, headers, body, verified, job_id,"
+    " claimed_job_id, visma_job_id, problem"
+)
+_OPEN = ", ".join(f"'{s}'" for s in OPEN_STATES)
+_TOUCH_JOBS = """
+UPDATE jobs SET last_webhook_at = u.at, last_modified_at = u.at,
+    visma_job_id = coalesce(jobs.visma_job_id, u.visma_job_id),
+    next_check_at = CASE WHEN jobs.state IN ({open}) THEN u.at ELSE jobs.next_check_at END
+FROM (SELECT column1 AS id, column2 AS at, column3 AS visma_job_id FROM (VALUES {values})) AS u
+WHERE jobs.id = u.id
 """
-_TOUCH_JOB = f"""
-UPDATE jobs SET last_webhook_at = :at, last_modified_at = :at,
-    visma_job_id = coalesce(visma_job_id, :visma_job_id),
-    next_check_at = CASE WHEN state IN ({", ".join(f"'{s}'" for s in OPEN_STATES)})
-                         THEN :at ELSE next_check_at END
-WHERE id = :job_id
-"""
-_INSERT_EVENT = """
-INSERT INTO job_events (job_id, at, kind, source, detail) VALUES (?, ?, 'webhook', 'webhook', ?)
-"""
+# Rows per multi-row statement: well under SQLite's limit of 32,766 bound parameters.
+_CHUNK = 200
 
 
 def sqlite_timestamp(at: datetime) -> str:
     """`at` as SQLAlchemy stores a UTC datetime in SQLite (naive UTC text, microseconds)."""
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 class SqliteBatchWriter:
     """Writes batches on one `sqlite3` connection, in one thread, off the event loop."""
+
+    concurrency = 1  # SQLite has one writer at a time anyway
 
     def __init__(self, path: str, *, busy_timeout_seconds: float = 30.0) -> None:
         self._path = path
@@ -95,7 +103,7 @@ class SqliteBatchWriter:
         if conn is None:
             raise RuntimeError("the SQLite ingest writer is not open")
         try:
-            return self._write_together(conn, records)
+            return _write_together(conn, records)
         except Exception as exc:
             _rollback(conn)
             if len(records) == 1:
@@ -103,116 +111,140 @@ class SqliteBatchWriter:
                 return BatchResult([Stored.FAILED], [])
             log.warning("ingest: batch of %d failed (%s); one savepoint each", len(records), exc)
         try:
-            return self._write_one_by_one(conn, records)
+            return _write_one_by_one(conn, records)
         except Exception:
             _rollback(conn)
             raise
 
-    def _write_together(
-        self, conn: sqlite3.Connection, records: Sequence[DeliveryRecord]
-    ) -> BatchResult:
-        rows = first_of_each_notification(records)
-        conn.execute("BEGIN IMMEDIATE")
-        existing = _existing_jobs(conn, {r.claimed_job_id for r in rows if r.claimed_job_id})
-        inserted: set[str] = set()
-        for record in rows:
-            cursor = conn.execute(_INSERT_DELIVERY, _delivery_row(record, existing))
-            if cursor.rowcount == 1:
-                inserted.add(record.id)
-        matched = [r for r in rows if r.id in inserted and r.job_id_in(existing)]
-        if matched:
-            _touch_jobs(conn, matched)
-        conn.execute("COMMIT")
-        outcomes = [Stored.NEW if r.id in inserted else Stored.DUPLICATE for r in records]
-        return BatchResult(outcomes, [r.claimed_job_id for r in matched if r.claimed_job_id])
 
-    def _write_one_by_one(
-        self, conn: sqlite3.Connection, records: Sequence[DeliveryRecord]
-    ) -> BatchResult:
-        # Each delivery in a savepoint of its own: a bad row is rolled back alone.
-        outcomes: list[Stored] = []
-        matched: list[str] = []
-        conn.execute("BEGIN IMMEDIATE")
-        for record in records:
-            conn.execute("SAVEPOINT delivery")
-            try:
-                existing = _existing_jobs(
-                    conn, {record.claimed_job_id} if record.claimed_job_id else set()
+def _write_together(conn: sqlite3.Connection, records: Sequence[DeliveryRecord]) -> BatchResult:
+    rows = first_of_each_notification(records)
+    conn.execute("BEGIN IMMEDIATE")
+    # The write lock is ours until COMMIT, so what is not stored now cannot be by anyone else
+    # before our insert: check, then insert without ON CONFLICT (a conflict is an error).
+    taken = _stored_notification_ids(conn, [r.notification_id for r in rows if r.notification_id])
+    new = [r for r in rows if r.notification_id not in taken]
+    states = _job_states(conn, [r.claimed_job_id for r in new if r.claimed_job_id])
+    _insert_deliveries(conn, new, states)
+    matched = [r for r in new if r.job_id_in(states)]
+    if matched:
+        _touch_jobs(conn, matched)
+    conn.execute("COMMIT")
+    inserted = {r.id for r in new}
+    outcomes = [Stored.NEW if r.id in inserted else Stored.DUPLICATE for r in records]
+    return BatchResult(outcomes, due_job_ids(matched, states))
+
+
+def _write_one_by_one(conn: sqlite3.Connection, records: Sequence[DeliveryRecord]) -> BatchResult:
+    # Each delivery in a savepoint of its own: a bad row is rolled back alone.
+    outcomes: list[Stored] = []
+    matched: list[DeliveryRecord] = []
+    states: dict[str, str] = {}
+    conn.execute("BEGIN IMMEDIATE")
+    for record in records:
+        conn.execute("SAVEPOINT delivery")
+        try:
+            taken = _stored_notification_ids(
+                conn, [record.notification_id] if record.notification_id else []
+            )
+            is_new = record.notification_id not in taken
+            if is_new:
+                job_states = _job_states(
+                    conn, [record.claimed_job_id] if record.claimed_job_id else []
                 )
-                cursor = conn.execute(_INSERT_DELIVERY, _delivery_row(record, existing))
-                new = cursor.rowcount == 1
-                if new and record.claimed_job_id and record.job_id_in(existing):
+                _insert_deliveries(conn, [record], job_states)
+                if record.job_id_in(job_states):
                     _touch_jobs(conn, [record])
-                    matched.append(record.claimed_job_id)
-            except Exception as exc:
-                conn.execute("ROLLBACK TO delivery")
-                conn.execute("RELEASE delivery")
-                outcomes.append(Stored.FAILED)
-                log.error("ingest: could not store delivery %s: %s", record.id, exc)
-                continue
+                    matched.append(record)
+                    states.update(job_states)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO delivery")
             conn.execute("RELEASE delivery")
-            outcomes.append(Stored.NEW if new else Stored.DUPLICATE)
-        conn.execute("COMMIT")
-        return BatchResult(outcomes, matched)
+            outcomes.append(Stored.FAILED)
+            log.error("ingest: could not store delivery %s: %s", record.id, exc)
+            continue
+        conn.execute("RELEASE delivery")
+        outcomes.append(Stored.NEW if is_new else Stored.DUPLICATE)
+    conn.execute("COMMIT")
+    return BatchResult(outcomes, due_job_ids(matched, states))
 
 
-def _existing_jobs(conn: sqlite3.Connection, job_ids: set[str]) -> set[str]:
-    if not job_ids:
-        return set()
-    ids = list(job_ids)
-    found: set[str] = set()
-    # Stay well under SQLite's limit on bound parameters.
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
+def _stored_notification_ids(conn: sqlite3.Connection, ids: list[str]) -> set[str]:
+    taken: set[str] = set()
+    for chunk in _chunks(ids, 500):
         marks = ", ".join("?" * len(chunk))
-        rows = conn.execute(f"SELECT id FROM jobs WHERE id IN ({marks})", chunk)
-        found.update(row[0] for row in rows)
-    return found
+        (found,) = conn.execute(
+            "SELECT json_group_array(notification_id) FROM deliveries"
+            f" WHERE notification_id IN ({marks})",
+            chunk,
+        ).fetchone()
+        taken.update(json.loads(found))
+    return taken
 
 
-def _delivery_row(
-    record: DeliveryRecord, existing: set[str]
-) -> tuple[str | bytes | int | None, ...]:
-    return (
-        record.id,
-        record.kind,
-        record.notification_id,
-        record.event_id,
-        sqlite_timestamp(record.received_at),
-        json.dumps(record.headers),
-        record.body,
-        1 if record.verified else 0,
-        record.claimed_job_id if record.job_id_in(existing) else None,
-        record.claimed_job_id,
-        record.visma_job_id,
-        record.problem,
-    )
+def _job_states(conn: sqlite3.Connection, job_ids: list[str]) -> dict[str, str]:
+    """The state of each named job that exists (one aggregate row, so one step per chunk)."""
+    states: dict[str, str] = {}
+    for chunk in _chunks(list(dict.fromkeys(job_ids)), 500):
+        marks = ", ".join("?" * len(chunk))
+        (found,) = conn.execute(
+            f"SELECT json_group_object(id, state) FROM jobs WHERE id IN ({marks})", chunk
+        ).fetchone()
+        states.update(json.loads(found))
+    return states
+
+
+def _insert_deliveries(
+    conn: sqlite3.Connection, records: Sequence[DeliveryRecord], states: Mapping[str, str]
+) -> None:
+    for chunk in _chunks(records, _CHUNK):
+        params: list[Any] = []
+        for r in chunk:
+            params += (
+                r.id,
+                r.kind,
+                r.notification_id,
+                r.event_id,
+                sqlite_timestamp(r.received_at),
+                json.dumps(r.headers),
+                r.body,
+                1 if r.verified else 0,
+                r.claimed_job_id if r.job_id_in(states) else None,
+                r.claimed_job_id,
+                r.visma_job_id,
+                r.problem,
+            )
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+        conn.execute(f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES {values}", params)
 
 
 def _touch_jobs(conn: sqlite3.Connection, records: Sequence[DeliveryRecord]) -> None:
     """Record the webhook on each matched job and make its state read due now."""
-    conn.executemany(
-        _TOUCH_JOB,
-        [
-            {
-                "job_id": r.claimed_job_id,
-                "at": sqlite_timestamp(r.received_at),
-                "visma_job_id": r.visma_job_id,
-            }
-            for r in records
-        ],
-    )
-    conn.executemany(
-        _INSERT_EVENT,
-        [
-            (
-                r.claimed_job_id,
-                sqlite_timestamp(r.received_at),
-                json.dumps(r.webhook_event_detail()),
-            )
-            for r in records
-        ],
-    )
+    # One row per job, as if the deliveries had been applied in order: the last one's time,
+    # and the first Visma job id unless the job already has one.
+    latest: dict[str, tuple[str, str | None]] = {}
+    for r in records:
+        job_id = r.claimed_job_id or ""
+        _at, visma_job_id = latest.get(job_id, ("", None))
+        latest[job_id] = (sqlite_timestamp(r.received_at), visma_job_id or r.visma_job_id)
+    for jobs in _chunks(list(latest.items()), _CHUNK):
+        params = [value for job_id, (at, visma) in jobs for value in (job_id, at, visma)]
+        values = ", ".join(["(?, ?, ?)"] * len(jobs))
+        conn.execute(_TOUCH_JOBS.format(open=_OPEN, values=values), params)
+    for chunk in _chunks(records, _CHUNK):
+        params = []
+        for record in chunk:
+            detail = json.dumps(record.webhook_event_detail())
+            params += (record.claimed_job_id, sqlite_timestamp(record.received_at), detail)
+        values = ", ".join(["(?, ?, 'webhook', 'webhook', ?)"] * len(chunk))
+        conn.execute(
+            f"INSERT INTO job_events (job_id, at, kind, source, detail) VALUES {values}", params
+        )
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
