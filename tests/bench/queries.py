@@ -13,9 +13,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import store
@@ -102,8 +103,8 @@ def list_filters(now: datetime) -> list[tuple[str, dict[str, str]]]:
             },
         ),
         (
-            "state=failed, tag.team=t3, page 1 of 50",
-            {"state": "failed", "tag.team": "t3", "pageSize": "50"},
+            "state=failed, tag.team=t7, page 1 of 50",
+            {"state": "failed", "tag.team": "t7", "pageSize": "50"},
         ),
         (
             "state=succeeded (97% of rows), page 3 of 50",
@@ -168,30 +169,39 @@ async def time_queries(settings: Settings, *, runs: int = 30) -> list[Timing]:
 
 
 async def explain_due_work(settings: Settings) -> str:
-    """The plan of the due-work query, as the database runs it."""
-    url = settings.DATABASE_URL
-    states = ", ".join(f"'{s}'" for s in OPEN)
-    if is_sqlite(url):
-        now = datetime.now(UTC).strftime(databases.SQLITE_TIME)
-        sql = (
-            "EXPLAIN QUERY PLAN SELECT id, visma_job_id FROM jobs "
-            f"WHERE next_check_at <= '{now}' AND state IN ({states}) "
-            "ORDER BY next_check_at LIMIT 20"
-        )
-    else:
-        sql = (
-            "EXPLAIN (ANALYZE, COSTS OFF) SELECT id, visma_job_id FROM jobs "
-            f"WHERE next_check_at <= now() AND state IN ({states}) "
-            "ORDER BY next_check_at LIMIT 20 FOR UPDATE SKIP LOCKED"
-        )
-    engine = store.create_engine(url)
+    """The plan of the due-work query exactly as `claim_due_jobs` sends it (SQL caught on its
+    way to the driver, then explained with the same parameters, in a rolled-back transaction)."""
+    engine = store.create_engine(settings.DATABASE_URL)
+    caught: list[tuple[str, Any]] = []
+
+    def catch(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and not caught:
+            caught.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", catch)
     try:
         async with engine.connect() as conn:
-            rows = (await conn.execute(text(sql))).all()
-            await conn.rollback()
+            transaction = await conn.begin()
+            now = datetime.now(UTC)
+            await store.claim_due_jobs(
+                AsyncSession(bind=conn), now=now, states=OPEN, lease_until=now, limit=20
+            )
+            await transaction.rollback()
+        event.remove(engine.sync_engine, "before_cursor_execute", catch)
+        statement, parameters = caught[0]
+        explain = (
+            "EXPLAIN QUERY PLAN "
+            if is_sqlite(settings.DATABASE_URL)
+            else "EXPLAIN (ANALYZE, COSTS OFF) "
+        )
+        async with engine.connect() as conn:
+            transaction = await conn.begin()
+            rows = (await conn.exec_driver_sql(explain + statement, parameters)).all()
+            await transaction.rollback()
     finally:
         await engine.dispose()
-    return "\n".join(str(row[-1]) for row in rows)
+    plan = "\n".join(str(row[-1]) for row in rows)
+    return f"{' '.join(statement.split())}\n{plan}"
 
 
 async def _time(call: Callable[[], Awaitable[None]], runs: int) -> tuple[float, float]:
