@@ -35,8 +35,21 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check service
 	$(BIN)/mypy --strict service
 
-bench: $(STAMP)
-	@echo "the ingest benchmark is not built yet (issue: ingest throughput)"; exit 1
+# BENCH_DATABASE_URL: the PostgreSQL database to (re)create; its name must contain "bench".
+BENCH_DATABASE_URL ?= postgresql://root@127.0.0.1:5432/bench
+BENCH_ARGS ?=
+
+bench: $(STAMP)  ## ingest throughput vs the bare endpoint, then 1M-job query timings (docs/benchmarks.md)
+	@command -v wrk >/dev/null 2>&1 || { \
+		echo "installing wrk (Debian package)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk >/dev/null; }
+	@pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null || { \
+		command -v pg_lsclusters >/dev/null 2>&1 && pg_lsclusters --no-header | \
+		while read -r version cluster _; do \
+			pg_ctlcluster --skip-systemctl-redirect "$$version" "$$cluster" start || true; \
+		done; sleep 2; }
+	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m tests.bench.run $(BENCH_ARGS)
 
 demo: $(STAMP)  ## rehearse Visma's outcomes and failure modes against the simulator
 	$(BIN)/visma-hooks demo

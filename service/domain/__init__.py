@@ -38,7 +38,7 @@ from service.domain.errors import (
     NotConfigured,
     NotFound,
 )
-from service.domain.ids import decode_id, encode_id
+from service.domain.ids import decode_id, encode_id, time_ordered_uuid
 from service.domain.jobs import (
     OPEN_STATES,
     TERMINAL_STATES,
@@ -158,6 +158,7 @@ __all__ = [
     "decide_rejection",
     "decode_id",
     "encode_id",
+    "time_ordered_uuid",
     "hint_for",
     "job_id_from_headers",
     "needs_content",

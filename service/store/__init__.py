@@ -23,7 +23,7 @@ from service.store.engine import (
     create_sessionmaker,
     is_sqlite,
 )
-from service.store.ingest import DeliveryRecord, IngestUnavailable, IngestWriter
+from service.store.ingest import DeliveryRecord, IngestUnavailable, IngestWriter, Stored
 from service.store.jobs import (
     ClaimedJob,
     add_event,
@@ -105,6 +105,7 @@ __all__ = [
     "IngestWriter",
     "Job",
     "JobEvent",
+    "Stored",
     "add_event",
     "add_job",
     "async_url",

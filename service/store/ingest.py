@@ -1,38 +1,52 @@
 """The ingest writer: group commit for the webhook hot path (DESIGN.md 4).
 
-Requests hand their delivery to one writer task and wait. The writer takes everything queued,
-writes it with a few bulk statements in one transaction, commits once, and only then wakes each
-request with its own answer. So every acknowledgement still means "committed", but concurrent
-requests share the cost of the commit. The ORM stays out of this path on purpose.
+Requests hand their delivery to one writer and wait. The writer takes everything queued, writes
+it with a few bulk statements in one transaction, commits once, and only then wakes each request
+with its own answer. So every acknowledgement still means "committed", but concurrent requests
+share the cost of the commit.
+
+The writer talks to the driver directly, not through SQLAlchemy: stdlib `sqlite3` in a thread of
+its own (`ingest_sqlite.py`) or one asyncpg connection (`ingest_postgres.py`). The ORM and the
+engine's pool stay for everything else; the commit, not the framework, is the cost here, and the
+ORM's per-row work would be most of what is left.
+
+If a batch fails as a whole, the writer writes it again with one savepoint per delivery in one
+transaction, so a single bad row fails alone: the others are still committed and acknowledged,
+and the bad one (or every one, when even that transaction cannot commit) gets `FAILED` (503).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import enum
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import bindparam, case, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
-from service.store.models import Base
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger(__name__)
 
-_DELIVERIES = Base.metadata.tables["deliveries"]
-_JOBS = Base.metadata.tables["jobs"]
-_EVENTS = Base.metadata.tables["job_events"]
-_OPEN_STATES = ("submitted", "accepted")
+OPEN_STATES = ("submitted", "accepted")
+"""Job states whose Visma state read a webhook makes due now (as in `domain.OPEN_STATES`)."""
 
 
 class IngestUnavailable(Exception):
     """The delivery could not be stored; the sender should retry (503)."""
+
+
+class Stored(enum.Enum):
+    """What became of one delivery handed to the writer."""
+
+    NEW = "stored"
+    DUPLICATE = "duplicate"
+    """Its notification id was already committed (or is, by an earlier one of the same batch)."""
+    FAILED = "failed"
+    """Not committed: the sender must retry."""
 
 
 @dataclass
@@ -52,172 +66,173 @@ class DeliveryRecord:
     problem: str | None = None
     event_detail: dict[str, Any] = field(default_factory=dict)
 
-    def job_id_in(self, existing: set[str]) -> bool:
+    def job_id_in(self, existing: Collection[str]) -> bool:
         """Whether the job this delivery names is one of `existing`."""
         return self.claimed_job_id is not None and self.claimed_job_id in existing
+
+    def webhook_event_detail(self) -> dict[str, Any]:
+        """The `detail` of the `webhook` event this delivery adds to its job's timeline."""
+        return {"deliveryId": self.id, **self.event_detail}
+
+
+def first_of_each_notification(records: Sequence[DeliveryRecord]) -> list[DeliveryRecord]:
+    """`records` less later copies of a notification id; the first copy wins."""
+    seen: set[str] = set()
+    rows: list[DeliveryRecord] = []
+    for record in records:
+        key = record.notification_id
+        if key is not None:
+            if key in seen:
+                continue
+            seen.add(key)
+        rows.append(record)
+    return rows
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Per delivery of a batch (same order) what became of it, and the jobs it made due."""
+
+    outcomes: list[Stored]
+    due_job_ids: list[str]
+    """Matched jobs still open: their Visma state read is due now (the resolver's work)."""
+
+
+def due_job_ids(matched: Sequence[DeliveryRecord], states: Mapping[str, str]) -> list[str]:
+    """The jobs named by `matched` (in order, once each) whose state is open."""
+    due = {r.claimed_job_id: None for r in matched if r.claimed_job_id}
+    return [job_id for job_id in due if states.get(job_id) in OPEN_STATES]
+
+
+class BatchWriter(Protocol):
+    """A database backend: writes one batch in one transaction (else one by one) and commits."""
+
+    @property
+    def concurrency(self) -> int:
+        """How many batches it can write at once."""
+        ...
+
+    async def open(self) -> None: ...
+
+    async def write(self, records: Sequence[DeliveryRecord]) -> BatchResult: ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass
 class _Pending:
     record: DeliveryRecord
-    done: asyncio.Future[bool]
+    done: asyncio.Future[Stored]
 
 
 class IngestWriter:
-    """Stores deliveries in shared transactions; `store()` returns once its row is committed."""
+    """Stores deliveries in shared transactions; `store()` returns once its row is committed.
+
+    `on_matched` is called after each commit with the matched jobs whose state read is now
+    due (open jobs): it wakes the resolver. A webhook for a finished job makes nothing due.
+    """
 
     def __init__(
         self,
         engine: AsyncEngine,
         *,
-        max_batch: int = 400,
+        max_batch: int = 512,
         on_matched: Callable[[Sequence[str]], None] | None = None,
     ) -> None:
-        self._engine = engine
+        self._backend = _backend_for(engine)
         self._max_batch = max_batch
         self._on_matched = on_matched
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-        self._postgres = engine.dialect.name == "postgresql"
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._ready = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="ingest-writer")
+        if not self._tasks:
+            await self._backend.open()
+            self._closing = False
+            self._tasks = [
+                asyncio.create_task(self._run(), name=f"ingest-writer-{n}")
+                for n in range(self._backend.concurrency)
+            ]
 
     async def close(self) -> None:
-        """Finish what is queued, then stop."""
-        if self._task is None:
+        """Finish what is queued (and the batches being written), then stop."""
+        if not self._tasks:
             return
-        while not self._queue.empty():
-            await asyncio.sleep(0.01)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        self._closing = True
+        self._ready.set()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for pending in self._queue:
+            _fail(pending)
+        self._queue.clear()
+        await self._backend.close()
 
     async def store(self, record: DeliveryRecord) -> bool:
         """Store one delivery; True if new, False if its notification id was already stored."""
-        if self._task is None or self._task.done():
+        [outcome] = await self.store_many([record])
+        if outcome is Stored.FAILED:
+            raise IngestUnavailable("the delivery could not be stored")
+        return outcome is Stored.NEW
+
+    async def store_many(self, records: Sequence[DeliveryRecord]) -> list[Stored]:
+        """Store deliveries together (one batch, up to `max_batch`); what became of each."""
+        if not self._tasks or self._closing or all(t.done() for t in self._tasks):
             raise IngestUnavailable("ingest writer is not running")
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(record, done))
-        return await done
+        loop = asyncio.get_running_loop()
+        pendings = [_Pending(record, loop.create_future()) for record in records]
+        self._queue.extend(pendings)
+        self._ready.set()
+        return [await pending.done for pending in pendings]
 
     async def _run(self) -> None:
+        # With several of these (a backend that writes batches side by side), whichever is
+        # free takes what has queued up meanwhile.
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            await self._write_batch(batch)
-
-    async def _write_batch(self, batch: list[_Pending]) -> None:
-        try:
-            outcomes, matched = await self._commit(batch)
-        except Exception:
-            if len(batch) == 1:
-                log.exception("ingest: could not store delivery %s", batch[0].record.id)
-                _fail(batch[0])
+            while self._queue:
+                count = min(len(self._queue), self._max_batch)
+                batch = [self._queue.popleft() for _ in range(count)]
+                await self._write(batch)
+            if self._closing:
+                self._ready.set()  # let the others see it too
                 return
-            # One bad row must not fail or wrongly acknowledge the others: retry one by one.
-            log.warning("ingest: batch of %d failed, storing one by one", len(batch))
-            for pending in batch:
-                await self._write_batch([pending])
-            return
-        for pending in batch:
+            await self._ready.wait()
+            self._ready.clear()
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        try:
+            result = await self._backend.write([p.record for p in batch])
+        except Exception:
+            # Not even one delivery could be committed (the database is gone, say): all retry.
+            log.exception("ingest: could not store a batch of %d deliveries", len(batch))
+            result = BatchResult([Stored.FAILED] * len(batch), [])
+        for pending, outcome in zip(batch, result.outcomes, strict=True):
             if not pending.done.done():
-                pending.done.set_result(outcomes[id(pending)])
-        if matched and self._on_matched is not None:
-            self._on_matched(matched)
-
-    async def _commit(self, batch: list[_Pending]) -> tuple[dict[int, bool], list[str]]:
-        # Within a batch the first delivery of a notification id wins; the rest are duplicates.
-        first: dict[str, _Pending] = {}
-        rows: list[_Pending] = []
-        for pending in batch:
-            key = pending.record.notification_id
-            if key is not None:
-                if key in first:
-                    continue
-                first[key] = pending
-            rows.append(pending)
-        claimed = {p.record.claimed_job_id for p in rows if p.record.claimed_job_id}
-        async with self._engine.begin() as conn:
-            existing = await _existing_jobs(conn, claimed)
-            inserted = await self._insert(conn, rows, existing)
-            matched = [
-                p.record for p in rows if p.record.id in inserted and p.record.job_id_in(existing)
-            ]
-            if matched:
-                await _touch_jobs(conn, matched)
-        outcomes = {id(p): p.record.id in inserted for p in batch}
-        return outcomes, [r.claimed_job_id for r in matched if r.claimed_job_id]
-
-    async def _insert(
-        self, conn: AsyncConnection, rows: list[_Pending], existing: set[str]
-    ) -> set[str]:
-        values = [
-            {
-                "id": r.id,
-                "kind": r.kind,
-                "notification_id": r.notification_id,
-                "event_id": r.event_id,
-                "received_at": r.received_at,
-                "headers": r.headers,
-                "body": r.body,
-                "verified": r.verified,
-                "job_id": r.claimed_job_id if r.job_id_in(existing) else None,
-                "claimed_job_id": r.claimed_job_id,
-                "visma_job_id": r.visma_job_id,
-                "problem": r.problem,
-            }
-            for r in (p.record for p in rows)
-        ]
-        insert = pg_insert if self._postgres else sqlite_insert
-        statement = (
-            insert(_DELIVERIES).values(values).on_conflict_do_nothing().returning(_DELIVERIES.c.id)
-        )
-        return set((await conn.execute(statement)).scalars())
+                pending.done.set_result(outcome)
+        if result.due_job_ids and self._on_matched is not None:
+            self._on_matched(result.due_job_ids)
 
 
-async def _existing_jobs(conn: AsyncConnection, job_ids: set[str]) -> set[str]:
-    if not job_ids:
-        return set()
-    query = select(_JOBS.c.id).where(_JOBS.c.id.in_(job_ids))
-    return set((await conn.execute(query)).scalars())
+def _backend_for(engine: AsyncEngine) -> BatchWriter:
+    # Imported here so that each backend's driver is loaded only when it is used.
+    if engine.dialect.name == "postgresql":
+        from service.store.ingest_postgres import PostgresBatchWriter
 
+        _args, connect_kwargs = engine.dialect.create_connect_args(engine.url)
+        return PostgresBatchWriter(connect_kwargs)
+    if engine.dialect.name == "sqlite":
+        from service.store.ingest_sqlite import SqliteBatchWriter
 
-async def _touch_jobs(conn: AsyncConnection, records: list[DeliveryRecord]) -> None:
-    """Record the webhook on each matched job and make its state read due now."""
-    open_job = _JOBS.c.state.in_(_OPEN_STATES)
-    await conn.execute(
-        update(_JOBS)
-        .where(_JOBS.c.id == bindparam("b_job_id"))
-        .values(
-            last_webhook_at=bindparam("b_at"),
-            last_modified_at=bindparam("b_at"),
-            visma_job_id=func.coalesce(_JOBS.c.visma_job_id, bindparam("b_visma_job_id")),
-            next_check_at=case((open_job, bindparam("b_at")), else_=_JOBS.c.next_check_at),
-        ),
-        [
-            {"b_job_id": r.claimed_job_id, "b_at": r.received_at, "b_visma_job_id": r.visma_job_id}
-            for r in records
-        ],
-    )
-    await conn.execute(
-        _EVENTS.insert(),
-        [
-            {
-                "job_id": r.claimed_job_id,
-                "at": r.received_at,
-                "kind": "webhook",
-                "source": "webhook",
-                "detail": {"deliveryId": r.id, **r.event_detail},
-            }
-            for r in records
-        ],
-    )
+        database = engine.url.database
+        if not database or database == ":memory:":
+            raise ValueError("the ingest writer needs a SQLite file, not an in-memory database")
+        return SqliteBatchWriter(database)
+    raise ValueError(f"no ingest writer for the {engine.dialect.name} dialect")
 
 
 def _fail(pending: _Pending) -> None:
     if not pending.done.done():
-        pending.done.set_exception(IngestUnavailable("the delivery could not be stored"))
+        pending.done.set_result(Stored.FAILED)

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     func,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -30,6 +31,11 @@ NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "ck": "ck_%(table_name)s_%(constraint_name)s",
 }
+
+
+# Only jobs with a state read scheduled: open ones (a finished job's next_check_at is cleared).
+# `next_check_at <= :now` implies it, with or without bound parameters, on both databases.
+DUE_INDEX_WHERE = "next_check_at IS NOT NULL"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -84,14 +90,24 @@ class Job(Base):
     last_webhook_at: Mapped[datetime | None]
     # Due work: when the job's Visma state should next be read (a webhook came, or polling).
     # A worker that claims the job pushes this forward, which is also its lease.
-    next_check_at: Mapped[datetime | None] = mapped_column(index=True)
+    next_check_at: Mapped[datetime | None]
     check_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # A job a person re-sent deliberately (`submit --resend`) names the job it replaces.
     resent_from: Mapped[str | None] = mapped_column(String(36))
 
     __table_args__ = (
-        Index("ix_jobs_state_submitted_at", "state", "submitted_at"),
-        Index("ix_jobs_submitted_at", "submitted_at"),
+        # The job list pages newest first (submitted_at DESC, id DESC), often for one state:
+        # with id in the index a page is read in order and the count is an index-only scan.
+        Index("ix_jobs_state_submitted_at_id", "state", "submitted_at", "id"),
+        Index("ix_jobs_submitted_at_id", "submitted_at", "id"),
+        # The poller's due work: only jobs with a read scheduled, so the index stays as small as
+        # the set of open jobs however many finished ones the table holds.
+        Index(
+            "ix_jobs_due",
+            "next_check_at",
+            postgresql_where=text(DUE_INDEX_WHERE),
+            sqlite_where=text(DUE_INDEX_WHERE),
+        ),
     )
 
 

@@ -65,6 +65,8 @@ async def get_job(request: Request[State]) -> Response:
 
 
 async def _job_view(request: Request[State], job_id: str) -> tuple[dict[str, object], str]:
+    if "\x00" in job_id:  # PostgreSQL text cannot hold NUL, so no such job can exist
+        raise NotFound(JOB_NOT_FOUND.format(job_id=job_id))
     async with request.state["sessions"].begin() as session:
         job = await store.get_job(session, job_id)
         if job is None:

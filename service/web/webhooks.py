@@ -5,13 +5,13 @@ The job's outcome is read from Visma afterwards, by the resolver, never inside t
 
 from __future__ import annotations
 
-import uuid
+import random
 from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from service.domain import job_id_from_headers, read_background_body
+from service.domain import job_id_from_headers, read_background_body, time_ordered_uuid
 from service.domain.deliveries import PROBLEM_NO_NOTIFICATION_ID
 from service.store import DeliveryRecord, IngestUnavailable
 from service.visma import signatures
@@ -43,7 +43,7 @@ async def receive_visma_webhook(request: Request[State]) -> Response:
         return error_response(401, "unauthorized", NO_SECRETS)
     if not signatures.verify(body, request.headers.get(signatures.SIGNATURE_HEADER), secrets):
         return error_response(401, "unauthorized", BAD_SIGNATURE)
-    record = delivery_record(dict(request.headers), body)
+    record = delivery_record(header_dict(request), body)
     try:
         stored = await request.state["ingest"].store(record)
     except IngestUnavailable:
@@ -62,12 +62,15 @@ def delivery_record(headers: dict[str, str], body: bytes) -> DeliveryRecord:
     if notification_id is None:
         problem = PROBLEM_NO_NOTIFICATION_ID if problem is None else problem
     visma_job_id = notice.visma_job_id if notice else None
+    received_at = datetime.now(UTC)
     return DeliveryRecord(
-        id=str(uuid.uuid4()),
+        # Time-ordered, so the inbox grows at the end of its primary key. Uniqueness is all
+        # it needs (it is no secret), so Python's own generator serves, without a syscall.
+        id=time_ordered_uuid(int(received_at.timestamp() * 1000), random.getrandbits(74)),
         kind="visma",
         notification_id=notification_id,
         event_id=headers.get(signatures.EVENT_ID_HEADER),
-        received_at=datetime.now(UTC),
+        received_at=received_at,
         headers=headers,
         body=body,
         verified=True,
@@ -80,6 +83,15 @@ def delivery_record(headers: dict[str, str], body: bytes) -> DeliveryRecord:
             **({"problem": problem} if problem else {}),
         },
     )
+
+
+def header_dict(request: Request[State]) -> dict[str, str]:
+    """The request's headers as a plain dict (names lower-case; a repeated name keeps its first
+    value), built in one pass over the raw list."""
+    headers: dict[str, str] = {}
+    for name, value in request.headers.raw:
+        headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return headers
 
 
 async def read_body(request: Request[State], limit: int) -> bytes:

@@ -1,0 +1,252 @@
+"""The ingest writer's SQLite backend: stdlib `sqlite3` in one thread of its own.
+
+One connection, WAL and `synchronous=FULL` (a commit is on disk before anyone is told), and
+`BEGIN IMMEDIATE`, so the service's other connections queue for the write lock instead of failing.
+Values are written in the forms SQLAlchemy writes and reads on SQLite (`UtcDateTime`, `JSON`).
+
+A batch is a few set-based statements, whatever its size. That matters beyond SQLite's own cost:
+`sqlite3` releases the GIL around every step of every statement, and each time this thread wants
+it back it may wait for the event loop's thread to let go. So the writer reads with one-row
+aggregate queries and writes with multi-row statements, never a statement per row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from service.store.ingest import (
+    OPEN_STATES,
+    BatchResult,
+    DeliveryRecord,
+    Stored,
+    due_job_ids,
+    first_of_each_notification,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_DELIVERY_COLUMNS = (
+    "id, kind, notification_id, event_id, received_at, headers, body, verified, job_id,"
+    " claimed_job_id, visma_job_id, problem"
+)
+_OPEN = ", ".join(f"'{s}'" for s in OPEN_STATES)
+_TOUCH_JOBS = """
+UPDATE jobs SET last_webhook_at = u.at, last_modified_at = u.at,
+    visma_job_id = coalesce(jobs.visma_job_id, u.visma_job_id),
+    next_check_at = CASE WHEN jobs.state IN ({open}) THEN u.at ELSE jobs.next_check_at END
+FROM (SELECT column1 AS id, column2 AS at, column3 AS visma_job_id FROM (VALUES {values})) AS u
+WHERE jobs.id = u.id
+"""
+# Rows per multi-row statement: well under SQLite's limit of 32,766 bound parameters.
+_CHUNK = 200
+
+
+def sqlite_timestamp(at: datetime) -> str:
+    """`at` as SQLAlchemy stores a UTC datetime in SQLite (naive UTC text, microseconds)."""
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+class SqliteBatchWriter:
+    """Writes batches on one `sqlite3` connection, in one thread, off the event loop."""
+
+    concurrency = 1  # SQLite has one writer at a time anyway
+
+    def __init__(self, path: str, *, busy_timeout_seconds: float = 30.0) -> None:
+        self._path = path
+        self._timeout = busy_timeout_seconds
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-sqlite")
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._connect)
+
+    async def write(self, records: Sequence[DeliveryRecord]) -> BatchResult:
+        if self._executor is None:
+            raise RuntimeError("the SQLite ingest writer is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.write_now, records)
+
+    async def close(self) -> None:
+        if self._executor is None:
+            return
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
+        self._executor.shutdown(wait=True)
+        self._executor = None
+
+    def _connect(self) -> None:
+        conn = sqlite3.connect(
+            self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
+        self._conn = conn
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def write_now(self, records: Sequence[DeliveryRecord]) -> BatchResult:
+        """Write one batch in this thread: all in one transaction, else one savepoint each."""
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("the SQLite ingest writer is not open")
+        try:
+            return _write_together(conn, records)
+        except Exception as exc:
+            _rollback(conn)
+            if len(records) == 1:
+                log.error("ingest: could not store delivery %s: %s", records[0].id, exc)
+                return BatchResult([Stored.FAILED], [])
+            log.warning("ingest: batch of %d failed (%s); one savepoint each", len(records), exc)
+        try:
+            return _write_one_by_one(conn, records)
+        except Exception:
+            _rollback(conn)
+            raise
+
+
+def _write_together(conn: sqlite3.Connection, records: Sequence[DeliveryRecord]) -> BatchResult:
+    rows = first_of_each_notification(records)
+    conn.execute("BEGIN IMMEDIATE")
+    # The write lock is ours until COMMIT, so what is not stored now cannot be by anyone else
+    # before our insert: check, then insert without ON CONFLICT (a conflict is an error).
+    taken = _stored_notification_ids(conn, [r.notification_id for r in rows if r.notification_id])
+    new = [r for r in rows if r.notification_id not in taken]
+    states = _job_states(conn, [r.claimed_job_id for r in new if r.claimed_job_id])
+    _insert_deliveries(conn, new, states)
+    matched = [r for r in new if r.job_id_in(states)]
+    if matched:
+        _touch_jobs(conn, matched)
+    conn.execute("COMMIT")
+    inserted = {r.id for r in new}
+    outcomes = [Stored.NEW if r.id in inserted else Stored.DUPLICATE for r in records]
+    return BatchResult(outcomes, due_job_ids(matched, states))
+
+
+def _write_one_by_one(conn: sqlite3.Connection, records: Sequence[DeliveryRecord]) -> BatchResult:
+    # Each delivery in a savepoint of its own: a bad row is rolled back alone.
+    outcomes: list[Stored] = []
+    matched: list[DeliveryRecord] = []
+    states: dict[str, str] = {}
+    conn.execute("BEGIN IMMEDIATE")
+    for record in records:
+        conn.execute("SAVEPOINT delivery")
+        try:
+            taken = _stored_notification_ids(
+                conn, [record.notification_id] if record.notification_id else []
+            )
+            is_new = record.notification_id not in taken
+            if is_new:
+                job_states = _job_states(
+                    conn, [record.claimed_job_id] if record.claimed_job_id else []
+                )
+                _insert_deliveries(conn, [record], job_states)
+                if record.job_id_in(job_states):
+                    _touch_jobs(conn, [record])
+                    matched.append(record)
+                    states.update(job_states)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO delivery")
+            conn.execute("RELEASE delivery")
+            outcomes.append(Stored.FAILED)
+            log.error("ingest: could not store delivery %s: %s", record.id, exc)
+            continue
+        conn.execute("RELEASE delivery")
+        outcomes.append(Stored.NEW if is_new else Stored.DUPLICATE)
+    conn.execute("COMMIT")
+    return BatchResult(outcomes, due_job_ids(matched, states))
+
+
+def _stored_notification_ids(conn: sqlite3.Connection, ids: list[str]) -> set[str]:
+    taken: set[str] = set()
+    for chunk in _chunks(ids, 500):
+        marks = ", ".join("?" * len(chunk))
+        (found,) = conn.execute(
+            "SELECT json_group_array(notification_id) FROM deliveries"
+            f" WHERE notification_id IN ({marks})",
+            chunk,
+        ).fetchone()
+        taken.update(json.loads(found))
+    return taken
+
+
+def _job_states(conn: sqlite3.Connection, job_ids: list[str]) -> dict[str, str]:
+    """The state of each named job that exists (one aggregate row, so one step per chunk)."""
+    states: dict[str, str] = {}
+    for chunk in _chunks(list(dict.fromkeys(job_ids)), 500):
+        marks = ", ".join("?" * len(chunk))
+        (found,) = conn.execute(
+            f"SELECT json_group_object(id, state) FROM jobs WHERE id IN ({marks})", chunk
+        ).fetchone()
+        states.update(json.loads(found))
+    return states
+
+
+def _insert_deliveries(
+    conn: sqlite3.Connection, records: Sequence[DeliveryRecord], states: Mapping[str, str]
+) -> None:
+    for chunk in _chunks(records, _CHUNK):
+        params: list[Any] = []
+        for r in chunk:
+            params += (
+                r.id,
+                r.kind,
+                r.notification_id,
+                r.event_id,
+                sqlite_timestamp(r.received_at),
+                json.dumps(r.headers),
+                r.body,
+                1 if r.verified else 0,
+                r.claimed_job_id if r.job_id_in(states) else None,
+                r.claimed_job_id,
+                r.visma_job_id,
+                r.problem,
+            )
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+        conn.execute(f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES {values}", params)
+
+
+def _touch_jobs(conn: sqlite3.Connection, records: Sequence[DeliveryRecord]) -> None:
+    """Record the webhook on each matched job and make its state read due now."""
+    # One row per job, as if the deliveries had been applied in order: the last one's time,
+    # and the first Visma job id unless the job already has one.
+    latest: dict[str, tuple[str, str | None]] = {}
+    for r in records:
+        job_id = r.claimed_job_id or ""
+        _at, visma_job_id = latest.get(job_id, ("", None))
+        latest[job_id] = (sqlite_timestamp(r.received_at), visma_job_id or r.visma_job_id)
+    for jobs in _chunks(list(latest.items()), _CHUNK):
+        params = [value for job_id, (at, visma) in jobs for value in (job_id, at, visma)]
+        values = ", ".join(["(?, ?, ?)"] * len(jobs))
+        conn.execute(_TOUCH_JOBS.format(open=_OPEN, values=values), params)
+    for chunk in _chunks(records, _CHUNK):
+        params = []
+        for record in chunk:
+            detail = json.dumps(record.webhook_event_detail())
+            params += (record.claimed_job_id, sqlite_timestamp(record.received_at), detail)
+        values = ", ".join(["(?, ?, 'webhook', 'webhook', ?)"] * len(chunk))
+        conn.execute(
+            f"INSERT INTO job_events (job_id, at, kind, source, detail) VALUES {values}", params
+        )
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")

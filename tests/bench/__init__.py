@@ -1,0 +1,1 @@
+"""The ingest benchmark (`make bench`); see docs/benchmarks.md. Not collected by pytest."""

@@ -1,0 +1,128 @@
+"""Servers for the benchmark as real processes: `visma-hooks serve` and the bare endpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VISMA_HOOKS = Path(sys.executable).with_name("visma-hooks")
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def peak_rss_mb(self) -> float:
+        """The largest peak resident set (VmHWM) of the server's processes, in MB.
+
+        With several workers uvicorn's master only supervises; each worker is measured.
+        """
+        peaks = [_vm_hwm_kb(pid) for pid in [self.process.pid, *_children(self.process.pid)]]
+        return max((p for p in peaks if p is not None), default=0) / 1024
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def service(database_url: str, *, workers: int, env: dict[str, str]) -> Iterator[Server]:
+    """`visma-hooks serve` on a free port, as an operator would start it."""
+    port = free_port()
+    command = [str(VISMA_HOOKS)] if VISMA_HOOKS.exists() else [sys.executable, "-m", "service.cli"]
+    command += ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    with _running(command, {**env, "DATABASE_URL": database_url}, port, "/healthz") as server:
+        yield server
+
+
+@contextlib.contextmanager
+def bare(*, workers: int) -> Iterator[Server]:
+    """The bare Starlette endpoint under the same uvicorn settings."""
+    port = free_port()
+    command = [sys.executable, "-m", "tests.bench.bare", "--port", str(port)]
+    command += ["--workers", str(workers)]
+    with _running(command, {}, port, "/webhooks/visma") as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _running(command: list[str], env: dict[str, str], port: int, probe: str) -> Iterator[Server]:
+    # The server's output goes to a file: a pipe nobody reads would block it once full.
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
+        log = Path(tmp) / "server.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                command,
+                cwd=REPO_ROOT,
+                env={**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        server = Server(process, f"http://127.0.0.1:{port}", log)
+        try:
+            _wait_until_up(server, probe)
+            yield server
+        finally:
+            _stop(process)
+
+
+def _wait_until_up(server: Server, probe: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"server exited with {server.process.returncode}: {server.log_tail()}"
+            )
+        try:
+            httpx.get(server.url + probe, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server at {server.url} did not come up in {timeout} s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            text = (task / "children").read_text()
+            children += [int(child) for child in text.split()]
+    return children
+
+
+def _vm_hwm_kb(pid: int) -> int | None:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return None

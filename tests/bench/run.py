@@ -1,0 +1,315 @@
+"""`make bench`: webhook ingest with durable acks against the bare framework, in one run.
+
+Starts the bare Starlette endpoint and `visma-hooks serve` (SQLite, then PostgreSQL, then
+PostgreSQL with two workers) one after another on this machine, drives each with the same wrk
+load of signed deliveries (a notification id of its own per request, each naming one of 10,000
+finished jobs, so the whole correlation path runs), and prints req/s, p50/p99, the ratio to the
+bare endpoint, 2xx answers against rows stored, and peak RSS. The bare endpoint is measured
+before and after the services; ratios use the mean of the two. Then it fills `jobs` with
+1,000,000 rows and times the filtered job list and the poller's due-work query.
+
+    python -m tests.bench.run [--seconds 10] [--connections 64] [--databases sqlite,postgresql]
+
+PostgreSQL: BENCH_DATABASE_URL (default postgresql://root@127.0.0.1:5432/bench); the database is
+created if missing and its schema dropped and made anew: its name must contain "bench".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from service.settings import Settings
+from tests.bench import databases, procs, queries
+from tests.bench.loadgen import (
+    LoadResult,
+    check_counts,
+    make_deliveries,
+    new_prefix,
+    run_wrk,
+    write_deliveries,
+)
+
+SECRET = "bench-webhook-secret"
+API_TOKEN = "bench-api-token"
+MATCHED_JOBS = 10_000
+DISTINCT_BODIES = 4096
+DEFAULT_POSTGRES = "postgresql://root@127.0.0.1:5432/bench"
+
+# Targets of the ingest issue.
+MIN_RATIO = 0.40
+MAX_P99_MS = 50.0
+MIN_WORKER_SCALING = 1.6
+MAX_RSS_MB = 150.0
+MAX_LIST_MS = 20.0
+MAX_DUE_MS = 5.0
+
+
+@dataclass
+class Row:
+    label: str
+    database: str | None
+    workers: int
+    load: LoadResult
+    stored: int | None = None
+    peak_rss_mb: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    dbs = [d.strip() for d in args.databases.split(",") if d.strip()]
+    work = Path(tempfile.mkdtemp(prefix="visma-hooks-bench-"))
+    postgres_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_POSTGRES)
+    urls = {"sqlite": f"sqlite:///{work / 'bench.db'}", "postgresql": postgres_url}
+    _header(args, urls, dbs)
+
+    job_ids = [str(uuid.uuid4()) for _ in range(MATCHED_JOBS)]
+    requests_file = work / "deliveries.tsv"
+    write_deliveries(requests_file, make_deliveries(SECRET, job_ids, DISTINCT_BODIES))
+    env = {
+        "VISMA_WEBHOOK_SECRETS": SECRET,
+        "API_TOKENS": API_TOKEN,
+        # Nothing in the load makes a Visma read due; if something did, it fails fast here.
+        "VISMA_API_URL": "http://127.0.0.1:9",
+        "VISMA_TOKEN_URL": "http://127.0.0.1:9/token",
+    }
+
+    def drive(server: procs.Server, label: str) -> tuple[LoadResult, str]:
+        run_wrk(
+            server.url,
+            deliveries_file=requests_file,
+            prefix=new_prefix("warm"),
+            connections=args.connections,
+            seconds=args.warmup,
+            threads=args.threads,
+        )
+        prefix = new_prefix(label)
+        load = run_wrk(
+            server.url,
+            deliveries_file=requests_file,
+            prefix=prefix,
+            connections=args.connections,
+            seconds=args.seconds,
+            threads=args.threads,
+        )
+        return load, prefix
+
+    def bare(workers: int, label: str) -> Row:
+        with procs.bare(workers=workers) as server:
+            load, _ = drive(server, "bare")
+            row = Row(label, None, workers, load, peak_rss_mb=server.peak_rss_mb())
+        _print_row(row)
+        return row
+
+    def service(database: str, workers: int) -> Row:
+        url = urls[database]
+        databases.reset(url)
+        databases.seed_jobs(url, job_ids, state="succeeded")
+        label = f"service {database}" + (f" x{workers} workers" if workers > 1 else "")
+        with procs.service(url, workers=workers, env=env) as server:
+            load, prefix = drive(server, database)
+            time.sleep(1.0)  # let requests still in flight when wrk stopped finish
+            rss = server.peak_rss_mb()
+            stored = databases.count_deliveries(url, prefix)
+            row = Row(label, database, workers, load, stored, rss, check_counts(load, stored))
+            if load.not_ok or row.problems:
+                print(server.log_tail(), file=sys.stderr)
+        _print_row(row)
+        return row
+
+    _print_columns()
+    rows: list[Row] = []
+    rows.append(bare(1, "bare (before)"))
+    for database in dbs:
+        rows.append(service(database, 1))
+    if "postgresql" in dbs and args.two_workers:
+        rows.append(service("postgresql", 2))
+        rows.append(bare(2, "bare x2 workers"))
+    rows.append(bare(1, "bare (after)"))
+
+    bare_rps = statistics.mean(r.load.rps for r in rows if r.label.startswith("bare ("))
+    print(f"\nbare endpoint, mean of before and after: {bare_rps:,.0f} req/s")
+    verdicts = _ingest_verdicts(rows, bare_rps)
+
+    timings: dict[str, list[queries.Timing]] = {}
+    plans: dict[str, str] = {}
+    if args.jobs:
+        for database in dbs:
+            url = urls[database]
+            print(f"\n== {database}: {args.jobs:,} jobs")
+            databases.reset(url)
+            seconds = queries.seed_million(url, args.jobs)
+            print(f"seeded in {seconds:.1f} s")
+            settings = Settings(_env_file=None, DATABASE_URL=url, API_TOKENS=API_TOKEN)  # type: ignore[call-arg]
+            timings[database] = asyncio.run(queries.time_queries(settings))
+            for t in timings[database]:
+                print(
+                    f"  {t.what:<78} median {t.median_ms:7.2f} ms  p95 {t.p95_ms:7.2f} ms"
+                    f"  ({t.detail})"
+                )
+            plans[database] = asyncio.run(queries.explain_due_work(settings))
+            print("  due-work plan:\n    " + plans[database].replace("\n", "\n    "))
+        verdicts += _query_verdicts(timings)
+
+    print("\n== targets")
+    for ok, text in verdicts:
+        print(f"  {'ok  ' if ok else 'MISS'} {text}")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "machine": _machine(),
+                    "args": vars(args),
+                    "rows": [{**asdict(r), "rps": r.load.rps} for r in rows],
+                    "bare_rps": bare_rps,
+                    "timings": {k: [asdict(t) for t in v] for k, v in timings.items()},
+                    "plans": plans,
+                    "verdicts": verdicts,
+                },
+                indent=2,
+            )
+        )
+    # Stored-vs-acknowledged is a correctness check, not a target: it fails the run.
+    return 1 if any(r.problems for r in rows) else 0
+
+
+def _ingest_verdicts(rows: list[Row], bare_rps: float) -> list[tuple[bool, str]]:
+    verdicts = []
+    for row in rows:
+        if row.database is None:
+            continue
+        if row.workers == 1:
+            ratio = row.load.rps / bare_rps
+            verdicts.append((ratio >= MIN_RATIO, f"{row.label}: {ratio:.2f} of bare (>= 0.40)"))
+            verdicts.append(
+                (row.load.p99_ms < MAX_P99_MS, f"{row.label}: p99 {row.load.p99_ms:.1f} ms (< 50)")
+            )
+            verdicts.append(
+                (
+                    row.peak_rss_mb < MAX_RSS_MB,
+                    f"{row.label}: peak RSS {row.peak_rss_mb:.0f} MB (< 150)",
+                )
+            )
+        else:
+            one = next(r for r in rows if r.database == row.database and r.workers == 1)
+            scaling = row.load.rps / one.load.rps
+            bare1 = statistics.mean(r.load.rps for r in rows if r.label.startswith("bare ("))
+            bare2 = next((r.load.rps for r in rows if r.label == "bare x2 workers"), 0.0)
+            verdicts.append(
+                (
+                    scaling >= MIN_WORKER_SCALING,
+                    f"{row.label}: {scaling:.2f}x one worker (>= 1.6; bare endpoint on this "
+                    f"machine: {bare2 / bare1:.2f}x)",
+                )
+            )
+        verdicts.append(
+            (
+                row.load.not_ok == 0 and row.load.socket_errors == 0,
+                f"{row.label}: {row.load.not_ok} non-2xx, {row.load.socket_errors} socket errors",
+            )
+        )
+        verdicts.append(
+            (
+                not row.problems,
+                f"{row.label}: {row.load.ok} 2xx, {row.stored} stored"
+                + (f" ({'; '.join(row.problems)})" if row.problems else ""),
+            )
+        )
+    return verdicts
+
+
+def _query_verdicts(timings: dict[str, list[queries.Timing]]) -> list[tuple[bool, str]]:
+    verdicts = []
+    for database, items in timings.items():
+        for t in items:
+            limit = MAX_DUE_MS if t.what.startswith("claim_due_jobs") else MAX_LIST_MS
+            verdicts.append(
+                (t.median_ms < limit, f"{database}: {t.what}: {t.median_ms:.2f} ms (< {limit:.0f})")
+            )
+    return verdicts
+
+
+def _print_columns() -> None:
+    print(
+        f"\n{'':<34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'2xx':>10}{'non-2xx':>9}"
+        f"{'stored':>10}{'RSS MB':>8}"
+    )
+
+
+def _print_row(row: Row) -> None:
+    load = row.load
+    stored = "" if row.stored is None else f"{row.stored:,}"
+    print(
+        f"{row.label:<34}{load.rps:>9,.0f}{load.p50_ms:>9.1f}{load.p99_ms:>9.1f}"
+        f"{load.ok:>10,}{load.not_ok + load.socket_errors:>9,}{stored:>10}"
+        f"{row.peak_rss_mb:>8.0f}",
+        flush=True,
+    )
+    for problem in row.problems:
+        print(f"    PROBLEM: {problem}", flush=True)
+
+
+def _machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _header(args: argparse.Namespace, urls: dict[str, str], dbs: list[str]) -> None:
+    machine = _machine()
+    print(
+        f"machine: {machine['cpus']} CPUs ({machine['cpu']}), Python {machine['python']}, "
+        f"{machine['platform']}"
+    )
+    print(
+        f"load: wrk -t{args.threads} -c{args.connections}, {args.seconds:g} s after "
+        f"{args.warmup:g} s warm-up; signed deliveries naming {MATCHED_JOBS:,} finished jobs"
+    )
+    for database in dbs:
+        print(f"{database}: {databases.safe_url(urls[database])}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--no-two-workers", dest="two_workers", action="store_false")
+    parser.add_argument(
+        "--jobs", type=int, default=1_000_000, help="jobs for the query timings (0: skip them)"
+    )
+    parser.add_argument("--json", help="also write the figures to this file")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())
