@@ -9,7 +9,7 @@
   planners use it with bound parameters.
 
 Revision ID: d9a5e3c4f605
-Revises: 2e0f01b2a152
+Revises: c8f4d2b3e504
 Create Date: 2026-11-25 11:15:00.000000+00:00
 """
 
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "d9a5e3c4f605"
-down_revision: str | None = "2e0f01b2a152"
+down_revision: str | None = "c8f4d2b3e504"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
