@@ -73,8 +73,11 @@ class Settings(BaseSettings):
     POLL_MAX_INTERVAL_SECONDS: float = Field(default=1800, gt=0)
     """Polls of a job Visma still runs grow apart up to this interval."""
 
-    POLL_LEASE_SECONDS: float = Field(default=60, gt=0)
-    """A replica's claim on a job's state read; a replica that dies frees it after this."""
+    POLL_LEASE_SECONDS: float = Field(default=180, gt=0)
+    """A replica's claim on a job's state read; a replica that dies frees it after this.
+
+    Longer than the slowest read (state and content, each retried for up to 60 s), so a slow
+    read is never taken over by another replica while it is still running."""
 
     VISMA_MAX_REQUESTS_PER_SECOND: float = Field(default=10, gt=0)
     """Requests per second this process sends to Visma at most (each replica has its own)."""

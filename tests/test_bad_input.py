@@ -143,8 +143,11 @@ async def test_lists_never_fail_with_a_500(harness: Harness, params: list) -> No
 
 
 @SLOW
-@given(job_id=st.text(min_size=1, max_size=30).filter(lambda s: "/" not in s))
-async def test_get_job_with_any_id_is_200_400_or_404(harness: Harness, job_id: str) -> None:
+# "." and ".." are path segments httpx resolves away, so they never reach the job route.
+@given(
+    job_id=st.text(min_size=1, max_size=30).filter(lambda s: "/" not in s and s not in (".", ".."))
+)
+async def test_get_job_with_any_id_is_400_or_404(harness: Harness, job_id: str) -> None:
     response = await harness.client.get("/api/v1/jobs/" + quote(job_id, safe=""))
     assert response.status_code in (400, 404), response.text
     assert "error" in response.json()

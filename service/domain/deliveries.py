@@ -7,12 +7,15 @@ correlates; the state endpoint decides the outcome; the body only helps.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+
+from service.domain.jsontext import parse_json
 
 PROBLEM_NOT_JSON = "body is not JSON"
 PROBLEM_NOT_OBJECT = "body is JSON but not an object"
 PROBLEM_UNKNOWN_SHAPE = "body has none of id, stateLocation, contentLocation"
+PROBLEM_BAD_ID = "body's job id is not an id Visma would give (too long or control characters)"
+MAX_VISMA_ID_CHARS = 64
 PROBLEM_NO_NOTIFICATION_ID = "x-vwd-notification-id header is missing"
 
 
@@ -27,7 +30,7 @@ class BackgroundNotice:
 def read_background_body(body: bytes) -> tuple[BackgroundNotice | None, str | None]:
     """The notice in `body`, or None and the problem that makes it unusable."""
     try:
-        data = json.loads(body)
+        data = parse_json(body)
     except ValueError:
         return None, PROBLEM_NOT_JSON
     if not isinstance(data, dict):
@@ -42,6 +45,9 @@ def read_background_body(body: bytes) -> tuple[BackgroundNotice | None, str | No
         job_id = _id_from_location(state_location) or _id_from_location(
             content_location, strip="content"
         )
+    if job_id is not None and not usable_visma_id(job_id):
+        # Visma's ids are uuids; anything else cannot be looked up, and is kept only raw.
+        return None, PROBLEM_BAD_ID
     return BackgroundNotice(visma_job_id=job_id, state_location=state_location), None
 
 
@@ -58,3 +64,10 @@ def _text(value: object) -> str | None:
     if isinstance(value, str) and value.strip():
         return value.strip()
     return None
+
+
+def usable_visma_id(value: str) -> bool:
+    """Whether `value` can be a Visma job id: short, without control characters."""
+    return len(value) <= MAX_VISMA_ID_CHARS and not any(
+        ord(c) < 0x20 or ord(c) == 0x7F for c in value
+    )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from service.domain.visma_errors import VismaErrorInfo, hint_for, parse_error
+from service.domain.visma_errors import HINT_NOT_SENT, VismaErrorInfo, hint_for, parse_error
 
 
 class JobState(StrEnum):
@@ -153,6 +153,26 @@ def decide_rejection(status_code: int, body: bytes) -> Outcome:
         http_status=status_code,
         error=error,
         hint=hint_for(error, status_code=status_code),
+    )
+
+
+def decide_not_sent(message: str, *, status: int | None) -> Outcome:
+    """The outcome of a submission that never reached Visma (no connection, no token)."""
+    return Outcome(
+        state=JobState.REJECTED,
+        http_status=status,
+        error=VismaErrorInfo(type="NotSent", message=f"not sent to Visma: {message}"),
+        hint=HINT_NOT_SENT,
+    )
+
+
+def decide_completed(status: int, *, location: str | None) -> Outcome:
+    """Visma answered the call at once with a 2xx instead of queueing it: it did the work."""
+    return Outcome(
+        state=JobState.SUCCEEDED,
+        http_status=status,
+        created_resource_id=created_resource_id({"Location": location} if location else {}),
+        note=f"Visma answered at once (HTTP {status}) instead of running it in the background",
     )
 
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from service.domain.alerts import ALERT_KINDS
 from service.domain.errors import InvalidInput
-from service.domain.ids import has_control_characters
+from service.domain.ids import decode_id, has_control_characters
 from service.domain.jobs import JobState
 from service.domain.status import COMPONENT_STATUSES, INCIDENT_STATUSES
 
 MAX_PAGE_SIZE = 500
+MAX_WHOLE_NUMBER = 999_999_999
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
 DEFAULT_PAGE_SIZE = 50
 CONDITIONS = (">", "<", ">=", "<=")
 _PAGING = ("pageSize", "pageNumber")
@@ -113,7 +116,7 @@ def parse_job_query(pairs: Iterable[tuple[str, str]]) -> tuple[JobFilter, Page]:
                 raise InvalidInput(f"state {state!r} is not one of {', '.join(sorted(valid))}")
     job_filter = JobFilter(
         states=states,
-        visma_job_id=params.get("vismaJobId") or None,
+        visma_job_id=decode_id(params["vismaJobId"]) if params.get("vismaJobId") else None,
         tags=tags,
         last_modified=_time_condition(params, "lastModifiedDateTime"),
         created=_time_condition(params, "createdDateTime"),
@@ -138,7 +141,11 @@ def parse_delivery_query(pairs: Iterable[tuple[str, str]]) -> tuple[DeliveryFilt
         raise InvalidInput(f"kind must be one of {', '.join(DELIVERY_KINDS)}")
     return (
         DeliveryFilter(
-            notification_id=params.get("notificationId") or None, matched=matched, kind=kind
+            notification_id=(
+                decode_id(params["notificationId"]) if params.get("notificationId") else None
+            ),
+            matched=matched,
+            kind=kind,
         ),
         parse_page(params),
     )
@@ -202,7 +209,10 @@ def parse_timestamp(value: str, name: str) -> datetime:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # year 1 with a positive offset has no UTC equivalent
+        raise InvalidInput(f"{name} is out of range") from None
 
 
 def _time_condition(params: dict[str, str], name: str) -> TimeCondition | None:
@@ -222,8 +232,11 @@ def _positive_int(params: dict[str, str], name: str, default: int) -> int:
     raw = params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise InvalidInput(f"{name} must be a whole number of at least 1, got {raw!r}")
+    # ASCII digits only ("²".isdigit() is true), and few enough for any database integer.
+    if not _WHOLE_NUMBER.fullmatch(raw) or int(raw) < 1:
+        raise InvalidInput(
+            f"{name} must be a whole number from 1 to {MAX_WHOLE_NUMBER}, got {raw[:20]!r}"
+        )
     return int(raw)
 
 

@@ -8,12 +8,13 @@ update's own timestamps decide: an older update never replaces a newer one.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from service.domain.jsontext import parse_json
 
 
 class ComponentStatus(StrEnum):
@@ -127,7 +128,7 @@ def event_name(event: StatusEvent | None) -> str | None:
 def parse_status_payload(body: bytes) -> tuple[StatusEvent | None, str | None]:
     """The event in a status-page webhook, or None and the problem that makes it unusable."""
     try:
-        data = json.loads(body)
+        data = parse_json(body)
     except ValueError:
         return None, PROBLEM_NOT_JSON
     if not isinstance(data, dict):
@@ -163,7 +164,10 @@ def parse_time(value: object) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # year 1 with a positive offset has no UTC equivalent
+        return None
 
 
 def _component_change(data: Mapping[str, Any]) -> tuple[ComponentChange | None, str | None]:

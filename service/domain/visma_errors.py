@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from service.domain.jsontext import parse_json
 
 MAX_ERROR_BODY_CHARS = 4000
 
@@ -19,6 +20,10 @@ HINT_TIMECARDS = (
 HINT_SUBACCOUNT = (
     "Segment validation is on for SUBACCOUNT (CS202000): add the combination in Subaccounts "
     "(GL203000)."
+)
+HINT_NOT_SENT = (
+    "Nothing reached Visma: check VISMA_API_URL, VISMA_TOKEN_URL and the network, then send "
+    "it again with `visma-hooks submit --resend <job id>`."
 )
 HINT_BAD_REQUEST = "Visma refused the request as invalid: {message}"
 HINT_FORBIDDEN = "Financials User/Administrator roles are missing for the integration user."
@@ -59,7 +64,7 @@ def parse_error(
     parsed: object = None
     if text:
         try:
-            parsed = json.loads(text)
+            parsed = parse_json(text)
         except ValueError:
             parsed = None
     if isinstance(parsed, dict):

@@ -8,6 +8,7 @@ the state endpoint (DESIGN.md 1.5). A job Visma cannot tell us about within the 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +31,8 @@ from service.flows.clock import utcnow
 from service.flows.outcomes import record_outcome
 from service.visma import VismaClient, VismaError, VismaNotFound, VismaUnavailable
 
+log = logging.getLogger(__name__)
+
 _OPEN = [s.value for s in OPEN_STATES]
 
 EXPIRED_FORGOTTEN = "Visma no longer knows the job ({status}) and the TTL has passed"
@@ -50,9 +53,8 @@ class ResolveSettings:
     recheck_seconds: float = 5.0
     max_recheck_seconds: float = 1800.0
     # How long a claimed job stays ours before another worker may take it.
-    lease_seconds: float = 60.0
-    batch_size: int = 20
-    concurrency: int = 4
+    lease_seconds: float = 180.0
+    concurrency: int = 8
     # How outcomes raise alerts (burst window).
     alerts: AlertPolicy = field(default_factory=AlertPolicy)
 
@@ -78,15 +80,18 @@ async def resolve_due_jobs(
             now=now,
             states=_OPEN,
             lease_until=now + timedelta(seconds=settings.lease_seconds),
-            limit=settings.batch_size,
+            # Claim only what is read at once, so no claim waits in a queue while its lease
+            # runs out (and another replica reads the same job).
+            limit=settings.concurrency,
         )
-    limit = asyncio.Semaphore(settings.concurrency)
-
-    async def one(job: store.ClaimedJob) -> None:
-        async with limit:
-            await read_and_apply(sessions, visma, job, settings)
-
-    await asyncio.gather(*(one(job) for job in claimed))
+    results = await asyncio.gather(
+        *(read_and_apply(sessions, visma, job, settings) for job in claimed),
+        return_exceptions=True,
+    )
+    for job, result in zip(claimed, results, strict=True):
+        if isinstance(result, BaseException):
+            # The job stays claimed until its lease ends, then it is read again.
+            log.error("resolver: reading job %s failed", job.id, exc_info=result)
     return len(claimed)
 
 
@@ -110,17 +115,19 @@ async def read_and_apply(
     except VismaError as exc:
         await _record_read_failure(sessions, claimed.id, exc, settings)
         return
-    await _apply_state(sessions, claimed.id, data, decide_outcome(state, content), settings)
+    outcome = decide_outcome(state, content)
+    await _apply_state(sessions, claimed, data, outcome, settings)
 
 
 async def _apply_state(
     sessions: async_sessionmaker[AsyncSession],
-    job_id: str,
+    claimed: store.ClaimedJob,
     data: dict[str, Any],
     outcome: Outcome | None,
     settings: ResolveSettings,
 ) -> None:
     now = utcnow()
+    job_id = claimed.id
     async with sessions.begin() as session:
         job = await store.get_job(session, job_id, for_update=True)
         if job is None:
@@ -130,6 +137,9 @@ async def _apply_state(
         if outcome is None:
             job.last_modified_at = now
             job.next_check_at = _next_check(job, now, settings)
+            if job.last_webhook_at is not None and job.last_webhook_at >= claimed.claimed_at:
+                # Its webhook came while we were reading: Visma is done, read again now.
+                job.next_check_at = now
             await store.add_event(
                 session, job_id, kind=EventKind.STATE_READ, source=resolver, at=now, detail=summary
             )
@@ -195,6 +205,10 @@ async def _wait_for_visma_id(
     async with sessions.begin() as session:
         job = await store.get_job(session, job_id, for_update=True)
         if job is None or job.state not in _OPEN:
+            return
+        if job.visma_job_id is not None:
+            # The 202 or a webhook named Visma's id while this claim was open: read it now.
+            job.next_check_at = now
             return
         if now >= settings.deadline(job):
             await _expire(session, job, EXPIRED_UNKNOWN_SUBMISSION, settings, source="poll", at=now)

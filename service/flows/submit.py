@@ -19,11 +19,21 @@ from service.domain import (
     Outcome,
     background_header,
     can_move,
+    decide_completed,
+    decide_not_sent,
     decide_rejection,
 )
 from service.flows.clock import utcnow
 from service.flows.outcomes import record_outcome
-from service.visma import SubmitAccepted, VismaClient, VismaError, VismaRejected, VismaUnavailable
+from service.visma import (
+    SubmitAccepted,
+    SubmitCompleted,
+    VismaClient,
+    VismaError,
+    VismaNotSent,
+    VismaRejected,
+    VismaUnavailable,
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,9 @@ async def submit_job(
                 submitted_at=now,
                 last_modified_at=now,
                 resent_from=resent_from,
+                # Whatever happens next (even this process dying before the 202 is recorded),
+                # the job is looked at again by its TTL at the latest, never left pending.
+                next_check_at=now + timedelta(seconds=job_ttl_seconds),
             ),
         )
         await store.add_event(
@@ -91,7 +104,7 @@ async def submit_job(
         )
     header = background_header(job_id, request.tags, notify=request.notify)
     try:
-        accepted = await visma.submit(
+        answer = await visma.submit(
             request.method,
             request.path,
             body=request.body,
@@ -100,17 +113,25 @@ async def submit_job(
         )
     except VismaRejected as exc:
         rejection = decide_rejection(exc.status or 0, exc.body)
-        await _record_rejection(sessions, job_id, rejection, alerts=alerts)
+        await _record_answer(sessions, job_id, rejection, alerts=alerts)
+    except VismaNotSent as exc:
+        await _record_answer(
+            sessions, job_id, decide_not_sent(exc.message, status=exc.status), alerts=alerts
+        )
     except VismaUnavailable as exc:
         if exc.status is not None:  # Visma answered (429 until we gave up, or 5xx): refused
             rejection = decide_rejection(exc.status, exc.body)
-            await _record_rejection(sessions, job_id, rejection, alerts=alerts)
+            await _record_answer(sessions, job_id, rejection, alerts=alerts)
         else:
             await _record_uncertain(sessions, job_id, exc, job_ttl_seconds=job_ttl_seconds)
     except VismaError as exc:
         await _record_uncertain(sessions, job_id, exc, job_ttl_seconds=job_ttl_seconds)
     else:
-        await _record_accepted(sessions, job_id, accepted, poll_after_seconds=poll_after_seconds)
+        if isinstance(answer, SubmitCompleted):
+            outcome = decide_completed(answer.status, location=answer.location)
+            await _record_answer(sessions, job_id, outcome, alerts=alerts)
+        else:
+            await _record_accepted(sessions, job_id, answer, poll_after_seconds=poll_after_seconds)
     return job_id
 
 
@@ -206,7 +227,7 @@ async def _record_accepted(
         )
 
 
-async def _record_rejection(
+async def _record_answer(
     sessions: async_sessionmaker[AsyncSession],
     job_id: str,
     outcome: Outcome,

@@ -99,6 +99,7 @@ class ClaimedJob:
     id: str
     visma_job_id: str | None
     submitted_at: datetime
+    claimed_at: datetime
 
 
 async def claim_due_jobs(
@@ -122,7 +123,7 @@ async def claim_due_jobs(
         .with_for_update(skip_locked=True)
     )
     claimed = [
-        ClaimedJob(row.id, row.visma_job_id, row.submitted_at)
+        ClaimedJob(row.id, row.visma_job_id, row.submitted_at, now)
         for row in await session.execute(query)
     ]
     if claimed:

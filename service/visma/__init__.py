@@ -1,10 +1,11 @@
 """The outside world: the Visma.net API client and webhook signatures. Never touches the DB."""
 
-from service.visma.client import Content, SubmitAccepted, VismaClient
+from service.visma.client import Content, SubmitAccepted, SubmitCompleted, VismaClient
 from service.visma.errors import (
     VismaError,
     VismaNotConfigured,
     VismaNotFound,
+    VismaNotSent,
     VismaRejected,
     VismaUnavailable,
 )
@@ -13,10 +14,12 @@ from service.visma.signatures import sign, verify
 __all__ = [
     "Content",
     "SubmitAccepted",
+    "SubmitCompleted",
     "VismaClient",
     "VismaError",
     "VismaNotConfigured",
     "VismaNotFound",
+    "VismaNotSent",
     "VismaRejected",
     "VismaUnavailable",
     "sign",

@@ -22,6 +22,7 @@ from service.visma.errors import (
     VismaError,
     VismaNotConfigured,
     VismaNotFound,
+    VismaNotSent,
     VismaRejected,
     VismaUnavailable,
 )
@@ -42,6 +43,14 @@ class SubmitAccepted:
 
     visma_job_id: str
     state_location: str | None
+
+
+@dataclass(frozen=True)
+class SubmitCompleted:
+    """Visma answered a background call at once with a 2xx (it did the work synchronously)."""
+
+    status: int
+    location: str | None
 
 
 @dataclass(frozen=True)
@@ -116,11 +125,12 @@ class VismaClient:
         body: bytes | None,
         background: str,
         if_match: str | None = None,
-    ) -> SubmitAccepted:
+    ) -> SubmitAccepted | SubmitCompleted:
         """Send a background call. Not retried once it may have reached Visma (not idempotent).
 
-        Raises VismaRejected for a non-202 answer, VismaUnavailable when the request may or may
-        not have arrived (timeout) or Visma kept answering 429.
+        Raises VismaRejected for a 4xx/5xx answer, VismaNotSent when nothing reached Visma,
+        VismaUnavailable when the request may or may not have arrived (timeout) or Visma kept
+        answering 429, and VismaError for a 202 we cannot read (it was accepted: uncertain).
         """
         headers = {BACKGROUND_HEADER: background}
         if body is not None:
@@ -128,6 +138,8 @@ class VismaClient:
         if if_match:
             headers["If-Match"] = if_match
         response = await self._send(method, path, headers=headers, content=body, resend=False)
+        if 200 <= response.status_code < 300 and response.status_code != 202:
+            return SubmitCompleted(response.status_code, response.headers.get("location"))
         if response.status_code != 202:
             raise VismaRejected(
                 f"Visma answered {response.status_code} instead of 202",
@@ -138,7 +150,7 @@ class VismaClient:
         fields = {k.lower(): v for k, v in data.items()}
         job_id = fields.get("id")
         if not isinstance(job_id, str) or not job_id:
-            raise VismaRejected("Visma's 202 carried no job id", status=202, body=response.content)
+            raise VismaError("Visma's 202 carried no job id", status=202, body=response.content)
         location = fields.get("statelocation")
         return SubmitAccepted(
             visma_job_id=job_id, state_location=location if isinstance(location, str) else None
@@ -193,7 +205,13 @@ class VismaClient:
             timeout=self._retry_timeout,
         ):
             with attempt:
-                token = await self._access_token()
+                try:
+                    token = await self._access_token()
+                except VismaUnavailable as exc:
+                    # Without a token nothing was sent to the API itself.
+                    raise VismaNotSent(
+                        f"no token: {exc.message}", status=exc.status, retry_after=exc.retry_after
+                    ) from exc
                 request_headers = {**(headers or {}), "Authorization": f"Bearer {token}"}
                 response = await self._request(
                     method, url, headers=request_headers, content=content
@@ -224,7 +242,7 @@ class VismaClient:
         try:
             response = await self._http.request(method, url, headers=headers, content=content)
         except httpx.ConnectError as exc:
-            raise _NotSent(f"cannot connect to Visma: {exc}") from exc
+            raise VismaNotSent(f"cannot connect to Visma: {exc}") from exc
         except httpx.TimeoutException as exc:
             raise VismaUnavailable(f"Visma did not answer in time: {exc!r}") from exc
         except httpx.HTTPError as exc:
@@ -258,7 +276,7 @@ class VismaClient:
         try:
             response = await self._http.post(self._token_url, data=form)
         except httpx.ConnectError as exc:
-            raise _NotSent(f"cannot connect to the token endpoint: {exc}") from exc
+            raise VismaNotSent(f"cannot connect to the token endpoint: {exc}") from exc
         except httpx.HTTPError as exc:
             raise VismaUnavailable(f"token endpoint failed: {exc!r}") from exc
         if response.status_code == 429 or response.status_code >= 500:
@@ -282,10 +300,6 @@ class VismaClient:
         return _Token(value=value, renew_at=time.monotonic() + expires_in - margin)
 
 
-class _NotSent(VismaUnavailable):
-    """The request never reached Visma (connection refused), so sending it again is safe."""
-
-
 def _retry_wait(exc: Exception) -> bool | float:
     if isinstance(exc, VismaUnavailable):
         return exc.retry_after if exc.retry_after is not None else True
@@ -293,7 +307,7 @@ def _retry_wait(exc: Exception) -> bool | float:
 
 
 def _retry_wait_unsent(exc: Exception) -> bool | float:
-    if isinstance(exc, _NotSent):
+    if isinstance(exc, VismaNotSent):
         return True
     if isinstance(exc, VismaUnavailable) and exc.status == 429:
         return exc.retry_after if exc.retry_after is not None else True

@@ -2,6 +2,7 @@
 
 VismaError
 ├── VismaUnavailable   timeout, connection error, 5xx or 429: try again later
+│   └── VismaNotSent   the request never left (no connection, no token): safe to resend
 └── VismaRejected      a 4xx answer: Visma looked at the request and said no
     └── VismaNotFound  404 or 410: Visma does not know (or no longer keeps) the resource
 """
@@ -32,6 +33,10 @@ class VismaUnavailable(VismaError):
     ) -> None:
         super().__init__(message, status=status, body=body)
         self.retry_after = retry_after
+
+
+class VismaNotSent(VismaUnavailable):
+    """The request never reached Visma (no connection, no token), so sending it again is safe."""
 
 
 class VismaRejected(VismaError):

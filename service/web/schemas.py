@@ -19,6 +19,7 @@ from service.domain import (
     validate_path,
     validate_tags,
 )
+from service.domain.jsontext import parse_json
 from service.flows import JobRequest
 from service.flows.views import component_json, incident_json, iso, job_json
 from service.store import Alert, AlertAttempt, AlertDelivery, Delivery
@@ -93,7 +94,7 @@ class JobCreate(BaseModel):
 def parse_job_create(raw: bytes) -> JobCreate:
     """The submission in `raw`, or InvalidInput that says which field is wrong and why."""
     try:
-        data = json.loads(raw)
+        data = parse_json(raw)
     except ValueError:
         raise InvalidInput(f"{BODY_NOT_JSON}; it is not valid JSON") from None
     if not isinstance(data, dict):
