@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.domain import AlertPolicy, DomainError
 from service.flows import OutboxSettings, ResolveSettings
 from service.settings import Settings, get_settings
-from service.store import IngestWriter, create_engine, create_sessionmaker
+from service.store import IngestWriter, create_engine, create_readers, create_sessionmaker
 from service.visma import VismaClient
 from service.web.alerts_api import list_alerts
 from service.web.auth import BearerAuth
@@ -49,6 +49,7 @@ class Resources:
         return {
             "settings": self.settings,
             "sessions": self.sessions,
+            "readers": create_readers(self.engine),
             "visma": self.visma,
             "ingest": self.ingest,
             "alert_policy": alert_policy(self.settings),

@@ -20,6 +20,7 @@ from service.store.engine import (
     DatabaseUrlError,
     async_url,
     create_engine,
+    create_readers,
     create_sessionmaker,
     is_sqlite,
 )
@@ -112,6 +113,7 @@ __all__ = [
     "claim_due_jobs",
     "count_deliveries",
     "create_engine",
+    "create_readers",
     "create_sessionmaker",
     "get_job",
     "is_sqlite",

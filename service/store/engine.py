@@ -15,6 +15,9 @@ from sqlalchemy.ext.asyncio import (
 )
 
 
+_READ_ONLY = "visma_hooks_read_only"
+
+
 class DatabaseUrlError(ValueError):
     """DATABASE_URL names a database we do not support."""
 
@@ -58,6 +61,13 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def create_readers(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for transactions that only read: on SQLite they do not take the write lock."""
+    return async_sessionmaker(
+        engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
+    )
+
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT; we emit BEGIN
     # ourselves (SQLAlchemy's documented recipe).
@@ -72,5 +82,7 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_on_begin(conn: Any) -> None:
     # IMMEDIATE takes the write lock at BEGIN, so two writers queue instead of one failing
-    # with "database is locked" when it upgrades a read lock.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # with "database is locked" when it upgrades a read lock. Readers (WAL) need no lock, and
+    # must not hold one: a long page of the inbox would stall the webhook writer.
+    read_only = conn.get_execution_options().get(_READ_ONLY, False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -14,7 +14,7 @@ from service.web.state import State
 
 async def list_alerts(request: Request[State]) -> Response:
     alert_filter, page = parse_alert_query(request.query_params.multi_items())
-    async with request.state["sessions"].begin() as session:
+    async with request.state["readers"].begin() as session:
         alerts, total = await store.list_alerts(
             session, kinds=alert_filter.kinds, limit=page.size, offset=page.offset
         )

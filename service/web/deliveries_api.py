@@ -13,7 +13,7 @@ from service.web.state import State
 
 async def list_deliveries(request: Request[State]) -> Response:
     delivery_filter, page = parse_delivery_query(request.query_params.multi_items())
-    async with request.state["sessions"].begin() as session:
+    async with request.state["readers"].begin() as session:
         deliveries, total = await store.list_deliveries(
             session,
             notification_id=delivery_filter.notification_id,

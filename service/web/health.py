@@ -17,7 +17,7 @@ async def healthz(_request: Request[State]) -> Response:
 
 async def readyz(request: Request[State]) -> Response:
     try:
-        async with request.state["sessions"]() as session:
+        async with request.state["readers"]() as session:
             await session.execute(text("SELECT 1"))
     except Exception as exc:  # any driver error means "not ready", never a 500
         return error_response(503, "unavailable", f"database is not reachable: {exc!r}"[:300])

@@ -41,7 +41,7 @@ async def create_job(request: Request[State]) -> Response:
 
 async def list_jobs(request: Request[State]) -> Response:
     job_filter, page = parse_job_query(request.query_params.multi_items())
-    async with request.state["sessions"].begin() as session:
+    async with request.state["readers"].begin() as session:
         jobs, total = await store.list_jobs(
             session,
             states=job_filter.states,
@@ -67,7 +67,7 @@ async def get_job(request: Request[State]) -> Response:
 async def _job_view(request: Request[State], job_id: str) -> tuple[dict[str, object], str]:
     if "\x00" in job_id:  # PostgreSQL text cannot hold NUL, so no such job can exist
         raise NotFound(JOB_NOT_FOUND.format(job_id=job_id))
-    async with request.state["sessions"].begin() as session:
+    async with request.state["readers"].begin() as session:
         job = await store.get_job(session, job_id)
         if job is None:
             raise NotFound(JOB_NOT_FOUND.format(job_id=job_id))

@@ -15,6 +15,8 @@ from service.visma import VismaClient
 class State(TypedDict):
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
+    # For transactions that only read (lists, single views, readiness).
+    readers: async_sessionmaker[AsyncSession]
     visma: VismaClient
     ingest: IngestWriter
     alert_policy: AlertPolicy

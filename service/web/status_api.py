@@ -13,7 +13,7 @@ from service.web.state import State
 
 async def list_components(request: Request[State]) -> Response:
     status_filter, page = parse_component_query(request.query_params.multi_items())
-    async with request.state["sessions"].begin() as session:
+    async with request.state["readers"].begin() as session:
         components, total = await store.list_components(
             session,
             statuses=status_filter.statuses,
@@ -31,7 +31,7 @@ async def list_components(request: Request[State]) -> Response:
 
 async def list_incidents(request: Request[State]) -> Response:
     status_filter, page = parse_incident_query(request.query_params.multi_items())
-    async with request.state["sessions"].begin() as session:
+    async with request.state["readers"].begin() as session:
         incidents, total = await store.list_incidents(
             session,
             statuses=status_filter.statuses,
