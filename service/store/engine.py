@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-
 _READ_ONLY = "visma_hooks_read_only"
 
 
