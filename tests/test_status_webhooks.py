@@ -394,3 +394,32 @@ async def test_record_outcome_raises_the_alert_of_each_end_state(
     assert [(a["kind"], a["summary"]) for a in raised] == ([(kind, summary)] if kind else [])
     if kind:
         assert raised[0]["job"]["state"] == state
+
+
+async def test_receive_status_webhook_resolution_naming_no_components_still_alerts(
+    clean_database: str,
+) -> None:
+    async with in_process(
+        clean_database, STATUS_WEBHOOK_TOKEN=TOKEN, WATCH_COMPONENTS=["Visma.net ERP API"]
+    ) as harness:
+        opened = fixture_payload("status-incident-created.json")
+        await post_status(harness, opened)
+        resolved = json.loads(json.dumps(opened))
+        incident = resolved["incident"]
+        incident["status"] = "resolved"
+        incident["updated_at"] = incident["resolved_at"] = "2026-03-02T10:00:00.000Z"
+        incident["components"] = []  # the resolving update names no component
+        incident["incident_updates"] = [
+            {
+                **incident["incident_updates"][0],
+                "id": "res1",
+                "status": "resolved",
+                "body": "Fixed.",
+                "created_at": "2026-03-02T10:00:00.000Z",
+                "affected_components": [],
+            }
+        ]
+        await post_status(harness, resolved)
+        summaries = [a["summary"] for a in await alerts(harness, kind="incident.update")]
+        assert len(summaries) == 2
+        assert any("resolved" in s.lower() for s in summaries)

@@ -137,6 +137,9 @@ async def _apply_incident(
     if not is_newer(report.updated_at, incident.updated_at):
         return False
     previous = incident.status
+    # An update may list fewer components than the incident had: whether it concerns a
+    # watched component is judged on every component it ever named.
+    known = [(c["id"], c["name"]) for c in (incident.components or [])]
     incident.name = report.name
     incident.status = report.status
     incident.impact = report.impact
@@ -150,7 +153,7 @@ async def _apply_incident(
     incident.components = [{"id": c.id, "name": c.name} for c in report.components]
     refs = [(c.id, c.name) for c in report.components]
     await store.set_incident_components(session, report.id, refs)
-    if previous != report.status and policy.watches(refs):
+    if previous != report.status and policy.watches([*known, *refs]):
         updates = (await store.incident_updates(session, [report.id]))[report.id]
         await raise_incident_alert(session, incident, updates, previous=previous)
     return True
