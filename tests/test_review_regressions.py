@@ -176,3 +176,13 @@ async def test_visma_answering_at_once_with_201_is_a_success(clean_database: str
         job = response.json()
         assert job["state"] == "succeeded"
         assert job["createdResourceId"] == "777" and job["httpStatus"] == 201
+
+
+def test_polls_of_a_running_job_grow_apart_up_to_the_cap() -> None:
+    from service.flows import ResolveSettings
+
+    settings = ResolveSettings(recheck_seconds=5, max_recheck_seconds=1800)
+    waits = [settings.recheck_after(n).total_seconds() for n in range(1, 12)]
+    assert waits[:5] == [5, 10, 20, 40, 80]
+    assert all(a <= b for a, b in zip(waits, waits[1:], strict=False))
+    assert waits[-1] == 1800
