@@ -65,6 +65,8 @@ class Row:
     stored: int | None = None
     peak_rss_mb: float = 0.0
     problems: list[str] = field(default_factory=list)
+    matched: bool = True
+    """The main load (each delivery names a job); False: the verify + insert variant."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     job_ids = [str(uuid.uuid4()) for _ in range(MATCHED_JOBS)]
     requests_file = work / "deliveries.tsv"
     write_deliveries(requests_file, make_deliveries(SECRET, job_ids, DISTINCT_BODIES))
+    # The second variant: no `vh-job-id`, so no job to correlate (DESIGN.md 4's verify + insert).
+    unmatched_file = work / "deliveries-no-job.tsv"
+    write_deliveries(unmatched_file, make_deliveries(SECRET, [], DISTINCT_BODIES))
     env = {
         "VISMA_WEBHOOK_SECRETS": SECRET,
         "API_TOKENS": API_TOKEN,
@@ -86,10 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         "VISMA_TOKEN_URL": "http://127.0.0.1:9/token",
     }
 
-    def drive(server: procs.Server, label: str) -> tuple[LoadResult, str]:
+    def drive(
+        server: procs.Server, label: str, deliveries_file: Path = requests_file
+    ) -> tuple[LoadResult, str]:
         run_wrk(
             server.url,
-            deliveries_file=requests_file,
+            deliveries_file=deliveries_file,
             prefix=new_prefix("warm"),
             connections=args.connections,
             seconds=args.warmup,
@@ -98,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         prefix = new_prefix(label)
         load = run_wrk(
             server.url,
-            deliveries_file=requests_file,
+            deliveries_file=deliveries_file,
             prefix=prefix,
             connections=args.connections,
             seconds=args.seconds,
@@ -113,17 +120,20 @@ def main(argv: list[str] | None = None) -> int:
         _print_row(row)
         return row
 
-    def service(database: str, workers: int) -> Row:
+    def service(database: str, workers: int, *, matched: bool = True) -> Row:
         url = urls[database]
         databases.reset(url)
         databases.seed_jobs(url, job_ids, state="succeeded")
         label = f"service {database}" + (f" x{workers} workers" if workers > 1 else "")
+        label += "" if matched else ", no job"
+        deliveries_file = requests_file if matched else unmatched_file
         with procs.service(url, workers=workers, env=env) as server:
-            load, prefix = drive(server, database)
+            load, prefix = drive(server, database, deliveries_file)
             time.sleep(1.0)  # let requests still in flight when wrk stopped finish
             rss = server.peak_rss_mb()
             stored = databases.count_deliveries(url, prefix)
-            row = Row(label, database, workers, load, stored, rss, check_counts(load, stored))
+            problems = check_counts(load, stored)
+            row = Row(label, database, workers, load, stored, rss, problems, matched)
             if load.not_ok or row.problems:
                 print(server.log_tail(), file=sys.stderr)
         _print_row(row)
@@ -134,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(bare(1, "bare (before)"))
     for database in dbs:
         rows.append(service(database, 1))
+        if args.unmatched:
+            rows.append(service(database, 1, matched=False))
     if "postgresql" in dbs and args.two_workers:
         rows.append(service("postgresql", 2))
         rows.append(bare(2, "bare x2 workers"))
@@ -203,7 +215,11 @@ def _ingest_verdicts(rows: list[Row], bare_rps: float) -> list[tuple[bool, str]]
                 )
             )
         else:
-            one = next(r for r in rows if r.database == row.database and r.workers == 1)
+            one = next(
+                r
+                for r in rows
+                if r.database == row.database and r.workers == 1 and r.matched == row.matched
+            )
             scaling = row.load.rps / one.load.rps
             bare1 = statistics.mean(r.load.rps for r in rows if r.label.startswith("bare ("))
             bare2 = next((r.load.rps for r in rows if r.label == "bare x2 workers"), 0.0)
@@ -304,6 +320,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--no-two-workers", dest="two_workers", action="store_false")
+    parser.add_argument(
+        "--no-unmatched",
+        dest="unmatched",
+        action="store_false",
+        help="skip the second load variant (deliveries naming no job: verify + insert only)",
+    )
     parser.add_argument(
         "--jobs", type=int, default=1_000_000, help="jobs for the query timings (0: skip them)"
     )
