@@ -67,6 +67,9 @@ class Row:
     problems: list[str] = field(default_factory=list)
     matched: bool = True
     """The main load (each delivery names a job); False: the verify + insert variant."""
+    cpu_us_per_request: float = 0.0
+    """The server's own CPU time (user + system, all its processes) per answer, in us: steadier
+    than req/s on a shared machine (a database server's CPU is not counted)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             threads=args.threads,
         )
         prefix = new_prefix(label)
+        cpu_before = server.cpu_seconds()
         load = run_wrk(
             server.url,
             deliveries_file=deliveries_file,
@@ -111,12 +115,14 @@ def main(argv: list[str] | None = None) -> int:
             seconds=args.seconds,
             threads=args.threads,
         )
+        load.cpu_seconds = server.cpu_seconds() - cpu_before
         return load, prefix
 
     def bare(workers: int, label: str) -> Row:
         with procs.bare(workers=workers) as server:
             load, _ = drive(server, "bare")
             row = Row(label, None, workers, load, peak_rss_mb=server.peak_rss_mb())
+            row.cpu_us_per_request = _cpu_us(load)
         _print_row(row)
         return row
 
@@ -134,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             stored = databases.count_deliveries(url, prefix)
             problems = check_counts(load, stored)
             row = Row(label, database, workers, load, stored, rss, problems, matched)
+            row.cpu_us_per_request = _cpu_us(load)
             if load.not_ok or row.problems:
                 print(server.log_tail(), file=sys.stderr)
         _print_row(row)
@@ -257,10 +264,14 @@ def _query_verdicts(timings: dict[str, list[queries.Timing]]) -> list[tuple[bool
     return verdicts
 
 
+def _cpu_us(load: LoadResult) -> float:
+    return load.cpu_seconds / load.responses * 1e6 if load.responses else 0.0
+
+
 def _print_columns() -> None:
     print(
         f"\n{'':<34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'2xx':>10}{'non-2xx':>9}"
-        f"{'stored':>10}{'RSS MB':>8}"
+        f"{'stored':>10}{'RSS MB':>8}{'CPU us/req':>11}"
     )
 
 
@@ -270,7 +281,7 @@ def _print_row(row: Row) -> None:
     print(
         f"{row.label:<34}{load.rps:>9,.0f}{load.p50_ms:>9.1f}{load.p99_ms:>9.1f}"
         f"{load.ok:>10,}{load.not_ok + load.socket_errors:>9,}{stored:>10}"
-        f"{row.peak_rss_mb:>8.0f}",
+        f"{row.peak_rss_mb:>8.0f}{row.cpu_us_per_request:>11.0f}",
         flush=True,
     )
     for problem in row.problems:
