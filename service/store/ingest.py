@@ -173,7 +173,13 @@ class IngestWriter:
 
     async def store(self, record: DeliveryRecord) -> bool:
         """Store one delivery; True if new, False if its notification id was already stored."""
-        [outcome] = await self.store_many([record])
+        # What store_many([record]) does, without its lists: this is every webhook's path.
+        if not self._tasks or self._closing or all(t.done() for t in self._tasks):
+            raise IngestUnavailable("ingest writer is not running")
+        pending = _Pending(record, asyncio.get_running_loop().create_future())
+        self._queue.append(pending)
+        self._ready.set()
+        outcome = await pending.done
         if outcome is Stored.FAILED:
             raise IngestUnavailable("the delivery could not be stored")
         return outcome is Stored.NEW

@@ -51,6 +51,8 @@ _CHUNK = 200
 
 def sqlite_timestamp(at: datetime) -> str:
     """`at` as SQLAlchemy stores a UTC datetime in SQLite (naive UTC text, microseconds)."""
+    if at.tzinfo is UTC:  # what the webhook endpoint makes: drop the "+00:00"
+        return at.isoformat(" ", "microseconds")[:-6]
     return at.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
@@ -125,10 +127,12 @@ def _write_together(conn: sqlite3.Connection, records: Sequence[DeliveryRecord])
     taken = _stored_notification_ids(conn, [r.notification_id for r in rows if r.notification_id])
     new = [r for r in rows if r.notification_id not in taken]
     states = _job_states(conn, [r.claimed_job_id for r in new if r.claimed_job_id])
-    _insert_deliveries(conn, new, states)
+    # Each delivery's time as stored, once: the delivery, its job and its event all carry it.
+    stamps = {r.id: sqlite_timestamp(r.received_at) for r in new}
+    _insert_deliveries(conn, new, states, stamps)
     matched = [r for r in new if r.job_id_in(states)]
     if matched:
-        _touch_jobs(conn, matched)
+        _touch_jobs(conn, matched, stamps)
     conn.execute("COMMIT")
     inserted = {r.id for r in new}
     outcomes = [Stored.NEW if r.id in inserted else Stored.DUPLICATE for r in records]
@@ -195,8 +199,12 @@ def _job_states(conn: sqlite3.Connection, job_ids: list[str]) -> dict[str, str]:
 
 
 def _insert_deliveries(
-    conn: sqlite3.Connection, records: Sequence[DeliveryRecord], states: Mapping[str, str]
+    conn: sqlite3.Connection,
+    records: Sequence[DeliveryRecord],
+    states: Mapping[str, str],
+    stamps: Mapping[str, str] | None = None,
 ) -> None:
+    stamps = stamps or {r.id: sqlite_timestamp(r.received_at) for r in records}
     for chunk in _chunks(records, _CHUNK):
         params: list[Any] = []
         for r in chunk:
@@ -205,7 +213,7 @@ def _insert_deliveries(
                 r.kind,
                 r.notification_id,
                 r.event_id,
-                sqlite_timestamp(r.received_at),
+                stamps[r.id],
                 json.dumps(r.headers),
                 r.body,
                 1 if r.verified else 0,
@@ -218,15 +226,20 @@ def _insert_deliveries(
         conn.execute(f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES {values}", params)
 
 
-def _touch_jobs(conn: sqlite3.Connection, records: Sequence[DeliveryRecord]) -> None:
+def _touch_jobs(
+    conn: sqlite3.Connection,
+    records: Sequence[DeliveryRecord],
+    stamps: Mapping[str, str] | None = None,
+) -> None:
     """Record the webhook on each matched job and make its state read due now."""
+    stamps = stamps or {r.id: sqlite_timestamp(r.received_at) for r in records}
     # One row per job, as if the deliveries had been applied in order: the last one's time,
     # and the first Visma job id unless the job already has one.
     latest: dict[str, tuple[str, str | None]] = {}
     for r in records:
         job_id = r.claimed_job_id or ""
         _at, visma_job_id = latest.get(job_id, ("", None))
-        latest[job_id] = (sqlite_timestamp(r.received_at), visma_job_id or r.visma_job_id)
+        latest[job_id] = (stamps[r.id], visma_job_id or r.visma_job_id)
     for jobs in _chunks(list(latest.items()), _CHUNK):
         params = [value for job_id, (at, visma) in jobs for value in (job_id, at, visma)]
         values = ", ".join(["(?, ?, ?)"] * len(jobs))
@@ -235,7 +248,7 @@ def _touch_jobs(conn: sqlite3.Connection, records: Sequence[DeliveryRecord]) -> 
         params = []
         for record in chunk:
             detail = json.dumps(record.webhook_event_detail())
-            params += (record.claimed_job_id, sqlite_timestamp(record.received_at), detail)
+            params += (record.claimed_job_id, stamps[record.id], detail)
         values = ", ".join(["(?, ?, 'webhook', 'webhook', ?)"] * len(chunk))
         conn.execute(
             f"INSERT INTO job_events (job_id, at, kind, source, detail) VALUES {values}", params
