@@ -47,6 +47,9 @@ WHERE jobs.id = u.id
 """
 # Rows per multi-row statement: well under SQLite's limit of 32,766 bound parameters.
 _CHUNK = 200
+# Each batch size makes statements of its own text; with sqlite3's default cache of 128 they
+# were parsed and compiled again for most batches (~10% of the writer's CPU per row).
+_CACHED_STATEMENTS = 1024
 
 
 def sqlite_timestamp(at: datetime) -> str:
@@ -86,7 +89,11 @@ class SqliteBatchWriter:
 
     def _connect(self) -> None:
         conn = sqlite3.connect(
-            self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+            self._path,
+            timeout=self._timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=_CACHED_STATEMENTS,
         )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
