@@ -161,3 +161,28 @@ async def test_store_after_close_is_unavailable(writer: Writer) -> None:
     await writer.ingest.close()
     with pytest.raises(IngestUnavailable):
         await writer.ingest.store(record())
+
+
+async def test_store_many_a_settled_job_gets_only_the_webhook_times(writer: Writer) -> None:
+    # A finished job whose Visma job id is known (the SQLite writer's lean update): the times
+    # move, nothing else does; in the same batch an open job is still made due.
+    settled = await make_job(writer, state="succeeded")
+    open_job = await make_job(writer)
+    first = record(job_id=settled)
+    assert await writer.ingest.store(first) is True
+    async with writer.sessions.begin() as session:
+        before = await store.get_job(session, settled)
+    assert before is not None and before.visma_job_id == first.visma_job_id
+    again, other = record(job_id=settled), record(job_id=open_job)
+    assert await writer.ingest.store_many([again, other]) == [Stored.NEW, Stored.NEW]
+    async with writer.sessions.begin() as session:
+        job = await store.get_job(session, settled)
+        opened = await store.get_job(session, open_job)
+    assert job is not None and opened is not None
+    assert job.visma_job_id == first.visma_job_id != again.visma_job_id
+    assert job.last_webhook_at == job.last_modified_at == again.received_at
+    assert job.next_check_at == before.next_check_at
+    assert job.state == "succeeded"
+    assert opened.next_check_at == opened.last_webhook_at == other.received_at
+    events = await webhook_events(writer, settled)
+    assert [e["deliveryId"] for e in events] == [first.id, again.id]

@@ -145,6 +145,8 @@ class IngestWriter:
         self._queue: collections.deque[_Pending] = collections.deque()
         self._ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._running = 0
+        """Writer tasks not yet ended (counted by their done callbacks, not per request)."""
         self._closing = False
 
     async def start(self) -> None:
@@ -155,6 +157,9 @@ class IngestWriter:
                 asyncio.create_task(self._run(), name=f"ingest-writer-{n}")
                 for n in range(self._backend.concurrency)
             ]
+            self._running = len(self._tasks)
+            for task in self._tasks:
+                task.add_done_callback(self._writer_ended)
 
     async def close(self) -> None:
         """Finish what is queued (and the batches being written), then stop."""
@@ -173,20 +178,32 @@ class IngestWriter:
 
     async def store(self, record: DeliveryRecord) -> bool:
         """Store one delivery; True if new, False if its notification id was already stored."""
-        [outcome] = await self.store_many([record])
+        # What store_many([record]) does, without its lists: this is every webhook's path.
+        if self._running <= 0 or self._closing:
+            raise IngestUnavailable("ingest writer is not running")
+        pending = _Pending(record, asyncio.get_running_loop().create_future())
+        self._queue.append(pending)
+        self._ready.set()
+        outcome = await pending.done
         if outcome is Stored.FAILED:
             raise IngestUnavailable("the delivery could not be stored")
         return outcome is Stored.NEW
 
     async def store_many(self, records: Sequence[DeliveryRecord]) -> list[Stored]:
         """Store deliveries together (one batch, up to `max_batch`); what became of each."""
-        if not self._tasks or self._closing or all(t.done() for t in self._tasks):
+        if self._running <= 0 or self._closing:
             raise IngestUnavailable("ingest writer is not running")
         loop = asyncio.get_running_loop()
         pendings = [_Pending(record, loop.create_future()) for record in records]
         self._queue.extend(pendings)
         self._ready.set()
         return [await pending.done for pending in pendings]
+
+    def _writer_ended(self, _task: asyncio.Task[None]) -> None:
+        self._running -= 1
+        if self._running <= 0:  # no one is left to write what is queued: it must be retried
+            while self._queue:
+                _fail(self._queue.popleft())
 
     async def _run(self) -> None:
         # With several of these (a backend that writes batches side by side), whichever is
@@ -209,6 +226,12 @@ class IngestWriter:
             # Not even one delivery could be committed (the database is gone, say): all retry.
             log.exception("ingest: could not store a batch of %d deliveries", len(batch))
             result = BatchResult([Stored.FAILED] * len(batch), [])
+        except BaseException:
+            # The writer task itself is stopped (cancelled): answer 503 rather than never. A
+            # retry of a delivery the batch did commit is then answered as a duplicate.
+            for pending in batch:
+                _fail(pending)
+            raise
         for pending, outcome in zip(batch, result.outcomes, strict=True):
             if not pending.done.done():
                 pending.done.set_result(outcome)

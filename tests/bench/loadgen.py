@@ -54,6 +54,8 @@ class LoadResult:
     p50_ms: float
     p90_ms: float
     p99_ms: float
+    cpu_seconds: float = 0.0
+    """CPU time the server used while this load ran (filled in by the benchmark)."""
 
     @property
     def rps(self) -> float:

@@ -37,6 +37,11 @@ class Server:
         peaks = [_vm_hwm_kb(pid) for pid in [self.process.pid, *_children(self.process.pid)]]
         return max((p for p in peaks if p is not None), default=0) / 1024
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server's processes have used so far, in seconds."""
+        pids = [self.process.pid, *_children(self.process.pid)]
+        return sum(_cpu_ticks(pid) for pid in pids) / os.sysconf("SC_CLK_TCK")
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -118,6 +123,14 @@ def _children(pid: int) -> list[int]:
             text = (task / "children").read_text()
             children += [int(child) for child in text.split()]
     return children
+
+
+def _cpu_ticks(pid: int) -> int:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        # Fields 14 and 15 of /proc/<pid>/stat (utime, stime), after the ")" of the name.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    return 0
 
 
 def _vm_hwm_kb(pid: int) -> int | None:

@@ -65,6 +65,11 @@ class Row:
     stored: int | None = None
     peak_rss_mb: float = 0.0
     problems: list[str] = field(default_factory=list)
+    matched: bool = True
+    """The main load (each delivery names a job); False: the verify + insert variant."""
+    cpu_us_per_request: float = 0.0
+    """The server's own CPU time (user + system, all its processes) per answer, in us: steadier
+    than req/s on a shared machine (a database server's CPU is not counted)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     job_ids = [str(uuid.uuid4()) for _ in range(MATCHED_JOBS)]
     requests_file = work / "deliveries.tsv"
     write_deliveries(requests_file, make_deliveries(SECRET, job_ids, DISTINCT_BODIES))
+    # The second variant: no `vh-job-id`, so no job to correlate (DESIGN.md 4's verify + insert).
+    unmatched_file = work / "deliveries-no-job.tsv"
+    write_deliveries(unmatched_file, make_deliveries(SECRET, [], DISTINCT_BODIES))
     env = {
         "VISMA_WEBHOOK_SECRETS": SECRET,
         "API_TOKENS": API_TOKEN,
@@ -86,44 +94,53 @@ def main(argv: list[str] | None = None) -> int:
         "VISMA_TOKEN_URL": "http://127.0.0.1:9/token",
     }
 
-    def drive(server: procs.Server, label: str) -> tuple[LoadResult, str]:
+    def drive(
+        server: procs.Server, label: str, deliveries_file: Path = requests_file
+    ) -> tuple[LoadResult, str]:
         run_wrk(
             server.url,
-            deliveries_file=requests_file,
+            deliveries_file=deliveries_file,
             prefix=new_prefix("warm"),
             connections=args.connections,
             seconds=args.warmup,
             threads=args.threads,
         )
         prefix = new_prefix(label)
+        cpu_before = server.cpu_seconds()
         load = run_wrk(
             server.url,
-            deliveries_file=requests_file,
+            deliveries_file=deliveries_file,
             prefix=prefix,
             connections=args.connections,
             seconds=args.seconds,
             threads=args.threads,
         )
+        load.cpu_seconds = server.cpu_seconds() - cpu_before
         return load, prefix
 
     def bare(workers: int, label: str) -> Row:
         with procs.bare(workers=workers) as server:
             load, _ = drive(server, "bare")
             row = Row(label, None, workers, load, peak_rss_mb=server.peak_rss_mb())
+            row.cpu_us_per_request = _cpu_us(load)
         _print_row(row)
         return row
 
-    def service(database: str, workers: int) -> Row:
+    def service(database: str, workers: int, *, matched: bool = True) -> Row:
         url = urls[database]
         databases.reset(url)
         databases.seed_jobs(url, job_ids, state="succeeded")
         label = f"service {database}" + (f" x{workers} workers" if workers > 1 else "")
+        label += "" if matched else ", no job"
+        deliveries_file = requests_file if matched else unmatched_file
         with procs.service(url, workers=workers, env=env) as server:
-            load, prefix = drive(server, database)
+            load, prefix = drive(server, database, deliveries_file)
             time.sleep(1.0)  # let requests still in flight when wrk stopped finish
             rss = server.peak_rss_mb()
             stored = databases.count_deliveries(url, prefix)
-            row = Row(label, database, workers, load, stored, rss, check_counts(load, stored))
+            problems = check_counts(load, stored)
+            row = Row(label, database, workers, load, stored, rss, problems, matched)
+            row.cpu_us_per_request = _cpu_us(load)
             if load.not_ok or row.problems:
                 print(server.log_tail(), file=sys.stderr)
         _print_row(row)
@@ -134,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(bare(1, "bare (before)"))
     for database in dbs:
         rows.append(service(database, 1))
+        if args.unmatched:
+            rows.append(service(database, 1, matched=False))
     if "postgresql" in dbs and args.two_workers:
         rows.append(service("postgresql", 2))
         rows.append(bare(2, "bare x2 workers"))
@@ -203,7 +222,11 @@ def _ingest_verdicts(rows: list[Row], bare_rps: float) -> list[tuple[bool, str]]
                 )
             )
         else:
-            one = next(r for r in rows if r.database == row.database and r.workers == 1)
+            one = next(
+                r
+                for r in rows
+                if r.database == row.database and r.workers == 1 and r.matched == row.matched
+            )
             scaling = row.load.rps / one.load.rps
             bare1 = statistics.mean(r.load.rps for r in rows if r.label.startswith("bare ("))
             bare2 = next((r.load.rps for r in rows if r.label == "bare x2 workers"), 0.0)
@@ -241,10 +264,14 @@ def _query_verdicts(timings: dict[str, list[queries.Timing]]) -> list[tuple[bool
     return verdicts
 
 
+def _cpu_us(load: LoadResult) -> float:
+    return load.cpu_seconds / load.responses * 1e6 if load.responses else 0.0
+
+
 def _print_columns() -> None:
     print(
         f"\n{'':<34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'2xx':>10}{'non-2xx':>9}"
-        f"{'stored':>10}{'RSS MB':>8}"
+        f"{'stored':>10}{'RSS MB':>8}{'CPU us/req':>11}"
     )
 
 
@@ -254,7 +281,7 @@ def _print_row(row: Row) -> None:
     print(
         f"{row.label:<34}{load.rps:>9,.0f}{load.p50_ms:>9.1f}{load.p99_ms:>9.1f}"
         f"{load.ok:>10,}{load.not_ok + load.socket_errors:>9,}{stored:>10}"
-        f"{row.peak_rss_mb:>8.0f}",
+        f"{row.peak_rss_mb:>8.0f}{row.cpu_us_per_request:>11.0f}",
         flush=True,
     )
     for problem in row.problems:
@@ -304,6 +331,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--no-two-workers", dest="two_workers", action="store_false")
+    parser.add_argument(
+        "--no-unmatched",
+        dest="unmatched",
+        action="store_false",
+        help="skip the second load variant (deliveries naming no job: verify + insert only)",
+    )
     parser.add_argument(
         "--jobs", type=int, default=1_000_000, help="jobs for the query timings (0: skip them)"
     )
