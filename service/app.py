@@ -125,24 +125,24 @@ async def open_resources(
     resolve: ResolveSettings | None = None,
 ) -> AsyncIterator[Resources]:
     """Open the engine, the Visma client, the ingest writer and (optionally) the workers."""
-    engine = create_engine(settings.DATABASE_URL)
-    sessions = create_sessionmaker(engine)
-    visma = visma_client(settings, transport=visma_transport)
-    resolver = ResolverWorker(sessions, visma, resolve or resolve_settings(settings))
-    alerts = alert_sender(settings, sessions)
-    ingest = IngestWriter(engine, on_matched=resolver.wake)
-    await ingest.start()
-    if run_workers:
-        resolver.start()
-        alerts.start()
-    try:
+    # Each resource is closed even when a later one fails to open (say, the database is down).
+    async with contextlib.AsyncExitStack() as stack:
+        engine = create_engine(settings.DATABASE_URL)
+        stack.push_async_callback(engine.dispose)
+        sessions = create_sessionmaker(engine)
+        visma = visma_client(settings, transport=visma_transport)
+        stack.push_async_callback(visma.aclose)
+        resolver = ResolverWorker(sessions, visma, resolve or resolve_settings(settings))
+        alerts = alert_sender(settings, sessions)
+        stack.push_async_callback(alerts.aclose)
+        ingest = IngestWriter(engine, on_matched=resolver.wake)
+        stack.push_async_callback(ingest.close)
+        await ingest.start()
+        stack.push_async_callback(resolver.stop)
+        if run_workers:
+            resolver.start()
+            alerts.start()
         yield Resources(settings, engine, sessions, visma, ingest, resolver, alerts)
-    finally:
-        await resolver.stop()
-        await alerts.aclose()
-        await ingest.close()
-        await visma.aclose()
-        await engine.dispose()
 
 
 def create_app(

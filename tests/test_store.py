@@ -37,3 +37,11 @@ async def test_a_long_read_does_not_block_a_writer(clean_database: str) -> None:
                     )
     finally:
         await engine.dispose()
+
+
+def test_ingest_writer_open_states_match_the_state_machine() -> None:
+    # store/ may not import domain/, so the writer keeps its own copy: it must not drift.
+    from service.domain import OPEN_STATES
+    from service.store import ingest
+
+    assert set(ingest.OPEN_STATES) == {state.value for state in OPEN_STATES}
