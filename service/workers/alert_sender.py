@@ -31,6 +31,7 @@ from service.flows import (
     record_send,
 )
 from service.flows.alert_outbox import SLACK
+from service.workers.background import BackgroundLoop
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class AlertSender:
             headers={"User-Agent": USER_AGENT},
         )
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundLoop(self.run_forever, name="alert-sender")
 
     def wake(self) -> None:
         """Look for due alerts now."""
@@ -96,15 +97,10 @@ class AlertSender:
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run_forever(), name="alert-sender")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
     async def aclose(self) -> None:
         await self.stop()

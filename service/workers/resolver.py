@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.flows import ResolveSettings, resolve_due_jobs
 from service.visma import VismaClient
+from service.workers.background import BackgroundLoop
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class ResolverWorker:
         self._settings = settings
         self._idle_seconds = idle_seconds
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundLoop(self.run_forever, name="resolver")
 
     def wake(self, _job_ids: Sequence[str] = ()) -> None:
         """Look for due work now (called after a webhook is committed)."""
@@ -59,12 +60,7 @@ class ResolverWorker:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._idle_seconds)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run_forever(), name="resolver")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
