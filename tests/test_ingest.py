@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -14,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service import store
 from service.store import DeliveryRecord, IngestUnavailable, IngestWriter, Stored
 from service.web.webhooks import delivery_record
+from tests.factories import insert_job
 from tests.harness import signed_delivery
 
 
@@ -38,23 +37,7 @@ async def fixture_writer(clean_database: str):
 
 
 async def make_job(writer: Writer, state: str = "accepted") -> str:
-    job_id = str(uuid.uuid4())
-    now = datetime.now(UTC)
-    async with writer.sessions.begin() as session:
-        await store.add_job(
-            session,
-            store.Job(
-                id=job_id,
-                state=state,
-                method="POST",
-                path="/v1/customer",
-                tags={},
-                notify=True,
-                submitted_at=now,
-                last_modified_at=now,
-            ),
-        )
-    return job_id
+    return await insert_job(writer.sessions, state=state)
 
 
 def record(*, job_id: str | None = None, notification_id: str | None = None) -> DeliveryRecord:

@@ -15,6 +15,7 @@ from service.domain.status import parse_time
 from service.domain.visma_errors import HINT_NOT_SENT
 from service.flows import JobRequest, resolve_due_jobs, submit_job
 from service.settings import Settings
+from tests.factories import insert_job
 from tests.harness import Harness, in_process, signed_delivery
 from tests.servers import bind_loopback, url_of
 
@@ -78,26 +79,9 @@ def test_status_time_out_of_range_is_no_time() -> None:
 
 
 async def test_list_jobs_visma_id_filter_takes_b64(harness: Harness) -> None:
-    from datetime import UTC, datetime
-
     from service.domain import encode_id
 
-    now = datetime.now(UTC)
-    async with harness.resources.sessions.begin() as session:
-        await store.add_job(
-            session,
-            store.Job(
-                id="j1",
-                visma_job_id="a/b?c",
-                state="accepted",
-                method="POST",
-                path="/v1/x",
-                tags={},
-                notify=True,
-                submitted_at=now,
-                last_modified_at=now,
-            ),
-        )
+    await insert_job(harness.resources.sessions, id="j1", visma_job_id="a/b?c", path="/v1/x")
     response = await harness.client.get("/api/v1/jobs", params={"vismaJobId": encode_id("a/b?c")})
     assert [job["id"] for job in response.json()["items"]] == ["j1"]
 

@@ -19,6 +19,7 @@ from service.domain import AlertPolicy, JobState, Outcome, VismaErrorInfo
 from service.domain.status import PROBLEM_NOT_JSON, PROBLEM_UNKNOWN_SHAPE
 from service.flows.outcomes import record_outcome
 from service.web.status_webhooks import NOT_FOUND
+from tests.factories import insert_job
 from tests.harness import Harness, in_process
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -299,21 +300,9 @@ async def test_receive_status_webhook_holds_one_alert_for_a_flapping_component(
 
 
 async def add_job(harness: Harness, job_id: str) -> None:
-    now = datetime.now(UTC)
-    async with harness.resources.sessions.begin() as session:
-        await store.add_job(
-            session,
-            store.Job(
-                id=job_id,
-                state="accepted",
-                method="POST",
-                path="/v1/salesorder",
-                tags={"orderRef": job_id},
-                notify=True,
-                submitted_at=now,
-                last_modified_at=now,
-            ),
-        )
+    await insert_job(
+        harness.resources.sessions, id=job_id, path="/v1/salesorder", tags={"orderRef": job_id}
+    )
 
 
 async def fail_job(harness: Harness, job_id: str, fault_code: str, *, policy: AlertPolicy) -> bool:

@@ -11,6 +11,7 @@ from service import store
 from service.domain.deliveries import PROBLEM_NOT_JSON, PROBLEM_UNKNOWN_SHAPE
 from service.visma import signatures
 from service.web.webhooks import BAD_SIGNATURE, NO_SECRETS
+from tests.factories import insert_job
 from tests.harness import Harness, in_process, signed_delivery
 
 WEBHOOK = "/webhooks/visma"
@@ -29,25 +30,7 @@ async def inbox(harness: Harness) -> list[dict]:
 
 
 async def make_job(harness: Harness, state: str = "accepted") -> str:
-    from datetime import UTC, datetime
-
-    job_id = str(uuid.uuid4())
-    now = datetime.now(UTC)
-    async with harness.resources.sessions.begin() as session:
-        await store.add_job(
-            session,
-            store.Job(
-                id=job_id,
-                state=state,
-                method="POST",
-                path="/v1/customer",
-                tags={},
-                notify=True,
-                submitted_at=now,
-                last_modified_at=now,
-            ),
-        )
-    return job_id
+    return await insert_job(harness.resources.sessions, state=state)
 
 
 async def test_receive_visma_webhook_stores_a_signed_delivery(harness: Harness) -> None:
