@@ -9,12 +9,15 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from service.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STATE_STYLES = {
@@ -190,16 +193,22 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def migrate(database_url: str) -> None:
-    """Upgrade the database at `database_url` to the newest schema."""
-    from alembic import command
+def alembic_config(database_url: str) -> Config:
+    """Alembic's configuration for the migrations of this repository, on `database_url`."""
     from alembic.config import Config
 
     config = Config(str(REPO_ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(REPO_ROOT / "migrations"))
     config.attributes["database_url"] = database_url
     config.attributes["configure_logging"] = False
-    command.upgrade(config, "head")
+    return config
+
+
+def migrate(database_url: str) -> None:
+    """Upgrade the database at `database_url` to the newest schema."""
+    from alembic import command
+
+    command.upgrade(alembic_config(database_url), "head")
 
 
 def _migrate(_args: argparse.Namespace) -> int:

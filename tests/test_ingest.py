@@ -146,9 +146,10 @@ async def test_store_after_close_is_unavailable(writer: Writer) -> None:
         await writer.ingest.store(record())
 
 
-async def test_store_many_a_settled_job_gets_only_the_webhook_times(writer: Writer) -> None:
-    # A finished job whose Visma job id is known (the SQLite writer's lean update): the times
-    # move, nothing else does; in the same batch an open job is still made due.
+async def test_store_many_leaves_a_settled_job_alone_but_shows_the_webhook(writer: Writer) -> None:
+    # A finished job whose Visma job id is known: a webhook can change nothing on it, so its
+    # row is not written (not even its times); its timeline still shows every delivery. In
+    # the same batch an open job is still made due.
     settled = await make_job(writer, state="succeeded")
     open_job = await make_job(writer)
     first = record(job_id=settled)
@@ -156,16 +157,21 @@ async def test_store_many_a_settled_job_gets_only_the_webhook_times(writer: Writ
     async with writer.sessions.begin() as session:
         before = await store.get_job(session, settled)
     assert before is not None and before.visma_job_id == first.visma_job_id
+    assert before.last_webhook_at == before.last_modified_at == first.received_at
     again, other = record(job_id=settled), record(job_id=open_job)
     assert await writer.ingest.store_many([again, other]) == [Stored.NEW, Stored.NEW]
     async with writer.sessions.begin() as session:
         job = await store.get_job(session, settled)
         opened = await store.get_job(session, open_job)
     assert job is not None and opened is not None
-    assert job.visma_job_id == first.visma_job_id != again.visma_job_id
-    assert job.last_webhook_at == job.last_modified_at == again.received_at
-    assert job.next_check_at == before.next_check_at
-    assert job.state == "succeeded"
+    columns = [c.key for c in store.Job.__table__.columns]
+    assert {c: getattr(job, c) for c in columns} == {c: getattr(before, c) for c in columns}
     assert opened.next_check_at == opened.last_webhook_at == other.received_at
     events = await webhook_events(writer, settled)
     assert [e["deliveryId"] for e in events] == [first.id, again.id]
+    assert events[1] == {
+        "deliveryId": again.id,
+        "notificationId": again.notification_id,
+        "vismaJobId": again.visma_job_id,
+    }
+    assert writer.woken == [[open_job]]

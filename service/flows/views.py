@@ -20,7 +20,7 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def job_json(job: store.Job, events: Sequence[store.JobEvent] | None = None) -> dict[str, Any]:
+def job_json(job: store.Job, events: Sequence[store.TimelineEntry] | None = None) -> dict[str, Any]:
     """Job JSON; with `events`, the single view's timeline too."""
     data: dict[str, Any] = {
         "id": job.id,
@@ -43,7 +43,7 @@ def job_json(job: store.Job, events: Sequence[store.JobEvent] | None = None) -> 
     }
     if events is not None:
         data["events"] = [
-            {"at": iso(e.at), "kind": e.kind, "source": e.source, "detail": e.detail or {}}
+            {"at": iso(e.at), "kind": e.kind, "source": e.source, "detail": e.detail}
             for e in events
         ]
     return data

@@ -27,6 +27,7 @@ from service.store.engine import (
 from service.store.ingest import DeliveryRecord, IngestUnavailable, IngestWriter, Stored
 from service.store.jobs import (
     ClaimedJob,
+    TimelineEntry,
     add_event,
     add_job,
     claim_due_jobs,
@@ -118,6 +119,7 @@ __all__ = [
     "get_job",
     "is_sqlite",
     "job_events",
+    "TimelineEntry",
     "list_deliveries",
     "list_jobs",
     "next_due_at",

@@ -5,6 +5,12 @@ it with a few bulk statements in one transaction, commits once, and only then wa
 with its own answer. So every acknowledgement still means "committed", but concurrent requests
 share the cost of the commit.
 
+What a batch writes: one inbox row per new delivery (naming its job when the job exists: that
+row is the `webhook` entry of the job's timeline), and for each job that is not yet settled
+(`is_settled`) its webhook time, its Visma job id if it had none, and, while it is open, a
+state read due now. A webhook for a settled job (Visma's late or repeated deliveries, and
+the usual case after a poll resolved the job) writes nothing but its inbox row.
+
 The writer talks to the driver directly, not through SQLAlchemy: stdlib `sqlite3` in a thread of
 its own (`ingest_sqlite.py`) or one asyncpg connection (`ingest_postgres.py`). The ORM and the
 engine's pool stay for everything else; the commit, not the framework, is the cost here, and the
@@ -23,9 +29,9 @@ import contextlib
 import enum
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,6 +39,15 @@ log = logging.getLogger(__name__)
 
 OPEN_STATES = ("submitted", "accepted")
 """Job states whose Visma state read a webhook makes due now (as in `domain.OPEN_STATES`)."""
+
+
+def is_settled(state: str, has_visma_job_id: bool) -> bool:
+    """Whether a webhook can change nothing on this job: finished, its Visma job id known.
+
+    Such a job's row is left alone (its inbox row, which names the job, is its timeline
+    entry). Both parts only ever move one way, so a job read as settled stays settled.
+    """
+    return has_visma_job_id and state not in OPEN_STATES
 
 
 class IngestUnavailable(Exception):
@@ -64,15 +79,10 @@ class DeliveryRecord:
     claimed_job_id: str | None = None
     visma_job_id: str | None = None
     problem: str | None = None
-    event_detail: dict[str, Any] = field(default_factory=dict)
 
     def job_id_in(self, existing: Collection[str]) -> bool:
         """Whether the job this delivery names is one of `existing`."""
         return self.claimed_job_id is not None and self.claimed_job_id in existing
-
-    def webhook_event_detail(self) -> dict[str, Any]:
-        """The `detail` of the `webhook` event this delivery adds to its job's timeline."""
-        return {"deliveryId": self.id, **self.event_detail}
 
 
 def first_of_each_notification(records: Sequence[DeliveryRecord]) -> list[DeliveryRecord]:

@@ -2,9 +2,9 @@
 
 The writer shares the event loop with the HTTP requests, so each round trip to the database
 waits behind them; a batch is therefore one statement, one round trip, committed on its own
-(autocommit). Its CTEs lock the named jobs (in id order), insert every delivery from arrays
-(`unnest`, in notification-id order, `ON CONFLICT DO NOTHING`), then update the matched jobs and
-add their `webhook` events from what was inserted. The fixed lock order keeps the writers of
+(autocommit). Its CTEs read the named jobs, insert every delivery from arrays (`unnest`, in
+notification-id order, `ON CONFLICT DO NOTHING`), then lock (in id order) and update the matched
+jobs that are not settled. The fixed lock order keeps the writers of
 several workers (or replicas) that share jobs or see one notification twice from deadlocking.
 
 If that statement fails, the batch is written again one savepoint per delivery (several
@@ -29,6 +29,7 @@ from service.store.ingest import (
     Stored,
     due_job_ids,
     first_of_each_notification,
+    is_settled,
 )
 
 log = logging.getLogger(__name__)
@@ -45,27 +46,32 @@ _WRITE_BATCH = f"""
 WITH d AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
                          $6::text[], $7::bytea[], $8::boolean[], $9::text[], $10::text[],
-                         $11::text[], $12::text[], $13::int[])
+                         $11::text[], $12::int[])
         AS d(id, kind, notification_id, event_id, received_at, headers, body, verified,
-             claimed_job_id, visma_job_id, problem, detail, ord)
+             claimed_job_id, visma_job_id, problem, ord)
+),
+facts AS MATERIALIZED (
+    SELECT id, state, (visma_job_id IS NOT NULL AND state NOT IN ({_OPEN})) AS settled
+    FROM jobs WHERE id IN (SELECT claimed_job_id FROM d)
 ),
 locked AS MATERIALIZED (
-    SELECT id, state FROM jobs WHERE id IN (SELECT claimed_job_id FROM d)
+    -- Only jobs a webhook can still change (not settled: see ingest.is_settled).
+    SELECT id FROM jobs WHERE id IN (SELECT id FROM facts WHERE NOT settled)
     ORDER BY id FOR NO KEY UPDATE
 ),
 ins AS (
     INSERT INTO deliveries (id, kind, notification_id, event_id, received_at, headers, body,
                             verified, job_id, claimed_job_id, visma_job_id, problem)
     SELECT d.id, d.kind, d.notification_id, d.event_id, d.received_at, d.headers::json, d.body,
-           d.verified, l.id, d.claimed_job_id, d.visma_job_id, d.problem
-    FROM d LEFT JOIN locked AS l ON l.id = d.claimed_job_id
+           d.verified, f.id, d.claimed_job_id, d.visma_job_id, d.problem
+    FROM d LEFT JOIN facts AS f ON f.id = d.claimed_job_id
     ORDER BY d.notification_id
     ON CONFLICT (notification_id) DO NOTHING
     RETURNING id, job_id
 ),
 hits AS (
-    SELECT d.ord, d.received_at, d.visma_job_id, d.detail, ins.job_id
-    FROM ins JOIN d ON d.id = ins.id WHERE ins.job_id IS NOT NULL
+    SELECT d.ord, d.received_at, d.visma_job_id, ins.job_id
+    FROM ins JOIN d ON d.id = ins.id JOIN locked AS l ON l.id = ins.job_id
 ),
 touched AS (
     -- As if the deliveries were applied in order: the last one's time, the first Visma job id.
@@ -77,16 +83,15 @@ touched AS (
                      FILTER (WHERE visma_job_id IS NOT NULL))[1] AS visma_job_id
           FROM hits GROUP BY job_id) AS u
     WHERE j.id = u.job_id
-),
-events AS (
-    INSERT INTO job_events (job_id, at, kind, source, detail)
-    SELECT job_id, received_at, 'webhook', 'webhook', detail::json FROM hits ORDER BY ord
 )
-SELECT ins.id, l.state FROM ins LEFT JOIN locked AS l ON l.id = ins.job_id
+SELECT ins.id, f.state FROM ins LEFT JOIN facts AS f ON f.id = ins.job_id
 """
 
 # The one-by-one path (after a batch failed), statement by statement.
-_LOCK_JOBS = "SELECT id, state FROM jobs WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE"
+_LOCK_JOBS = """
+SELECT id, state, visma_job_id IS NOT NULL FROM jobs WHERE id = ANY($1::text[])
+ORDER BY id FOR NO KEY UPDATE
+"""
 _INSERT_DELIVERIES = """
 INSERT INTO deliveries (id, kind, notification_id, event_id, received_at, headers, body,
                         verified, job_id, claimed_job_id, visma_job_id, problem)
@@ -106,11 +111,6 @@ UPDATE jobs AS j SET last_webhook_at = u.at, last_modified_at = u.at,
                          THEN u.at ELSE j.next_check_at END
 FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS u(id, at, visma_job_id)
 WHERE j.id = u.id
-"""
-_INSERT_EVENTS = """
-INSERT INTO job_events (job_id, at, kind, source, detail)
-SELECT job_id, at, 'webhook', 'webhook', detail::json
-FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS e(job_id, at, detail)
 """
 
 
@@ -196,7 +196,6 @@ class PostgresBatchWriter:
             [r.claimed_job_id for r in rows],
             [r.visma_job_id for r in rows],
             [r.problem for r in rows],
-            [json.dumps(r.webhook_event_detail()) for r in rows],
             list(range(len(rows))),
         )
         # Each inserted delivery, with its job's state when it matched one.
@@ -223,9 +222,9 @@ class PostgresBatchWriter:
                 claimed = [record.claimed_job_id] if record.claimed_job_id else []
                 try:
                     async with conn.transaction():
-                        job_states = await _lock_jobs(conn, claimed)
+                        job_states, settled = await _lock_jobs(conn, claimed)
                         new = bool(await _insert(conn, [record], job_states))
-                        if new and record.job_id_in(job_states):
+                        if new and record.job_id_in(job_states) and not settled:
                             await _touch_jobs(conn, [record])
                 except (asyncpg.PostgresError, ValueError, TypeError) as exc:
                     log.error("ingest: could not store delivery %s: %s", record.id, exc)
@@ -242,11 +241,15 @@ def _insert_order(record: DeliveryRecord) -> tuple[str, str]:
     return (record.notification_id or "", record.id)
 
 
-async def _lock_jobs(conn: asyncpg.Connection, job_ids: list[str]) -> dict[str, str]:
-    """The state of each named job that exists, locked (in id order) until the end."""
+async def _lock_jobs(
+    conn: asyncpg.Connection, job_ids: list[str]
+) -> tuple[dict[str, str], set[str]]:
+    """The state of each named job that exists, locked (in id order) until the end, and
+    which of them are settled."""
     if not job_ids:
-        return {}
-    return {row[0]: row[1] for row in await conn.fetch(_LOCK_JOBS, job_ids)}
+        return {}, set()
+    rows = await conn.fetch(_LOCK_JOBS, job_ids)
+    return {row[0]: row[1] for row in rows}, {row[0] for row in rows if is_settled(row[1], row[2])}
 
 
 async def _insert(
@@ -272,7 +275,7 @@ async def _insert(
 
 
 async def _touch_jobs(conn: asyncpg.Connection, records: Sequence[DeliveryRecord]) -> None:
-    """Record the webhook on each matched job and make its state read due now."""
+    """Record the webhook on each (unsettled) matched job; an open one's read is due now."""
     # One row per job, as if the deliveries had been applied in order: the last one's time,
     # and the first Visma job id unless the job already has one.
     latest: dict[str, tuple[datetime, str | None]] = {}
@@ -286,10 +289,4 @@ async def _touch_jobs(conn: asyncpg.Connection, records: Sequence[DeliveryRecord
         job_ids,
         [latest[j][0] for j in job_ids],
         [latest[j][1] for j in job_ids],
-    )
-    await conn.execute(
-        _INSERT_EVENTS,
-        [r.claimed_job_id for r in records],
-        [r.received_at for r in records],
-        [json.dumps(r.webhook_event_detail()) for r in records],
     )

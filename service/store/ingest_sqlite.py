@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -28,6 +28,7 @@ from service.store.ingest import (
     Stored,
     due_job_ids,
     first_of_each_notification,
+    is_settled,
 )
 
 log = logging.getLogger(__name__)
@@ -43,15 +44,6 @@ UPDATE jobs SET last_webhook_at = u.at, last_modified_at = u.at,
     visma_job_id = coalesce(jobs.visma_job_id, u.visma_job_id),
     next_check_at = CASE WHEN jobs.state IN ({open}) THEN u.at ELSE jobs.next_check_at END
 FROM (SELECT column1 AS id, column2 AS at, column3 AS visma_job_id FROM (VALUES {values})) AS u
-WHERE jobs.id = u.id
-"""
-# For a job that is finished and already has its Visma job id, the statement above changes
-# only the two times. Naming only those columns keeps SQLite from rewriting the entries of the
-# indexes on visma_job_id and next_check_at (it rewrites every index on a column the SET names,
-# changed or not): a quarter less writer CPU per matched row.
-_TOUCH_SETTLED_JOBS = """
-UPDATE jobs SET last_webhook_at = u.at, last_modified_at = u.at
-FROM (SELECT column1 AS id, column2 AS at FROM (VALUES {values})) AS u
 WHERE jobs.id = u.id
 """
 # Rows per multi-row statement: well under SQLite's limit of 32,766 bound parameters.
@@ -143,12 +135,11 @@ def _write_together(conn: sqlite3.Connection, records: Sequence[DeliveryRecord])
     taken = _stored_notification_ids(conn, [r.notification_id for r in rows if r.notification_id])
     new = [r for r in rows if r.notification_id not in taken]
     states, settled = _job_facts(conn, [r.claimed_job_id for r in new if r.claimed_job_id])
-    # Each delivery's time as stored, once: the delivery, its job and its event all carry it.
+    # Each delivery's time as stored, once: the delivery and its job both carry it.
     stamps = {r.id: sqlite_timestamp(r.received_at) for r in new}
     _insert_deliveries(conn, new, states, stamps)
     matched = [r for r in new if r.job_id_in(states)]
-    if matched:
-        _touch_jobs(conn, matched, stamps, settled)
+    _touch_jobs(conn, [r for r in matched if r.claimed_job_id not in settled], stamps)
     conn.execute("COMMIT")
     inserted = {r.id for r in new}
     outcomes = [Stored.NEW if r.id in inserted else Stored.DUPLICATE for r in records]
@@ -169,12 +160,13 @@ def _write_one_by_one(conn: sqlite3.Connection, records: Sequence[DeliveryRecord
             )
             is_new = record.notification_id not in taken
             if is_new:
-                job_states = _job_states(
+                job_states, settled = _job_facts(
                     conn, [record.claimed_job_id] if record.claimed_job_id else []
                 )
                 _insert_deliveries(conn, [record], job_states)
                 if record.job_id_in(job_states):
-                    _touch_jobs(conn, [record])
+                    if record.claimed_job_id not in settled:
+                        _touch_jobs(conn, [record])
                     matched.append(record)
                     states.update(job_states)
         except Exception as exc:
@@ -202,18 +194,6 @@ def _stored_notification_ids(conn: sqlite3.Connection, ids: list[str]) -> set[st
     return taken
 
 
-def _job_states(conn: sqlite3.Connection, job_ids: list[str]) -> dict[str, str]:
-    """The state of each named job that exists (one aggregate row, so one step per chunk)."""
-    states: dict[str, str] = {}
-    for chunk in _chunks(list(dict.fromkeys(job_ids)), 500):
-        marks = ", ".join("?" * len(chunk))
-        (found,) = conn.execute(
-            f"SELECT json_group_object(id, state) FROM jobs WHERE id IN ({marks})", chunk
-        ).fetchone()
-        states.update(json.loads(found))
-    return states
-
-
 def _job_facts(conn: sqlite3.Connection, job_ids: list[str]) -> tuple[dict[str, str], set[str]]:
     """The state of each named job that exists, and which of them are settled: finished, with
     their Visma job id known (a webhook changes nothing on them but its times)."""
@@ -228,7 +208,7 @@ def _job_facts(conn: sqlite3.Connection, job_ids: list[str]) -> tuple[dict[str, 
         ).fetchone()
         for job_id, (state, has_visma_job_id) in json.loads(found).items():
             states[job_id] = state
-            if has_visma_job_id and state not in OPEN_STATES:
+            if is_settled(state, bool(has_visma_job_id)):
                 settled.add(job_id)
     return states, settled
 
@@ -265,12 +245,8 @@ def _touch_jobs(
     conn: sqlite3.Connection,
     records: Sequence[DeliveryRecord],
     stamps: Mapping[str, str] | None = None,
-    settled: Collection[str] = (),
 ) -> None:
-    """Record the webhook on each matched job and make its state read due now.
-
-    Jobs in `settled` (read in this transaction, under its write lock) get the lean statement.
-    """
+    """Record the webhook on each matched job that is not settled; an open one's read is due."""
     stamps = stamps or {r.id: sqlite_timestamp(r.received_at) for r in records}
     # One row per job, as if the deliveries had been applied in order: the last one's time,
     # and the first Visma job id unless the job already has one.
@@ -279,25 +255,11 @@ def _touch_jobs(
         job_id = r.claimed_job_id or ""
         _at, visma_job_id = latest.get(job_id, ("", None))
         latest[job_id] = (stamps[r.id], visma_job_id or r.visma_job_id)
-    full = [(job_id, at, visma) for job_id, (at, visma) in latest.items() if job_id not in settled]
-    lean = [(job_id, at) for job_id, (at, _visma) in latest.items() if job_id in settled]
-    for jobs in _chunks(full, _CHUNK):
+    rows = [(job_id, at, visma) for job_id, (at, visma) in latest.items()]
+    for jobs in _chunks(rows, _CHUNK):
         params = [value for row in jobs for value in row]
         values = ", ".join(["(?, ?, ?)"] * len(jobs))
         conn.execute(_TOUCH_JOBS.format(open=_OPEN, values=values), params)
-    for settled_jobs in _chunks(lean, _CHUNK):
-        params = [value for row in settled_jobs for value in row]
-        values = ", ".join(["(?, ?)"] * len(settled_jobs))
-        conn.execute(_TOUCH_SETTLED_JOBS.format(values=values), params)
-    for chunk in _chunks(records, _CHUNK):
-        params = []
-        for record in chunk:
-            detail = json.dumps(record.webhook_event_detail())
-            params += (record.claimed_job_id, stamps[record.id], detail)
-        values = ", ".join(["(?, ?, 'webhook', 'webhook', ?)"] * len(chunk))
-        conn.execute(
-            f"INSERT INTO job_events (job_id, at, kind, source, detail) VALUES {values}", params
-        )
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

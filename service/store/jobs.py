@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.store.models import Job, JobEvent
+from service.store.models import Delivery, Job, JobEvent
 
 _OPERATORS = {
     ">": lambda col, at: col > at,
@@ -50,10 +50,59 @@ async def add_event(
     session.add(JobEvent(job_id=job_id, kind=kind, source=source, at=at, detail=dict(detail or {})))
 
 
-async def job_events(session: AsyncSession, job_id: str) -> Sequence[JobEvent]:
-    """A job's timeline, oldest first."""
-    query = select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.at, JobEvent.id)
-    return (await session.execute(query)).scalars().all()
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One entry of a job's timeline, from `job_events` or from the inbox."""
+
+    at: datetime
+    kind: str
+    source: str
+    detail: dict[str, Any]
+
+
+async def job_events(session: AsyncSession, job_id: str) -> list[TimelineEntry]:
+    """A job's timeline, oldest first: its events, and each webhook delivery it matched.
+
+    A webhook is not copied into `job_events`: its inbox row (`deliveries.job_id`) is the
+    record, so the hot path writes one row per delivery, not two.
+    """
+    events = await session.execute(
+        select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.at, JobEvent.id)
+    )
+    deliveries = await session.execute(
+        select(
+            Delivery.id,
+            Delivery.received_at,
+            Delivery.notification_id,
+            Delivery.visma_job_id,
+            Delivery.problem,
+        )
+        .where(Delivery.job_id == job_id)
+        .order_by(Delivery.received_at, Delivery.id)
+    )
+    entries = [
+        TimelineEntry(e.at, e.kind, e.source, dict(e.detail or {})) for e in events.scalars()
+    ]
+    entries += [
+        TimelineEntry(at, "webhook", "webhook", webhook_detail(delivery, notification, visma, why))
+        for delivery, at, notification, visma, why in deliveries
+    ]
+    entries.sort(key=lambda entry: entry.at)  # stable: each source keeps its own order
+    return entries
+
+
+def webhook_detail(
+    delivery_id: str, notification_id: str | None, visma_job_id: str | None, problem: str | None
+) -> dict[str, Any]:
+    """The `detail` of a job's `webhook` timeline entry, from its delivery."""
+    detail: dict[str, Any] = {
+        "deliveryId": delivery_id,
+        "notificationId": notification_id,
+        "vismaJobId": visma_job_id,
+    }
+    if problem:
+        detail["problem"] = problem
+    return detail
 
 
 async def list_jobs(

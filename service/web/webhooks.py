@@ -131,11 +131,6 @@ def delivery_record(headers: dict[str, str], body: bytes) -> DeliveryRecord:
         claimed_job_id=_job_id(headers),
         visma_job_id=visma_job_id,
         problem=problem,
-        event_detail={
-            "notificationId": notification_id,
-            "vismaJobId": visma_job_id,
-            **({"problem": problem} if problem else {}),
-        },
     )
 
 
