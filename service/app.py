@@ -30,7 +30,7 @@ from service.web.state import State
 from service.web.status_api import list_components, list_incidents
 from service.web.status_webhooks import receive_status_webhook
 from service.web.webhooks import receive_visma_webhook
-from service.workers import AlertSender, ResolverWorker
+from service.workers import AlertSender, HousekeepingWorker, ResolverWorker
 
 
 @dataclass
@@ -139,9 +139,12 @@ async def open_resources(
         stack.push_async_callback(ingest.close)
         await ingest.start()
         stack.push_async_callback(resolver.stop)
+        housekeeping = HousekeepingWorker(sessions)
+        stack.push_async_callback(housekeeping.stop)
         if run_workers:
             resolver.start()
             alerts.start()
+            housekeeping.start()
         yield Resources(settings, engine, sessions, visma, ingest, resolver, alerts)
 
 

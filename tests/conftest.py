@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from service.cli import migrate
 from service.settings import Settings, get_settings
-from service.store import Base, create_engine, is_sqlite
+from service.store import Base, JobStateCount, create_engine, is_sqlite
 
 WEBHOOK_SECRET = "test-webhook-secret"
 API_TOKEN = "test-api-token"
@@ -81,6 +81,8 @@ async def _empty_tables(database_url: str) -> None:
         async with engine.begin() as conn:
             for table in reversed(Base.metadata.sorted_tables):
                 await conn.execute(table.delete())
+            # Deleting jobs made their triggers record the deletions: start from no counts.
+            await conn.execute(JobStateCount.__table__.delete())
     finally:
         await engine.dispose()
 

@@ -69,3 +69,25 @@ async def test_webhook_events_move_to_the_inbox_timeline_and_back(clean_database
     finally:
         await engine.dispose()
         await asyncio.to_thread(command.upgrade, config, "head")
+
+
+BEFORE_JOB_COUNTS = "e1b6f4d5a706"
+
+
+async def test_job_counts_start_from_the_jobs_already_stored(clean_database: str) -> None:
+    config = alembic_config(clean_database)
+    await asyncio.to_thread(command.downgrade, config, BEFORE_JOB_COUNTS)
+    engine = store.create_engine(clean_database)
+    sessions = store.create_sessionmaker(engine)
+    try:
+        for state in ("accepted", "accepted", "failed"):
+            await insert_job(sessions, state=state)
+        await asyncio.to_thread(command.upgrade, config, "head")
+        await insert_job(sessions, state="failed")  # counted by the triggers from now on
+        async with sessions.begin() as session:
+            assert await store.count_jobs_in(session, ("accepted",)) == 2
+            assert await store.count_jobs_in(session, ("failed",)) == 2
+            assert await store.count_jobs_in(session) == 4
+    finally:
+        await engine.dispose()
+        await asyncio.to_thread(command.upgrade, config, "head")

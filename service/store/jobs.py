@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.store.models import Delivery, Job, JobEvent
+from service.store.models import Delivery, Job, JobEvent, JobStateCount
 
 _OPERATORS = {
     ">": lambda col, at: col > at,
@@ -136,9 +136,55 @@ async def list_jobs(
     if where is not None:
         count_query = count_query.where(where)
         page_query = page_query.where(where)
-    total = (await session.execute(count_query)).scalar_one()
+    if len(conditions) == (1 if states else 0):
+        # By state alone, or no filter: the kept counts, not a count of (up to) every job.
+        total = await count_jobs_in(session, states)
+    else:
+        total = (await session.execute(count_query)).scalar_one()
     rows = (await session.execute(page_query.limit(limit).offset(offset))).scalars().all()
     return rows, total
+
+
+async def count_jobs_in(session: AsyncSession, states: Sequence[str] = ()) -> int:
+    """How many jobs are in any of `states` (all jobs when empty), from `job_state_counts`."""
+    query = select(func.coalesce(func.sum(JobStateCount.delta), 0))
+    if states:
+        query = query.where(JobStateCount.state.in_(states))
+    return int((await session.execute(query)).scalar_one())
+
+
+async def compact_job_counts(session: AsyncSession) -> int:
+    """Fold `job_state_counts` into one row per state; how many rows it held before.
+
+    On PostgreSQL one statement deletes the rows its snapshot sees and inserts their sums, so
+    rows that other transactions add meanwhile stay as they are. On SQLite the transaction
+    holds the write lock, so nothing is added between the steps.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        result = await session.execute(text(_COMPACT_POSTGRES))
+        return int(result.scalar_one())
+    rows = (
+        await session.execute(
+            select(JobStateCount.state, func.sum(JobStateCount.delta), func.count()).group_by(
+                JobStateCount.state
+            )
+        )
+    ).all()
+    await session.execute(delete(JobStateCount))
+    sums = [{"state": state, "delta": total} for state, total, _ in rows if total]
+    if sums:
+        await session.execute(insert(JobStateCount), sums)
+    return sum(count for _, _, count in rows)
+
+
+_COMPACT_POSTGRES = """
+WITH gone AS (DELETE FROM job_state_counts RETURNING state, delta),
+folded AS (
+    INSERT INTO job_state_counts (state, delta)
+    SELECT state, sum(delta) FROM gone GROUP BY state HAVING sum(delta) <> 0
+)
+SELECT count(*) FROM gone
+"""
 
 
 @dataclass(frozen=True)

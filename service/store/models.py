@@ -111,6 +111,22 @@ class Job(Base):
     )
 
 
+class JobStateCount(Base):
+    """A change to the number of jobs in one state; the sum per state is the count.
+
+    Database triggers on `jobs` add a row for every insert, state change and delete (migration
+    f2c8a6b7e807), so the count is exact whichever code path writes a job, and writers only
+    ever insert here (no counter row that every transition would queue for). Housekeeping folds
+    the rows into one per state now and then (`store.compact_job_counts`).
+    """
+
+    __tablename__ = "job_state_counts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    state: Mapped[str] = mapped_column(String(16))
+    delta: Mapped[int] = mapped_column(Integer)
+
+
 class JobEvent(Base):
     """One entry of a job's timeline: what happened, when, and who said so."""
 
