@@ -27,9 +27,7 @@ from service.store.ingest import (
     BatchResult,
     DeliveryRecord,
     Stored,
-    due_job_ids,
     first_of_each_notification,
-    is_settled,
 )
 
 log = logging.getLogger(__name__)
@@ -40,12 +38,25 @@ _DELIVERY_COLUMNS = (
     " claimed_job_id, visma_job_id, problem"
 )
 _OPEN = ", ".join(f"'{s}'" for s in OPEN_STATES)
+# The job named by the header, if it exists, by a lookup in the insert itself; a notification
+# id already stored makes its row a no-op (a conflict on the primary key is still an error).
+_INSERT_DELIVERIES = """
+WITH v(id, kind, notification_id, event_id, received_at, headers, body, verified,
+       claimed_job_id, visma_job_id, problem) AS (VALUES {values})
+INSERT INTO deliveries ({columns})
+SELECT v.id, v.kind, v.notification_id, v.event_id, v.received_at, v.headers, v.body, v.verified,
+       (SELECT jobs.id FROM jobs WHERE jobs.id = v.claimed_job_id),
+       v.claimed_job_id, v.visma_job_id, v.problem
+FROM v WHERE true
+ON CONFLICT (notification_id) DO NOTHING
+"""
+# Jobs that are settled (see ingest.is_settled) are left out by the statement itself.
 _TOUCH_JOBS = """
 UPDATE jobs SET last_webhook_at = u.at, last_modified_at = u.at,
     visma_job_id = coalesce(jobs.visma_job_id, u.visma_job_id),
     next_check_at = CASE WHEN jobs.state IN ({open}) THEN u.at ELSE jobs.next_check_at END
 FROM (SELECT column1 AS id, column2 AS at, column3 AS visma_job_id FROM (VALUES {values})) AS u
-WHERE jobs.id = u.id
+WHERE jobs.id = u.id AND (jobs.visma_job_id IS NULL OR jobs.state IN ({open}))
 """
 # Rows per multi-row statement: well under SQLite's limit of 32,766 bound parameters.
 _CHUNK = 200
@@ -138,46 +149,28 @@ class SqliteBatchWriter:
 
 def _write_together(conn: sqlite3.Connection, records: Sequence[DeliveryRecord]) -> BatchResult:
     rows = first_of_each_notification(records)
-    conn.execute("BEGIN IMMEDIATE")
-    # The write lock is ours until COMMIT, so what is not stored now cannot be by anyone else
-    # before our insert: check, then insert without ON CONFLICT (a conflict is an error).
-    taken = _stored_notification_ids(conn, [r.notification_id for r in rows if r.notification_id])
-    new = [r for r in rows if r.notification_id not in taken]
-    states, settled = _job_facts(conn, [r.claimed_job_id for r in new if r.claimed_job_id])
     # Each delivery's time as stored, once: the delivery and its job both carry it.
-    stamps = {r.id: sqlite_timestamp(r.received_at) for r in new}
-    _insert_deliveries(conn, new, states, stamps)
-    matched = [r for r in new if r.job_id_in(states)]
-    _touch_jobs(conn, [r for r in matched if r.claimed_job_id not in settled], stamps)
+    stamps = {r.id: sqlite_timestamp(r.received_at) for r in rows}
+    conn.execute("BEGIN IMMEDIATE")
+    new = _insert_deliveries(conn, rows, stamps)
+    due = _touch_jobs(conn, new, stamps)
     conn.execute("COMMIT")
     inserted = {r.id for r in new}
     outcomes = [Stored.NEW if r.id in inserted else Stored.DUPLICATE for r in records]
-    return BatchResult(outcomes, due_job_ids(matched, states))
+    return BatchResult(outcomes, due)
 
 
 def _write_one_by_one(conn: sqlite3.Connection, records: Sequence[DeliveryRecord]) -> BatchResult:
     # Each delivery in a savepoint of its own: a bad row is rolled back alone.
     outcomes: list[Stored] = []
-    matched: list[DeliveryRecord] = []
-    states: dict[str, str] = {}
+    due: list[str] = []
     conn.execute("BEGIN IMMEDIATE")
     for record in records:
         conn.execute("SAVEPOINT delivery")
         try:
-            taken = _stored_notification_ids(
-                conn, [record.notification_id] if record.notification_id else []
-            )
-            is_new = record.notification_id not in taken
-            if is_new:
-                job_states, settled = _job_facts(
-                    conn, [record.claimed_job_id] if record.claimed_job_id else []
-                )
-                _insert_deliveries(conn, [record], job_states)
-                if record.job_id_in(job_states):
-                    if record.claimed_job_id not in settled:
-                        _touch_jobs(conn, [record])
-                    matched.append(record)
-                    states.update(job_states)
+            stamps = {record.id: sqlite_timestamp(record.received_at)}
+            new = _insert_deliveries(conn, [record], stamps)
+            due_now = _touch_jobs(conn, new, stamps)
         except Exception as exc:
             conn.execute("ROLLBACK TO delivery")
             conn.execute("RELEASE delivery")
@@ -185,50 +178,17 @@ def _write_one_by_one(conn: sqlite3.Connection, records: Sequence[DeliveryRecord
             log.error("ingest: could not store delivery %s: %s", record.id, exc)
             continue
         conn.execute("RELEASE delivery")
-        outcomes.append(Stored.NEW if is_new else Stored.DUPLICATE)
+        outcomes.append(Stored.NEW if new else Stored.DUPLICATE)
+        due += [job_id for job_id in due_now if job_id not in due]
     conn.execute("COMMIT")
-    return BatchResult(outcomes, due_job_ids(matched, states))
-
-
-def _stored_notification_ids(conn: sqlite3.Connection, ids: list[str]) -> set[str]:
-    taken: set[str] = set()
-    for chunk in _chunks(ids, 500):
-        marks = ", ".join("?" * len(chunk))
-        (found,) = conn.execute(
-            "SELECT json_group_array(notification_id) FROM deliveries"
-            f" WHERE notification_id IN ({marks})",
-            chunk,
-        ).fetchone()
-        taken.update(json.loads(found))
-    return taken
-
-
-def _job_facts(conn: sqlite3.Connection, job_ids: list[str]) -> tuple[dict[str, str], set[str]]:
-    """The state of each named job that exists, and which of them are settled: finished, with
-    their Visma job id known (a webhook changes nothing on them but its times)."""
-    states: dict[str, str] = {}
-    settled: set[str] = set()
-    for chunk in _chunks(list(dict.fromkeys(job_ids)), 500):
-        marks = ", ".join("?" * len(chunk))
-        (found,) = conn.execute(
-            "SELECT json_group_object(id, json_array(state, visma_job_id IS NOT NULL))"
-            f" FROM jobs WHERE id IN ({marks})",
-            chunk,
-        ).fetchone()
-        for job_id, (state, has_visma_job_id) in json.loads(found).items():
-            states[job_id] = state
-            if is_settled(state, bool(has_visma_job_id)):
-                settled.add(job_id)
-    return states, settled
+    return BatchResult(outcomes, due)
 
 
 def _insert_deliveries(
-    conn: sqlite3.Connection,
-    records: Sequence[DeliveryRecord],
-    states: Mapping[str, str],
-    stamps: Mapping[str, str] | None = None,
-) -> None:
-    stamps = stamps or {r.id: sqlite_timestamp(r.received_at) for r in records}
+    conn: sqlite3.Connection, records: Sequence[DeliveryRecord], stamps: Mapping[str, str]
+) -> list[DeliveryRecord]:
+    """Insert the deliveries whose notification id is not stored yet; those it inserted."""
+    inserted = 0
     for chunk in _chunks(records, _CHUNK):
         params: list[Any] = []
         for r in chunk:
@@ -241,34 +201,55 @@ def _insert_deliveries(
                 json.dumps(r.headers),
                 r.body,
                 1 if r.verified else 0,
-                r.claimed_job_id if r.job_id_in(states) else None,
                 r.claimed_job_id,
                 r.visma_job_id,
                 r.problem,
             )
-        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
-        conn.execute(f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES {values}", params)
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+        statement = _INSERT_DELIVERIES.format(values=values, columns=_DELIVERY_COLUMNS)
+        inserted += conn.execute(statement, params).rowcount
+    if inserted == len(records):
+        return list(records)  # the usual case: every one was new, no need to ask which
+    stored = _existing(conn, "deliveries", [r.id for r in records])
+    return [r for r in records if r.id in stored]
 
 
 def _touch_jobs(
-    conn: sqlite3.Connection,
-    records: Sequence[DeliveryRecord],
-    stamps: Mapping[str, str] | None = None,
-) -> None:
-    """Record the webhook on each matched job that is not settled; an open one's read is due."""
-    stamps = stamps or {r.id: sqlite_timestamp(r.received_at) for r in records}
+    conn: sqlite3.Connection, records: Sequence[DeliveryRecord], stamps: Mapping[str, str]
+) -> list[str]:
+    """Record the webhook on each named job that is not settled; the open ones, now due."""
     # One row per job, as if the deliveries had been applied in order: the last one's time,
     # and the first Visma job id unless the job already has one.
     latest: dict[str, tuple[str, str | None]] = {}
     for r in records:
-        job_id = r.claimed_job_id or ""
-        _at, visma_job_id = latest.get(job_id, ("", None))
-        latest[job_id] = (stamps[r.id], visma_job_id or r.visma_job_id)
+        if r.claimed_job_id:
+            _at, visma_job_id = latest.get(r.claimed_job_id, ("", None))
+            latest[r.claimed_job_id] = (stamps[r.id], visma_job_id or r.visma_job_id)
+    touched = 0
     rows = [(job_id, at, visma) for job_id, (at, visma) in latest.items()]
     for jobs in _chunks(rows, _CHUNK):
         params = [value for row in jobs for value in row]
         values = ", ".join(["(?, ?, ?)"] * len(jobs))
-        conn.execute(_TOUCH_JOBS.format(open=_OPEN, values=values), params)
+        touched += conn.execute(_TOUCH_JOBS.format(open=_OPEN, values=values), params).rowcount
+    if not touched:
+        return []  # every named job was settled (or unknown): nothing to read from Visma
+    open_jobs = _existing(conn, "jobs", list(latest), f"state IN ({_OPEN})")
+    return [job_id for job_id in latest if job_id in open_jobs]
+
+
+def _existing(
+    conn: sqlite3.Connection, table: str, ids: list[str], condition: str = "true"
+) -> set[str]:
+    """Which of `ids` are in `table` (and meet `condition`), one aggregate row per chunk."""
+    found: set[str] = set()
+    for chunk in _chunks(ids, 500):
+        marks = ", ".join("?" * len(chunk))
+        (ids_json,) = conn.execute(
+            f"SELECT json_group_array(id) FROM {table} WHERE id IN ({marks}) AND {condition}",
+            chunk,
+        ).fetchone()
+        found.update(json.loads(ids_json))
+    return found
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
