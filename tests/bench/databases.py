@@ -135,16 +135,20 @@ def count_deliveries(url: str, prefix: str) -> int:
 
 
 def seed_jobs(url: str, job_ids: Sequence[str], *, state: str) -> None:
-    """Jobs for deliveries to match (in `state`; a finished job asks no Visma read)."""
+    """Jobs for deliveries to match, in `state`, each with a Visma job id (as after its 202):
+    a finished one is settled (a webhook changes nothing on it), an open one is made due."""
     now = datetime.now(UTC)
-    rows = [(job_id, state, now) for job_id in job_ids]
+    rows = [(job_id, f"v-{job_id}", state, now) for job_id in job_ids]
     if is_sqlite(url):
         with sqlite3.connect(make_url(url).database or "") as conn:
             conn.executemany(
-                "INSERT INTO jobs (id, state, method, path, tags, notify, submitted_at,"
-                " last_modified_at, check_attempts) VALUES (?, ?, 'POST', '/v1/customer', '{}',"
-                " 1, ?, ?, 0)",
-                [(j, s, at.strftime(SQLITE_TIME), at.strftime(SQLITE_TIME)) for j, s, at in rows],
+                "INSERT INTO jobs (id, visma_job_id, state, method, path, tags, notify,"
+                " submitted_at, last_modified_at, check_attempts)"
+                " VALUES (?, ?, ?, 'POST', '/v1/customer', '{}', 1, ?, ?, 0)",
+                [
+                    (j, v, s, at.strftime(SQLITE_TIME), at.strftime(SQLITE_TIME))
+                    for j, v, s, at in rows
+                ],
             )
         return
 
@@ -152,9 +156,9 @@ def seed_jobs(url: str, job_ids: Sequence[str], *, state: str) -> None:
         conn = await asyncpg.connect(**postgres_connect_kwargs(url))
         try:
             await conn.executemany(
-                "INSERT INTO jobs (id, state, method, path, tags, notify, submitted_at,"
-                " last_modified_at, check_attempts) VALUES ($1, $2, 'POST', '/v1/customer',"
-                " '{}', true, $3, $3, 0)",
+                "INSERT INTO jobs (id, visma_job_id, state, method, path, tags, notify,"
+                " submitted_at, last_modified_at, check_attempts)"
+                " VALUES ($1, $2, $3, 'POST', '/v1/customer', '{}', true, $4, $4, 0)",
                 rows,
             )
         finally:

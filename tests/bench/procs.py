@@ -61,6 +61,19 @@ def service(database_url: str, *, workers: int, env: dict[str, str]) -> Iterator
 
 
 @contextlib.contextmanager
+def simulator(*, webhook_secret: str) -> Iterator[Server]:
+    """`visma-hooks simulate`: the Visma.net the services read job states from. Its dispatcher
+    is pointed at a closed port: the load generator sends the webhooks."""
+    port = free_port()
+    command = [str(VISMA_HOOKS)] if VISMA_HOOKS.exists() else [sys.executable, "-m", "service.cli"]
+    command += ["simulate", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--webhook-url", "http://127.0.0.1:9/webhooks/visma"]
+    command += ["--webhook-secret", webhook_secret]
+    with _running(command, {}, port, "/_sim/stats") as server:
+        yield server
+
+
+@contextlib.contextmanager
 def bare(*, workers: int) -> Iterator[Server]:
     """The bare Starlette endpoint under the same uvicorn settings."""
     port = free_port()
