@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Sequence
 
 import pytest
@@ -175,3 +176,24 @@ async def test_store_many_leaves_a_settled_job_alone_but_shows_the_webhook(write
         "vismaJobId": again.visma_job_id,
     }
     assert writer.woken == [[open_job]]
+
+
+async def test_sqlite_writers_restore_the_switch_interval_when_the_last_closes(
+    clean_database: str,
+) -> None:
+    if not store.is_sqlite(clean_database):
+        pytest.skip("the switch interval is the SQLite writer's (its thread and the GIL)")
+    before = sys.getswitchinterval()
+    engine = store.create_engine(clean_database)
+    first, second = IngestWriter(engine), IngestWriter(engine)
+    try:
+        await first.start()
+        await second.start()
+        await first.close()
+        assert sys.getswitchinterval() < before  # the second still writes
+        assert await second.store(record()) is True
+    finally:
+        await first.close()
+        await second.close()
+        await engine.dispose()
+    assert sys.getswitchinterval() == before

@@ -40,14 +40,13 @@ _DELIVERY_COLUMNS = (
 _OPEN = ", ".join(f"'{s}'" for s in OPEN_STATES)
 # The job named by the header, if it exists, by a lookup in the insert itself; a notification
 # id already stored makes its row a no-op (a conflict on the primary key is still an error).
+# It starts with INSERT, not WITH: Python 3.11's sqlite3 reports `rowcount` only for
+# statements that begin with INSERT/UPDATE/DELETE/REPLACE, and the writer relies on it.
 _INSERT_DELIVERIES = """
-WITH v(id, kind, notification_id, event_id, received_at, headers, body, verified,
-       claimed_job_id, visma_job_id, problem) AS (VALUES {values})
 INSERT INTO deliveries ({columns})
-SELECT v.id, v.kind, v.notification_id, v.event_id, v.received_at, v.headers, v.body, v.verified,
-       (SELECT jobs.id FROM jobs WHERE jobs.id = v.claimed_job_id),
-       v.claimed_job_id, v.visma_job_id, v.problem
-FROM v WHERE true
+SELECT column1, column2, column3, column4, column5, column6, column7, column8,
+       (SELECT jobs.id FROM jobs WHERE jobs.id = column9), column9, column10, column11
+FROM (VALUES {values}) WHERE true
 ON CONFLICT (notification_id) DO NOTHING
 """
 # Jobs that are settled (see ingest.is_settled) are left out by the statement itself.
@@ -69,6 +68,29 @@ _CACHED_STATEMENTS = 1024
 _SWITCH_INTERVAL_SECONDS = 0.0005
 
 
+class _SwitchInterval:
+    """The process's GIL switch interval, shortened while any SQLite writer is open."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._holders = 0
+        self._saved = sys.getswitchinterval()
+
+    def acquire(self) -> None:
+        if self._holders == 0:
+            self._saved = sys.getswitchinterval()
+            sys.setswitchinterval(self._seconds)
+        self._holders += 1
+
+    def release(self) -> None:
+        self._holders -= 1
+        if self._holders == 0:
+            sys.setswitchinterval(self._saved)
+
+
+_short_switch_interval = _SwitchInterval(_SWITCH_INTERVAL_SECONDS)
+
+
 def sqlite_timestamp(at: datetime) -> str:
     """`at` as SQLAlchemy stores a UTC datetime in SQLite (naive UTC text, microseconds)."""
     if at.tzinfo is UTC:  # what the webhook endpoint makes: drop the "+00:00"
@@ -86,13 +108,17 @@ class SqliteBatchWriter:
         self._timeout = busy_timeout_seconds
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
-        self._switch_interval = sys.getswitchinterval()
 
     async def open(self) -> None:
-        self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(_SWITCH_INTERVAL_SECONDS)
+        _short_switch_interval.acquire()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-sqlite")
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._connect)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._connect)
+        except BaseException:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+            _short_switch_interval.release()
+            raise
 
     async def write(self, records: Sequence[DeliveryRecord]) -> BatchResult:
         if self._executor is None:
@@ -106,7 +132,7 @@ class SqliteBatchWriter:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
         self._executor.shutdown(wait=True)
         self._executor = None
-        sys.setswitchinterval(self._switch_interval)
+        _short_switch_interval.release()
 
     def _connect(self) -> None:
         conn = sqlite3.connect(
