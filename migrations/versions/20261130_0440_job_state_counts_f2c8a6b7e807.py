@@ -83,7 +83,12 @@ _SQLITE_TRIGGERS = [
 def upgrade() -> None:
     op.create_table(
         "job_state_counts",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("delta", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_job_state_counts")),

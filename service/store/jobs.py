@@ -64,7 +64,9 @@ async def job_events(session: AsyncSession, job_id: str) -> list[TimelineEntry]:
     """A job's timeline, oldest first: its events, and each webhook delivery it matched.
 
     A webhook is not copied into `job_events`: its inbox row (`deliveries.job_id`) is the
-    record, so the hot path writes one row per delivery, not two.
+    record, so the hot path writes one row per delivery, not two. Entries at the same instant
+    (to the microsecond) keep a fixed order: the job's own events first, in the order they were
+    written, then deliveries in the order of their (time-ordered) ids.
     """
     events = await session.execute(
         select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.at, JobEvent.id)

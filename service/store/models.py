@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -122,7 +123,10 @@ class JobStateCount(Base):
 
     __tablename__ = "job_state_counts"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # Five or so rows per job, and each fold takes new ids: 64 bits (SQLite's rowid is already).
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     state: Mapped[str] = mapped_column(String(16))
     delta: Mapped[int] = mapped_column(Integer)
 
