@@ -78,7 +78,6 @@ async def resolve_due_jobs(
         claimed = await store.claim_due_jobs(
             session,
             now=now,
-            states=_OPEN,
             lease_until=now + timedelta(seconds=settings.lease_seconds),
             # Claim only what is read at once, so no claim waits in a queue while its lease
             # runs out (and another replica reads the same job).

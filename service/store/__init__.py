@@ -36,7 +36,6 @@ from service.store.jobs import (
     get_job,
     job_events,
     list_jobs,
-    next_due_at,
 )
 from service.store.models import (
     Alert,
@@ -128,5 +127,4 @@ __all__ = [
     "TimelineEntry",
     "list_deliveries",
     "list_jobs",
-    "next_due_at",
 ]

@@ -21,13 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import store
 from service.app import create_app, open_resources
-from service.domain import OPEN_STATES
 from service.settings import Settings
 from service.store import is_sqlite
 from service.workers import HousekeepingWorker
 from tests.bench import databases
-
-OPEN = [s.value for s in OPEN_STATES]
 
 # i = 1 is the newest job; jobs are spread evenly over the last 30 days. Per 1000 jobs: 5
 # accepted (open, a third of them due), 15 failed, 5 expired, 5 rejected, the rest succeeded.
@@ -152,7 +149,6 @@ async def time_queries(settings: Settings, *, runs: int = 30) -> list[Timing]:
                 jobs = await store.claim_due_jobs(
                     session,
                     now=now,
-                    states=OPEN,
                     lease_until=now + timedelta(minutes=2),
                     limit=20,
                 )
@@ -187,9 +183,7 @@ async def explain_due_work(settings: Settings) -> str:
         async with engine.connect() as conn:
             transaction = await conn.begin()
             now = datetime.now(UTC)
-            await store.claim_due_jobs(
-                AsyncSession(bind=conn), now=now, states=OPEN, lease_until=now, limit=20
-            )
+            await store.claim_due_jobs(AsyncSession(bind=conn), now=now, lease_until=now, limit=20)
             await transaction.rollback()
         event.remove(engine.sync_engine, "before_cursor_execute", catch)
         statement, parameters = caught[0]
