@@ -11,12 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service import store
 
 
-async def insert_job(
-    sessions: async_sessionmaker[AsyncSession], *, state: str = "accepted", **fields: Any
-) -> str:
-    """Commit one job (an `accepted` POST /v1/customer unless `fields` say otherwise)."""
+def job_values(*, state: str = "accepted", **fields: Any) -> dict[str, Any]:
+    """The columns of one job (an `accepted` POST /v1/customer unless `fields` say otherwise)."""
     now = datetime.now(UTC)
-    values: dict[str, Any] = {
+    return {
         "id": str(uuid.uuid4()),
         "state": state,
         "method": "POST",
@@ -27,6 +25,13 @@ async def insert_job(
         "last_modified_at": now,
         **fields,
     }
+
+
+async def insert_job(
+    sessions: async_sessionmaker[AsyncSession], *, state: str = "accepted", **fields: Any
+) -> str:
+    """Commit one job (an `accepted` POST /v1/customer unless `fields` say otherwise)."""
+    values = job_values(state=state, **fields)
     async with sessions.begin() as session:
         await store.add_job(session, store.Job(**values))
     return str(values["id"])

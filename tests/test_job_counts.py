@@ -3,7 +3,6 @@ filtered by state alone (or not at all) comes from them, and must match a real c
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,7 +10,7 @@ from sqlalchemy import delete, func, insert, select, text, update
 
 from service import store
 from service.store import is_sqlite
-from tests.factories import insert_job
+from tests.factories import insert_job, job_values
 from tests.harness import Harness, in_process
 
 STATES = ("submitted", "accepted", "succeeded", "failed", "expired", "rejected")
@@ -25,17 +24,7 @@ async def fixture_harness(clean_database: str):
 
 def job_row(state: str, n: int) -> dict[str, object]:
     at = datetime(2026, 11, 1, tzinfo=UTC) + timedelta(seconds=n)
-    return {
-        "id": str(uuid.uuid4()),
-        "state": state,
-        "method": "POST",
-        "path": "/v1/customer",
-        "tags": {},
-        "notify": True,
-        "submitted_at": at,
-        "last_modified_at": at,
-        "check_attempts": 0,
-    }
+    return job_values(state=state, submitted_at=at, last_modified_at=at, check_attempts=0)
 
 
 async def exact_count(harness: Harness, states: tuple[str, ...] = ()) -> int:

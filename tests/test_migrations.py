@@ -3,25 +3,57 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from alembic import command
+from alembic.config import Config
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service import store
 from service.cli import alembic_config
 from tests.factories import insert_job
 
 BEFORE_INBOX_TIMELINE = "d9a5e3c4f605"
+BEFORE_JOB_COUNTS = "e1b6f4d5a706"
+
+
+@dataclass
+class Migrating:
+    engine: AsyncEngine
+    config: Config
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        return store.create_sessionmaker(self.engine)
+
+    async def to(self, revision: str) -> None:
+        if revision == "head":
+            await asyncio.to_thread(command.upgrade, self.config, revision)
+        else:
+            await asyncio.to_thread(command.downgrade, self.config, revision)
+
+
+@contextlib.asynccontextmanager
+async def migrating_from(url: str, revision: str) -> AsyncIterator[Migrating]:
+    """The database at `url` taken back to `revision`; at head again afterwards, whatever the
+    test did (the other tests expect it there)."""
+    migrating = Migrating(store.create_engine(url), alembic_config(url))
+    await migrating.to(revision)
+    try:
+        yield migrating
+    finally:
+        await migrating.engine.dispose()
+        await migrating.to("head")
 
 
 async def test_webhook_events_move_to_the_inbox_timeline_and_back(clean_database: str) -> None:
-    config = alembic_config(clean_database)
-    await asyncio.to_thread(command.downgrade, config, BEFORE_INBOX_TIMELINE)
-    engine = store.create_engine(clean_database)
-    sessions = store.create_sessionmaker(engine)
-    try:
+    async with migrating_from(clean_database, BEFORE_INBOX_TIMELINE) as db:
+        sessions = db.sessions
         # What the old ingest writer left: a matched delivery and its copy in job_events,
         # beside an event of the job's own and a webhook event whose delivery is gone.
         job_id = await insert_job(sessions)
@@ -53,41 +85,28 @@ async def test_webhook_events_move_to_the_inbox_timeline_and_back(clean_database
                 session, job_id, kind="webhook", source="webhook", at=at, detail=copied
             )
 
-        await asyncio.to_thread(command.upgrade, config, "head")
+        await db.to("head")
         async with sessions.begin() as session:
             timeline = await store.job_events(session, job_id)
         webhooks = [e.detail for e in timeline if e.kind == "webhook"]
         assert sorted(webhooks, key=str) == sorted([copied, lost], key=str)  # once each
         assert [e.kind for e in timeline].count("accepted") == 1
 
-        await asyncio.to_thread(command.downgrade, config, BEFORE_INBOX_TIMELINE)
+        await db.to(BEFORE_INBOX_TIMELINE)
         async with sessions.begin() as session:
             rows = await session.execute(
                 select(store.JobEvent.detail).where(store.JobEvent.kind == "webhook")
             )
             assert sorted(rows.scalars(), key=str) == sorted([copied, lost], key=str)
-    finally:
-        await engine.dispose()
-        await asyncio.to_thread(command.upgrade, config, "head")
-
-
-BEFORE_JOB_COUNTS = "e1b6f4d5a706"
 
 
 async def test_job_counts_start_from_the_jobs_already_stored(clean_database: str) -> None:
-    config = alembic_config(clean_database)
-    await asyncio.to_thread(command.downgrade, config, BEFORE_JOB_COUNTS)
-    engine = store.create_engine(clean_database)
-    sessions = store.create_sessionmaker(engine)
-    try:
+    async with migrating_from(clean_database, BEFORE_JOB_COUNTS) as db:
         for state in ("accepted", "accepted", "failed"):
-            await insert_job(sessions, state=state)
-        await asyncio.to_thread(command.upgrade, config, "head")
-        await insert_job(sessions, state="failed")  # counted by the triggers from now on
-        async with sessions.begin() as session:
+            await insert_job(db.sessions, state=state)
+        await db.to("head")
+        await insert_job(db.sessions, state="failed")  # counted by the triggers from now on
+        async with db.sessions.begin() as session:
             assert await store.count_jobs_in(session, ("accepted",)) == 2
             assert await store.count_jobs_in(session, ("failed",)) == 2
             assert await store.count_jobs_in(session) == 4
-    finally:
-        await engine.dispose()
-        await asyncio.to_thread(command.upgrade, config, "head")
