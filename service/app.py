@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -23,7 +24,7 @@ from service.visma import VismaClient
 from service.web.alerts_api import list_alerts
 from service.web.auth import BearerAuth
 from service.web.deliveries_api import list_deliveries
-from service.web.errors import domain_error, http_error, server_error
+from service.web.errors import domain_error, http_error, server_error, storage_error
 from service.web.health import healthz, metrics, readyz
 from service.web.jobs_api import create_job, get_job, list_jobs
 from service.web.state import State
@@ -202,6 +203,10 @@ def create_app(
         exception_handlers={
             DomainError: domain_error,
             HTTPException: http_error,
+            # The database is down or refuses connections (asyncpg raises OSError itself
+            # when nothing listens).
+            sa_exc.DBAPIError: storage_error,
+            OSError: storage_error,
             Exception: server_error,
         },
         lifespan=lifespan,

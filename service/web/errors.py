@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -19,6 +20,16 @@ from service.domain import (
 )
 
 log = logging.getLogger(__name__)
+
+DATABASE_UNAVAILABLE = "the database cannot be reached; nothing was stored, retry later"
+# Errors that say the statement was wrong or the data bad: a bug to fix, not an outage to wait
+# out. Every other driver error (connection refused, lost, not accepted, locked) is one.
+_NOT_AN_OUTAGE = (
+    sa_exc.IntegrityError,
+    sa_exc.ProgrammingError,
+    sa_exc.DataError,
+    sa_exc.NotSupportedError,
+)
 
 STATUS_BY_ERROR: dict[type[DomainError], int] = {
     InvalidInput: 400,
@@ -57,6 +68,15 @@ async def http_error(_request: Request, exc: Exception) -> Response:
         return Response(status_code=304, headers=exc.headers)
     code = _CODE_BY_STATUS.get(exc.status_code, "error")
     return error_response(exc.status_code, code, exc.detail, headers=exc.headers)
+
+
+async def storage_error(request: Request, exc: Exception) -> Response:
+    """A database that cannot be reached is a 503 to retry (a webhook sender retries), not a
+    500; a driver error that means a bug still is one."""
+    if isinstance(exc, _NOT_AN_OUTAGE):
+        return await server_error(request, exc)
+    log.warning("database unavailable: %s", exc)
+    return error_response(503, "unavailable", DATABASE_UNAVAILABLE, headers={"Retry-After": "5"})
 
 
 async def server_error(_request: Request, exc: Exception) -> Response:
