@@ -7,7 +7,7 @@ share the cost of the commit.
 
 What a batch writes: one inbox row per new delivery (naming its job when the job exists: that
 row is the `webhook` entry of the job's timeline), and for each job that is not yet settled
-(`is_settled`) its webhook time, its Visma job id if it had none, and, while it is open, a
+(`not_settled`) its webhook time, its Visma job id if it had none, and, while it is open, a
 state read due now. A webhook for a settled job (Visma's late or repeated deliveries, and
 the usual case after a poll resolved the job) writes nothing but its inbox row.
 
@@ -41,13 +41,19 @@ OPEN_STATES = ("submitted", "accepted")
 """Job states whose Visma state read a webhook makes due now (as in `domain.OPEN_STATES`)."""
 
 
-def is_settled(state: str, has_visma_job_id: bool) -> bool:
-    """Whether a webhook can change nothing on this job: finished, its Visma job id known.
+OPEN_STATES_SQL = ", ".join(f"'{state}'" for state in OPEN_STATES)
+"""`OPEN_STATES` as an SQL list, for `state IN (...)`."""
 
-    Such a job's row is left alone (its inbox row, which names the job, is its timeline
-    entry). Both parts only ever move one way, so a job read as settled stays settled.
+
+def not_settled(jobs: str) -> str:
+    """SQL that holds for a row of `jobs` (a table name or alias) a webhook can still change.
+
+    A settled job is finished and its Visma job id is known: a webhook changes nothing on it,
+    so its row is left alone (its inbox row, which names the job, is its timeline entry).
+    Both parts only ever move one way, so a job read as settled stays settled. Both backends
+    take the rule from here.
     """
-    return has_visma_job_id and state not in OPEN_STATES
+    return f"({jobs}.visma_job_id IS NULL OR {jobs}.state IN ({OPEN_STATES_SQL}))"
 
 
 class IngestUnavailable(Exception):

@@ -23,13 +23,13 @@ from typing import Any
 import asyncpg
 
 from service.store.ingest import (
-    OPEN_STATES,
+    OPEN_STATES_SQL,
     BatchResult,
     DeliveryRecord,
     Stored,
     due_job_ids,
     first_of_each_notification,
-    is_settled,
+    not_settled,
 )
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,6 @@ _SQLALCHEMY_ONLY = (
     "async_fallback",
 )
 
-_OPEN = ", ".join(f"'{s}'" for s in OPEN_STATES)
 _WRITE_BATCH = f"""
 WITH d AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
@@ -51,12 +50,12 @@ WITH d AS (
              claimed_job_id, visma_job_id, problem, ord)
 ),
 facts AS MATERIALIZED (
-    SELECT id, state, (visma_job_id IS NOT NULL AND state NOT IN ({_OPEN})) AS settled
+    SELECT id, state, {not_settled("jobs")} AS changeable
     FROM jobs WHERE id IN (SELECT claimed_job_id FROM d)
 ),
 locked AS MATERIALIZED (
-    -- Only jobs a webhook can still change (not settled: see ingest.is_settled).
-    SELECT id FROM jobs WHERE id IN (SELECT id FROM facts WHERE NOT settled)
+    -- Only jobs a webhook can still change (see ingest.not_settled).
+    SELECT id FROM jobs WHERE id IN (SELECT id FROM facts WHERE changeable)
     ORDER BY id FOR NO KEY UPDATE
 ),
 ins AS (
@@ -77,7 +76,7 @@ touched AS (
     -- As if the deliveries were applied in order: the last one's time, the first Visma job id.
     UPDATE jobs AS j SET last_webhook_at = u.at, last_modified_at = u.at,
         visma_job_id = coalesce(j.visma_job_id, u.visma_job_id),
-        next_check_at = CASE WHEN j.state IN ({_OPEN}) THEN u.at ELSE j.next_check_at END
+        next_check_at = CASE WHEN j.state IN ({OPEN_STATES_SQL}) THEN u.at ELSE j.next_check_at END
     FROM (SELECT job_id, (array_agg(received_at ORDER BY ord DESC))[1] AS at,
                  (array_agg(visma_job_id ORDER BY ord)
                      FILTER (WHERE visma_job_id IS NOT NULL))[1] AS visma_job_id
@@ -88,10 +87,7 @@ SELECT ins.id, f.state FROM ins LEFT JOIN facts AS f ON f.id = ins.job_id
 """
 
 # The one-by-one path (after a batch failed), statement by statement.
-_LOCK_JOBS = """
-SELECT id, state, visma_job_id IS NOT NULL FROM jobs WHERE id = ANY($1::text[])
-ORDER BY id FOR NO KEY UPDATE
-"""
+_LOCK_JOBS = "SELECT id, state FROM jobs WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE"
 _INSERT_DELIVERIES = """
 INSERT INTO deliveries (id, kind, notification_id, event_id, received_at, headers, body,
                         verified, job_id, claimed_job_id, visma_job_id, problem)
@@ -107,10 +103,9 @@ RETURNING id
 _TOUCH_JOBS = f"""
 UPDATE jobs AS j SET last_webhook_at = u.at, last_modified_at = u.at,
     visma_job_id = coalesce(j.visma_job_id, u.visma_job_id),
-    next_check_at = CASE WHEN j.state IN ({", ".join(f"'{s}'" for s in OPEN_STATES)})
-                         THEN u.at ELSE j.next_check_at END
+    next_check_at = CASE WHEN j.state IN ({OPEN_STATES_SQL}) THEN u.at ELSE j.next_check_at END
 FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS u(id, at, visma_job_id)
-WHERE j.id = u.id
+WHERE j.id = u.id AND {not_settled("j")}
 """
 
 
@@ -222,9 +217,9 @@ class PostgresBatchWriter:
                 claimed = [record.claimed_job_id] if record.claimed_job_id else []
                 try:
                     async with conn.transaction():
-                        job_states, settled = await _lock_jobs(conn, claimed)
+                        job_states = await _lock_jobs(conn, claimed)
                         new = bool(await _insert(conn, [record], job_states))
-                        if new and record.job_id_in(job_states) and not settled:
+                        if new and record.job_id_in(job_states):
                             await _touch_jobs(conn, [record])
                 except (asyncpg.PostgresError, ValueError, TypeError) as exc:
                     log.error("ingest: could not store delivery %s: %s", record.id, exc)
@@ -241,15 +236,11 @@ def _insert_order(record: DeliveryRecord) -> tuple[str, str]:
     return (record.notification_id or "", record.id)
 
 
-async def _lock_jobs(
-    conn: asyncpg.Connection, job_ids: list[str]
-) -> tuple[dict[str, str], set[str]]:
-    """The state of each named job that exists, locked (in id order) until the end, and
-    which of them are settled."""
+async def _lock_jobs(conn: asyncpg.Connection, job_ids: list[str]) -> dict[str, str]:
+    """The state of each named job that exists, locked (in id order) until the end."""
     if not job_ids:
-        return {}, set()
-    rows = await conn.fetch(_LOCK_JOBS, job_ids)
-    return {row[0]: row[1] for row in rows}, {row[0] for row in rows if is_settled(row[1], row[2])}
+        return {}
+    return {row[0]: row[1] for row in await conn.fetch(_LOCK_JOBS, job_ids)}
 
 
 async def _insert(
@@ -275,7 +266,8 @@ async def _insert(
 
 
 async def _touch_jobs(conn: asyncpg.Connection, records: Sequence[DeliveryRecord]) -> None:
-    """Record the webhook on each (unsettled) matched job; an open one's read is due now."""
+    """Record the webhook on each matched job not settled (the statement leaves those out);
+    an open one's read is due now."""
     # One row per job, as if the deliveries had been applied in order: the last one's time,
     # and the first Visma job id unless the job already has one.
     latest: dict[str, tuple[datetime, str | None]] = {}

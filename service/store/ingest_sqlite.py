@@ -23,11 +23,12 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from service.store.ingest import (
-    OPEN_STATES,
+    OPEN_STATES_SQL,
     BatchResult,
     DeliveryRecord,
     Stored,
     first_of_each_notification,
+    not_settled,
 )
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ _DELIVERY_COLUMNS = (
     "id, kind, notification_id, event_id, received_at, headers, body, verified, job_id,"
     " claimed_job_id, visma_job_id, problem"
 )
-_OPEN = ", ".join(f"'{s}'" for s in OPEN_STATES)
 # The job named by the header, if it exists, by a lookup in the insert itself; a notification
 # id already stored makes its row a no-op (a conflict on the primary key is still an error).
 # It starts with INSERT, not WITH: Python 3.11's sqlite3 reports `rowcount` only for
@@ -49,13 +49,14 @@ SELECT column1, column2, column3, column4, column5, column6, column7, column8,
 FROM (VALUES {values}) WHERE true
 ON CONFLICT (notification_id) DO NOTHING
 """
-# Jobs that are settled (see ingest.is_settled) are left out by the statement itself.
-_TOUCH_JOBS = """
+# Settled jobs (see ingest.not_settled) are left out by the statement itself.
+_TOUCH_JOBS = f"""
 UPDATE jobs SET last_webhook_at = u.at, last_modified_at = u.at,
     visma_job_id = coalesce(jobs.visma_job_id, u.visma_job_id),
-    next_check_at = CASE WHEN jobs.state IN ({open}) THEN u.at ELSE jobs.next_check_at END
-FROM (SELECT column1 AS id, column2 AS at, column3 AS visma_job_id FROM (VALUES {values})) AS u
-WHERE jobs.id = u.id AND (jobs.visma_job_id IS NULL OR jobs.state IN ({open}))
+    next_check_at = CASE WHEN jobs.state IN ({OPEN_STATES_SQL}) THEN u.at
+                         ELSE jobs.next_check_at END
+FROM (SELECT column1 AS id, column2 AS at, column3 AS visma_job_id FROM (VALUES {{values}})) AS u
+WHERE jobs.id = u.id AND {not_settled("jobs")}
 """
 # Rows per multi-row statement: well under SQLite's limit of 32,766 bound parameters.
 _CHUNK = 200
@@ -256,10 +257,10 @@ def _touch_jobs(
     for jobs in _chunks(rows, _CHUNK):
         params = [value for row in jobs for value in row]
         values = ", ".join(["(?, ?, ?)"] * len(jobs))
-        touched += conn.execute(_TOUCH_JOBS.format(open=_OPEN, values=values), params).rowcount
+        touched += conn.execute(_TOUCH_JOBS.format(values=values), params).rowcount
     if not touched:
         return []  # every named job was settled (or unknown): nothing to read from Visma
-    open_jobs = _existing(conn, "jobs", list(latest), f"state IN ({_OPEN})")
+    open_jobs = _existing(conn, "jobs", list(latest), f"state IN ({OPEN_STATES_SQL})")
     return [job_id for job_id in latest if job_id in open_jobs]
 
 
