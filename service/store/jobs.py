@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, select, text, update
+from sqlalchemy import ColumnElement, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.store.models import Delivery, Job, JobEvent, JobStateCount
@@ -132,16 +132,12 @@ async def list_jobs(
     if created:
         op, at = created
         conditions.append(_OPERATORS[op](Job.submitted_at, at))
-    where = and_(*conditions) if conditions else None
-    count_query = select(func.count()).select_from(Job)
-    page_query = select(Job).order_by(Job.submitted_at.desc(), Job.id.desc())
-    if where is not None:
-        count_query = count_query.where(where)
-        page_query = page_query.where(where)
+    page_query = select(Job).where(*conditions).order_by(Job.submitted_at.desc(), Job.id.desc())
     if len(conditions) == (1 if states else 0):
         # By state alone, or no filter: the kept counts, not a count of (up to) every job.
         total = await count_jobs_in(session, states)
     else:
+        count_query = select(func.count()).select_from(Job).where(*conditions)
         total = (await session.execute(count_query)).scalar_one()
     rows = (await session.execute(page_query.limit(limit).offset(offset))).scalars().all()
     return rows, total
