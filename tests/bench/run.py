@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
@@ -89,19 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     # The second variant: no `vh-job-id`, so no job to correlate (DESIGN.md 4's verify + insert).
     unmatched_file = work / "deliveries-no-job.tsv"
     write_deliveries(unmatched_file, make_deliveries(SECRET, [], DISTINCT_BODIES))
-    simulator = contextlib.ExitStack()
-    visma = simulator.enter_context(procs.simulator(webhook_secret=SECRET))
-    env = {
-        "VISMA_WEBHOOK_SECRETS": SECRET,
-        "API_TOKENS": API_TOKEN,
-        # The simulator answers the state reads that webhooks for open jobs make due (404:
-        # it never ran these seeded jobs; a young job's 404 is retried later, as from Visma).
-        "VISMA_API_URL": visma.url,
-        "VISMA_TOKEN_URL": f"{visma.url}/connect/token",
-        "VISMA_CLIENT_ID": "sim-client",
-        "VISMA_CLIENT_SECRET": "sim-secret",
-        "VISMA_TENANT_ID": "sim-tenant",
-    }
+    env = {"VISMA_WEBHOOK_SECRETS": SECRET, "API_TOKENS": API_TOKEN}
 
     def drive(
         server: procs.Server, label: str, deliveries_file: Path = requests_file
@@ -160,7 +147,16 @@ def main(argv: list[str] | None = None) -> int:
 
     _print_columns()
     rows: list[Row] = []
-    with simulator:
+    with procs.simulator(webhook_secret=SECRET) as visma:
+        # The simulator answers the state reads that webhooks for open jobs make due (404:
+        # it never ran these seeded jobs; a young job's 404 is retried later, as from Visma).
+        env.update(
+            VISMA_API_URL=visma.url,
+            VISMA_TOKEN_URL=f"{visma.url}/connect/token",
+            VISMA_CLIENT_ID="sim-client",
+            VISMA_CLIENT_SECRET="sim-secret",
+            VISMA_TENANT_ID="sim-tenant",
+        )
         rows.append(bare(1, "bare (before)"))
         for database in dbs:
             rows.append(service(database, 1))
