@@ -25,6 +25,7 @@ from service.web.alerts_api import list_alerts
 from service.web.auth import BearerAuth
 from service.web.deliveries_api import list_deliveries
 from service.web.errors import domain_error, http_error, server_error, storage_error
+from service.web.fast_lane import FastLane
 from service.web.health import healthz, metrics, readyz
 from service.web.jobs_api import create_job, get_job, list_jobs
 from service.web.state import State
@@ -197,6 +198,11 @@ def create_app(
     middleware = []
     if resources is not None:
         middleware.append(Middleware(_ProvideState, state=resources.state()))
+    # The route above stays for the rest (405 for other methods, url_path_for); this only
+    # takes its POSTs past the router (web/fast_lane.py says why).
+    middleware.append(
+        Middleware(FastLane, method="POST", path="/webhooks/visma", endpoint=receive_visma_webhook)
+    )
     return Starlette(
         routes=routes,
         middleware=middleware,
