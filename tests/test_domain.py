@@ -28,7 +28,12 @@ from service.domain import (
     validate_path,
     validate_tags,
 )
-from service.domain.deliveries import PROBLEM_NOT_JSON, PROBLEM_NOT_OBJECT, PROBLEM_UNKNOWN_SHAPE
+from service.domain.deliveries import (
+    PROBLEM_BAD_ID,
+    PROBLEM_NOT_JSON,
+    PROBLEM_NOT_OBJECT,
+    PROBLEM_UNKNOWN_SHAPE,
+)
 from service.domain.visma_errors import (
     HINT_FORBIDDEN,
     HINT_NO_LICENSE,
@@ -233,6 +238,30 @@ def test_read_background_body_is_case_blind_and_derives_the_id() -> None:
 )
 def test_read_background_body_names_the_problem(body: bytes, problem: str) -> None:
     assert read_background_body(body) == (None, problem)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id": "abc", "amount": NaN}',
+        b'{"id": "abc", "amount": -Infinity}',
+        b'{"id": "abc", "list": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"id": "\xff"}',
+    ],
+)
+def test_read_background_body_refuses_what_is_not_json(body: bytes) -> None:
+    assert read_background_body(body) == (None, PROBLEM_NOT_JSON)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-32-le"])
+def test_read_background_body_reads_every_encoding_json_allows(encoding: str) -> None:
+    notice, problem = read_background_body('{"id": "äbc"}'.encode(encoding))
+    assert problem is None and notice is not None and notice.visma_job_id == "äbc"
+
+
+@pytest.mark.parametrize("visma_id", ["a\x00b", "tab\there", "del\x7f", "x" * 65])
+def test_read_background_body_refuses_ids_visma_would_not_give(visma_id: str) -> None:
+    assert read_background_body(json.dumps({"id": visma_id}).encode()) == (None, PROBLEM_BAD_ID)
 
 
 # --- ids, paths, listing -----------------------------------------------------------------------
