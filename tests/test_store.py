@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import func, select
 
@@ -45,3 +46,31 @@ def test_ingest_writer_open_states_match_the_state_machine() -> None:
     from service.store import ingest
 
     assert set(ingest.OPEN_STATES) == {state.value for state in OPEN_STATES}
+
+
+async def test_every_sqlite_connection_commits_to_disk_before_answering(tmp_path: Path) -> None:
+    """The API's connections and the webhook writer's own: WAL, a commit synced to disk
+    (`synchronous=FULL`, so a 2xx survives a power cut), the same checkpoint size."""
+    from service.store.ingest_sqlite import SqliteBatchWriter
+
+    path = tmp_path / "pragmas.db"
+    engine = create_engine(f"sqlite:///{path}")
+    writer = SqliteBatchWriter(str(path))
+    await writer.open()
+    try:
+        async with engine.connect() as conn:
+            engine_side = [
+                (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
+                for name in ("journal_mode", "synchronous", "wal_autocheckpoint")
+            ]
+        assert writer._conn is not None  # the writer's own connection, idle between batches
+        writer_side = [
+            writer._conn.execute(f"PRAGMA {name}").fetchone()[0]
+            for name in ("journal_mode", "synchronous", "wal_autocheckpoint")
+        ]
+
+        assert engine_side == ["wal", 2, 10_000]
+        assert writer_side == engine_side
+    finally:
+        await writer.close()
+        await engine.dispose()

@@ -1,7 +1,8 @@
 """The ingest writer's SQLite backend: stdlib `sqlite3` in one thread of its own.
 
-One connection, WAL and `synchronous=FULL` (a commit is on disk before anyone is told), and
-`BEGIN IMMEDIATE`, so the service's other connections queue for the write lock instead of failing.
+One connection, set up as every connection to the file is (`engine.configure_sqlite`: WAL,
+`synchronous=FULL`, so a commit is on disk before anyone is told), and `BEGIN IMMEDIATE`, so the
+service's other connections queue for the write lock instead of failing.
 Values are written in the forms SQLAlchemy writes and reads on SQLite (`UtcDateTime`, `JSON`).
 
 A batch is a few set-based statements, whatever its size. That matters beyond SQLite's own cost:
@@ -22,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from service.store.engine import configure_sqlite
 from service.store.ingest import (
     OPEN_STATES_SQL,
     BatchResult,
@@ -143,10 +145,7 @@ class SqliteBatchWriter:
             check_same_thread=False,
             cached_statements=_CACHED_STATEMENTS,
         )
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
+        configure_sqlite(conn, busy_timeout_seconds=self._timeout)
         self._conn = conn
 
     def _disconnect(self) -> None:
