@@ -9,7 +9,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from service import store
-from service.store import create_engine, create_readers, create_sessionmaker
+from service.store import create_engine, create_readers, create_sessionmaker, sqlite_writer_process
+from service.store.ingest_sqlite import SqliteBatchWriter
 
 
 async def test_a_long_read_does_not_block_a_writer(clean_database: str) -> None:
@@ -51,26 +52,19 @@ def test_ingest_writer_open_states_match_the_state_machine() -> None:
 async def test_every_sqlite_connection_commits_to_disk_before_answering(tmp_path: Path) -> None:
     """The API's connections and the webhook writer's own: WAL, a commit synced to disk
     (`synchronous=FULL`, so a 2xx survives a power cut), the same checkpoint size."""
-    from service.store.ingest_sqlite import SqliteBatchWriter
-
     path = tmp_path / "pragmas.db"
+    names = ("journal_mode", "synchronous", "wal_autocheckpoint")
     engine = create_engine(f"sqlite:///{path}")
-    writer = SqliteBatchWriter(str(path))
-    await writer.open()
     try:
         async with engine.connect() as conn:
-            engine_side = [
-                (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
-                for name in ("journal_mode", "synchronous", "wal_autocheckpoint")
-            ]
-        assert writer._conn is not None  # the writer's own connection, idle between batches
-        writer_side = [
-            writer._conn.execute(f"PRAGMA {name}").fetchone()[0]
-            for name in ("journal_mode", "synchronous", "wal_autocheckpoint")
-        ]
-
-        assert engine_side == ["wal", 2, 10_000]
-        assert writer_side == engine_side
+            engine_side = [(await conn.exec_driver_sql(f"PRAGMA {n}")).scalar() for n in names]
     finally:
-        await writer.close()
         await engine.dispose()
+    writer = sqlite_writer_process.BatchWriter(SqliteBatchWriter(str(path))._setup)
+    try:
+        writer_side = [writer._conn.execute(f"PRAGMA {n}").fetchone()[0] for n in names]
+    finally:
+        writer.close()
+
+    assert engine_side == ["wal", 2, 10_000]
+    assert writer_side == engine_side

@@ -72,7 +72,8 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # ourselves (SQLAlchemy's documented recipe).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    configure_sqlite(cursor)
+    for pragma in sqlite_pragmas():
+        cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
 
 
@@ -80,8 +81,8 @@ _WAL_CHECKPOINT_PAGES = 10_000
 _WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
 
-def configure_sqlite(conn: Any, *, busy_timeout_seconds: float = 30.0) -> None:
-    """What every connection to the SQLite file sets (a `sqlite3` connection or cursor).
+def sqlite_pragmas(*, busy_timeout_seconds: float = 30.0) -> list[str]:
+    """What every connection to the SQLite file sets (as `PRAGMA ...`), the writer's too.
 
     WAL, and `synchronous=FULL`: a commit is on disk before anyone is told. The checkpoint
     size is per connection, so it is set on every one: whichever commits past it checkpoints.
@@ -91,12 +92,14 @@ def configure_sqlite(conn: Any, *, busy_timeout_seconds: float = 30.0) -> None:
     deliveries per second on the bench, docs/benchmarks.md). The size limit keeps the WAL
     file from staying that large after a burst.
     """
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
-    conn.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT_BYTES}")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")
+    return [
+        "journal_mode=WAL",
+        "synchronous=FULL",
+        f"wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}",
+        f"journal_size_limit={_WAL_SIZE_LIMIT_BYTES}",
+        "foreign_keys=ON",
+        f"busy_timeout={int(busy_timeout_seconds * 1000)}",
+    ]
 
 
 def _sqlite_on_begin(conn: Any) -> None:

@@ -11,8 +11,9 @@ row is the `webhook` entry of the job's timeline), and for each job that is not 
 state read due now. A webhook for a settled job (Visma's late or repeated deliveries, and
 the usual case after a poll resolved the job) writes nothing but its inbox row.
 
-The writer talks to the driver directly, not through SQLAlchemy: stdlib `sqlite3` in a thread of
-its own (`ingest_sqlite.py`) or one asyncpg connection (`ingest_postgres.py`). The ORM and the
+The writer talks to the driver directly, not through SQLAlchemy: stdlib `sqlite3` in a process of
+its own (`ingest_sqlite.py`, `sqlite_writer_process.py`) or one asyncpg connection
+(`ingest_postgres.py`). The ORM and the
 engine's pool stay for everything else; the commit, not the framework, is the cost here, and the
 ORM's per-row work would be most of what is left.
 
