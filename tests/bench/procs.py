@@ -25,21 +25,23 @@ class Server:
     process: subprocess.Popen[bytes]
     url: str
     log: Path
+    workers: int = 1
 
     def log_tail(self, lines: int = 20) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def peak_rss_mb(self) -> float:
-        """The largest peak resident set (VmHWM) of the server's processes, in MB.
+        """The peak resident set (VmHWM) of one worker, in MB, with the processes it started
+        (the SQLite writer's) added to its own.
 
-        With several workers uvicorn's master only supervises; each worker is measured.
+        With several workers uvicorn's master only supervises; the largest worker counts.
         """
-        peaks = [_vm_hwm_kb(pid) for pid in [self.process.pid, *_children(self.process.pid)]]
-        return max((p for p in peaks if p is not None), default=0) / 1024
+        workers = _children(self.process.pid) if self.workers > 1 else [self.process.pid]
+        return max((_tree_hwm_kb(pid) for pid in workers), default=0) / 1024
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the server's processes have used so far, in seconds."""
-        pids = [self.process.pid, *_children(self.process.pid)]
+        pids = [self.process.pid, *_descendants(self.process.pid)]
         return sum(_cpu_ticks(pid) for pid in pids) / os.sysconf("SC_CLK_TCK")
 
 
@@ -56,7 +58,8 @@ def service(database_url: str, *, workers: int, env: dict[str, str]) -> Iterator
     port = free_port()
     command = [str(VISMA_HOOKS)] if VISMA_HOOKS.exists() else [sys.executable, "-m", "service.cli"]
     command += ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-    with _running(command, {**env, "DATABASE_URL": database_url}, port, "/healthz") as server:
+    env = {**env, "DATABASE_URL": database_url}
+    with _running(command, env, port, "/healthz", workers=workers) as server:
         yield server
 
 
@@ -79,12 +82,14 @@ def bare(*, workers: int) -> Iterator[Server]:
     port = free_port()
     command = [sys.executable, "-m", "tests.bench.bare", "--port", str(port)]
     command += ["--workers", str(workers)]
-    with _running(command, {}, port, "/webhooks/visma") as server:
+    with _running(command, {}, port, "/webhooks/visma", workers=workers) as server:
         yield server
 
 
 @contextlib.contextmanager
-def _running(command: list[str], env: dict[str, str], port: int, probe: str) -> Iterator[Server]:
+def _running(
+    command: list[str], env: dict[str, str], port: int, probe: str, *, workers: int = 1
+) -> Iterator[Server]:
     # The server's output goes to a file: a pipe nobody reads would block it once full.
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
         log = Path(tmp) / "server.log"
@@ -96,7 +101,7 @@ def _running(command: list[str], env: dict[str, str], port: int, probe: str) -> 
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        server = Server(process, f"http://127.0.0.1:{port}", log)
+        server = Server(process, f"http://127.0.0.1:{port}", log, workers)
         try:
             _wait_until_up(server, probe)
             yield server
@@ -136,6 +141,15 @@ def _children(pid: int) -> list[int]:
             text = (task / "children").read_text()
             children += [int(child) for child in text.split()]
     return children
+
+
+def _descendants(pid: int) -> list[int]:
+    children = _children(pid)
+    return children + [grandchild for child in children for grandchild in _descendants(child)]
+
+
+def _tree_hwm_kb(pid: int) -> int:
+    return sum(_vm_hwm_kb(p) or 0 for p in [pid, *_descendants(pid)])
 
 
 def _cpu_ticks(pid: int) -> int:
