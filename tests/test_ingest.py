@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
-import os
-import signal
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -180,58 +175,3 @@ async def test_store_many_leaves_a_settled_job_alone_but_shows_the_webhook(write
         "vismaJobId": again.visma_job_id,
     }
     assert writer.woken == [[open_job]]
-
-
-def sqlite_writer_pid(writer: Writer) -> int:
-    pid = writer.ingest._backend.pid  # type: ignore[attr-defined]
-    assert isinstance(pid, int)
-    return pid
-
-
-def process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (exited, not yet reaped) still answers: look at its state.
-    with contextlib.suppress(FileNotFoundError):
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    return False
-
-
-async def test_sqlite_a_delivery_whose_writer_process_dies_is_refused_and_the_next_stored(
-    writer: Writer, clean_database: str
-) -> None:
-    if not store.is_sqlite(clean_database):
-        pytest.skip("the SQLite writer runs in a process of its own; PostgreSQL's does not")
-    assert await writer.ingest.store(record(notification_id="n-before")) is True
-    pid = sqlite_writer_pid(writer)
-    os.kill(pid, signal.SIGSTOP)  # it cannot take the next batch ...
-    pending = asyncio.create_task(writer.ingest.store(record(notification_id="n-lost")))
-    await asyncio.sleep(0.2)
-    assert not pending.done()
-    os.kill(pid, signal.SIGKILL)  # ... and dies with it in its socket
-
-    with pytest.raises(IngestUnavailable):
-        await pending  # 503: never acknowledged, so the sender retries it
-    assert await writer.ingest.store(record(notification_id="n-after")) is True
-    assert sqlite_writer_pid(writer) != pid
-
-    async with writer.sessions.begin() as session:
-        stored = (await session.execute(select(store.Delivery.notification_id))).scalars()
-        assert set(stored) == {"n-before", "n-after"}
-
-
-async def test_sqlite_closing_the_writer_ends_its_process(
-    writer: Writer, clean_database: str
-) -> None:
-    if not store.is_sqlite(clean_database):
-        pytest.skip("the SQLite writer runs in a process of its own; PostgreSQL's does not")
-    pid = sqlite_writer_pid(writer)
-    assert process_exists(pid)
-
-    await writer.ingest.close()
-
-    assert not process_exists(pid)
-    with pytest.raises(IngestUnavailable):
-        await writer.ingest.store(record())

@@ -5,8 +5,9 @@ The writing itself (statements, transaction, the one-by-one path) is in
 one it spent its time waiting for the event loop's thread, and the loop for it. This side
 starts it, sends each batch as plain values, and turns its answer back into `Stored` outcomes.
 
-If the process dies, the batch in hand fails (503: the sender retries, and a delivery it had
-committed is then answered as a duplicate) and the next batch starts a new one.
+If the process dies, a new one writes the batch in hand again (what the old one had committed
+comes back as duplicates, by notification id); if that fails too, the batch gets 503 and the
+sender retries.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import pickle
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 
 _PROCESS_SCRIPT = Path(__file__).with_name("sqlite_writer_process.py")
 _STOP_TIMEOUT_SECONDS = 10.0
+_RESTART_BACKOFF_SECONDS = 1.0
 
 
 class WriterProcessGone(Exception):
@@ -51,6 +54,8 @@ class SqliteBatchWriter:
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._next_start = 0.0
+        """When a new process may be started (`time.monotonic()`), after one failed to start."""
 
     @property
     def pid(self) -> int | None:
@@ -61,9 +66,6 @@ class SqliteBatchWriter:
         await self._start()
 
     async def write(self, records: Sequence[DeliveryRecord]) -> BatchResult:
-        if self._process is None or self._process.returncode is not None:
-            await self._stop()
-            await self._start()  # the last one died: this batch gets a new one
         rows = [
             (
                 r.id,
@@ -81,39 +83,64 @@ class SqliteBatchWriter:
             for r in records
         ]
         try:
-            reply = await self._exchange(rows)
-        except BaseException:
-            # An answer may still be on its way (say, this task was cancelled): the socket is
-            # out of step, so this process is done with; the next batch starts another.
-            await self._stop()
-            raise
-        if reply[0] == "error":
+            reply = await self._write_rows(rows)
+        except WriterProcessGone:
+            # It died, before this batch or while writing it: a new process writes the batch
+            # again. What the old one had committed comes back as duplicates of itself (the
+            # notification id), never stored twice.
+            log.warning("the SQLite writer process went away; starting another")
+            reply = await self._write_rows(rows)
+        if reply[0] != "ok":
             raise RuntimeError(f"the SQLite writer could not store the batch: {reply[1]}")
-        outcomes, due_job_ids = reply
+        _ok, outcomes, due_job_ids = reply
         return BatchResult([Stored(outcome) for outcome in outcomes], list(due_job_ids))
 
     async def close(self) -> None:
         await self._stop()
 
-    async def _start(self) -> None:
-        ours, theirs = socket.socketpair()
-        with theirs:
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-I",  # only the standard library: not this service's path or environment
-                str(_PROCESS_SCRIPT),
-                str(theirs.fileno()),
-                pass_fds=(theirs.fileno(),),
-                start_new_session=True,  # a Ctrl-C at the terminal is the service's to handle
-            )
-        self._reader, self._writer = await asyncio.open_connection(sock=ours)
+    async def _write_rows(self, rows: list[tuple[Any, ...]]) -> Any:
+        if self._process is None or self._process.returncode is not None:
+            await self._kill()
+            await self._start()
         try:
-            answer = await self._exchange(self._setup._asdict())
+            return await self._exchange(rows)
         except BaseException:
-            await self._stop()
+            # The socket is out of step (an answer may still be on its way, say this task was
+            # cancelled), or the process is gone: either way, this one is done with.
+            await self._kill()
             raise
+
+    async def _start(self) -> None:
+        wait = self._next_start - time.monotonic()
+        if wait > 0:
+            # The last start failed just now (the file's directory gone, say): fail fast
+            # rather than start an interpreter per batch.
+            raise WriterProcessGone(f"the SQLite writer could not start; next try in {wait:.1f} s")
+        try:
+            await self._spawn()
+        except BaseException:
+            self._next_start = time.monotonic() + _RESTART_BACKOFF_SECONDS
+            await self._kill()
+            raise
+
+    async def _spawn(self) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            with theirs:
+                self._process = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-I",  # only the standard library: not this service's path or environment
+                    str(_PROCESS_SCRIPT),
+                    str(theirs.fileno()),
+                    pass_fds=(theirs.fileno(),),
+                    start_new_session=True,  # a Ctrl-C at the terminal is the service's to handle
+                )
+            self._reader, self._writer = await asyncio.open_connection(sock=ours)
+        except BaseException:
+            ours.close()
+            raise
+        answer = await self._exchange(self._setup._asdict())
         if answer != "ready":
-            await self._stop()
             detail = answer[1] if isinstance(answer, tuple) else answer
             raise RuntimeError(f"the SQLite writer could not open {self._setup.path}: {detail}")
 
@@ -131,20 +158,32 @@ class SqliteBatchWriter:
             raise WriterProcessGone(f"the SQLite writer process went away: {exc!r}") from exc
 
     async def _stop(self) -> None:
-        """Ask the process to finish (it ends after the batch in hand), else kill it."""
+        """Ask the process to finish (it ends after the batch in hand); kill it if it does not
+        within the deadline (stopped, or stuck on a hung disk)."""
         process, writer = self._process, self._writer
-        self._process, self._reader, self._writer = None, None, None
         if writer is not None:
             with contextlib.suppress(OSError):
                 writer.write(frame(None))
             writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-        if process is None:
-            return
         try:
-            await asyncio.wait_for(process.wait(), _STOP_TIMEOUT_SECONDS)
+            async with asyncio.timeout(_STOP_TIMEOUT_SECONDS):
+                if writer is not None:
+                    with contextlib.suppress(OSError):
+                        await writer.wait_closed()
+                if process is not None:
+                    await process.wait()
         except TimeoutError:
             log.error("the SQLite writer process did not stop; killing it")
-            process.kill()
+        await self._kill()
+
+    async def _kill(self) -> None:
+        """End the process now (a batch it had not committed is rolled back by SQLite)."""
+        process, writer = self._process, self._writer
+        self._process, self._reader, self._writer = None, None, None
+        if writer is not None:
+            writer.transport.abort()
+        if process is not None:
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
             await process.wait()

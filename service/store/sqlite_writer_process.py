@@ -10,7 +10,7 @@ wait for it; the service's event loop spent more CPU per webhook on that content
 request itself (docs/benchmarks.md). Here the writer has a GIL of its own.
 
 One connection, set up as every connection to the file is (the parent sends
-`engine.configure_sqlite`'s pragmas), and `BEGIN IMMEDIATE`, so the service's other connections
+`engine.sqlite_pragmas()`), and `BEGIN IMMEDIATE`, so the service's other connections
 queue for the write lock instead of failing. Values are written in the forms SQLAlchemy writes
 and reads on SQLite (`UtcDateTime`, `JSON`). A batch is a few set-based statements, whatever
 its size: each statement is a round into SQLite's C code, so rows are never written one
@@ -22,15 +22,18 @@ length and a pickle of plain values:
 - the parent sends the setup (`Setup` fields, as a dict); the answer is "ready", or
   ("error", text) when the file could not be opened;
 - then each batch is a list of row tuples (`Row` fields, in order); the answer is
-  (outcomes, due job ids): per row "stored", "duplicate" or "failed", and the jobs still open
-  that the batch made due; or ("error", text) when not even the one-by-one path could commit;
+  ("ok", outcomes, due job ids): per row "stored", "duplicate" or "failed", and the jobs still
+  open that the batch made due; or ("error", text) when not even the one-by-one path could
+  commit;
 - None, or the socket closing (the service stopped or died), ends the process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import pickle
 import signal
 import socket
@@ -54,7 +57,7 @@ class Setup(NamedTuple):
     path: str
     busy_timeout_seconds: float
     pragmas: Sequence[str]
-    """Every `PRAGMA` the service's own connections run (engine.configure_sqlite)."""
+    """Every `PRAGMA` the service's own connections run (`engine.sqlite_pragmas`)."""
     open_states_sql: str
     """`ingest.OPEN_STATES_SQL`: jobs whose state read a webhook makes due."""
     not_settled_jobs_sql: str
@@ -78,6 +81,7 @@ class Row(NamedTuple):
 
 
 class Reply(NamedTuple):
+    ok: str  # "ok": tells it from ("error", text)
     outcomes: list[str]
     due_job_ids: list[str]
 
@@ -152,7 +156,7 @@ class BatchWriter:
             self._rollback()
             if len(rows) == 1:
                 log.error("could not store delivery %s: %s", rows[0].id, exc)
-                return Reply([FAILED], [])
+                return Reply("ok", [FAILED], [])
             log.warning("batch of %d failed (%s); one savepoint each", len(rows), exc)
         try:
             return self._write_one_by_one(rows)
@@ -170,7 +174,7 @@ class BatchWriter:
         due = self._touch_jobs(new, stamps)
         conn.execute("COMMIT")
         inserted = {r.id for r in new}
-        return Reply([STORED if r.id in inserted else DUPLICATE for r in rows], due)
+        return Reply("ok", [STORED if r.id in inserted else DUPLICATE for r in rows], due)
 
     def _write_one_by_one(self, rows: Sequence[Row]) -> Reply:
         # Each delivery in a savepoint of its own: a bad row is rolled back alone.
@@ -194,7 +198,7 @@ class BatchWriter:
             outcomes.append(STORED if new else DUPLICATE)
             due += [job_id for job_id in due_now if job_id not in due]
         conn.execute("COMMIT")
-        return Reply(outcomes, due)
+        return Reply("ok", outcomes, due)
 
     def _insert_deliveries(self, rows: Sequence[Row], stamps: Mapping[str, str]) -> list[Row]:
         """Insert the deliveries whose notification id is not stored yet; those it inserted."""
@@ -306,22 +310,30 @@ def serve(stream: BinaryIO) -> None:
     try:
         writer = BatchWriter(Setup(**setup))
     except Exception as exc:
-        stream.write(frame(("error", f"{type(exc).__name__}: {exc}")))
-        stream.flush()
+        _answer(stream, ("error", f"{type(exc).__name__}: {exc}"))
         return
     try:
-        stream.write(frame("ready"))
-        stream.flush()
+        _answer(stream, "ready")
         while (batch := read_message(stream)) is not None:
             try:
                 reply: Any = tuple(writer.write([Row._make(row) for row in batch]))
             except Exception as exc:
                 log.exception("could not store a batch of %d deliveries", len(batch))
                 reply = ("error", f"{type(exc).__name__}: {exc}")
-            stream.write(frame(reply))
-            stream.flush()
+            if not _answer(stream, reply):
+                return  # the parent gave up on this batch (and on this process)
     finally:
         writer.close()
+
+
+def _answer(stream: BinaryIO, message: Any) -> bool:
+    """Send `message`; False if the parent has gone."""
+    try:
+        stream.write(frame(message))
+        stream.flush()
+    except OSError:
+        return False
+    return True
 
 
 def main(argv: Sequence[str]) -> int:
@@ -330,11 +342,21 @@ def main(argv: Sequence[str]) -> int:
     # stop it first, while the service is still draining its queue into it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sock_fd = int(argv[1])
+    # uvloop (the service's loop) does not close the parent's other descriptors for a child
+    # (its listening socket, with several workers): close them here, keeping stdio.
+    os.closerange(3, sock_fd)
+    os.closerange(sock_fd + 1, os.sysconf("SC_OPEN_MAX"))
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(name)s %(levelname)s %(message)s"
     )
-    with socket.socket(fileno=int(argv[1])) as sock, sock.makefile("rwb") as stream:
-        serve(stream)  # type: ignore[arg-type]  # a buffered socket file is a binary stream
+    with socket.socket(fileno=sock_fd) as sock:
+        stream = sock.makefile("rwb")
+        try:
+            serve(stream)  # type: ignore[arg-type]  # a buffered socket file is a binary stream
+        finally:
+            with contextlib.suppress(OSError):  # flushing to a parent that has gone
+                stream.close()
     return 0
 
 
