@@ -6,6 +6,7 @@ import contextlib
 import gc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from sqlalchemy import exc as sa_exc
@@ -25,7 +26,7 @@ from service.web.alerts_api import list_alerts
 from service.web.auth import BearerAuth
 from service.web.deliveries_api import list_deliveries
 from service.web.errors import domain_error, http_error, server_error, storage_error
-from service.web.fast_lane import FastLane
+from service.web.fast_lane import FastLane, RequestErrorHandler
 from service.web.health import healthz, metrics, readyz
 from service.web.jobs_api import create_job, get_job, list_jobs
 from service.web.state import State
@@ -195,26 +196,33 @@ def create_app(
             middleware=[Middleware(BearerAuth, tokens=settings.api_tokens())],
         ),
     ]
+    exception_handlers: dict[Any, RequestErrorHandler] = {
+        DomainError: domain_error,
+        HTTPException: http_error,
+        # The database is down or refuses connections (asyncpg raises OSError itself when
+        # nothing listens).
+        sa_exc.DBAPIError: storage_error,
+        OSError: storage_error,
+        Exception: server_error,
+    }
     middleware = []
     if resources is not None:
         middleware.append(Middleware(_ProvideState, state=resources.state()))
     # The route above stays for the rest (405 for other methods, url_path_for); this only
     # takes its POSTs past the router (web/fast_lane.py says why).
     middleware.append(
-        Middleware(FastLane, method="POST", path="/webhooks/visma", endpoint=receive_visma_webhook)
+        Middleware(
+            FastLane,
+            method="POST",
+            path="/webhooks/visma",
+            endpoint=receive_visma_webhook,
+            exception_handlers=exception_handlers,
+        )
     )
     return Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={
-            DomainError: domain_error,
-            HTTPException: http_error,
-            # The database is down or refuses connections (asyncpg raises OSError itself
-            # when nothing listens).
-            sa_exc.DBAPIError: storage_error,
-            OSError: storage_error,
-            Exception: server_error,
-        },
+        exception_handlers=exception_handlers,
         lifespan=lifespan,
     )
 

@@ -1,6 +1,6 @@
 """`POST /webhooks/visma` is routed past Starlette's router (web/fast_lane.py): what a user
 of the route sees must not change. Other methods still get the router's 405, a crash still gets
-the JSON 500, and a service mounted under a root path still takes its deliveries."""
+the JSON 500, an outage the 503, and a service under a root path still takes its deliveries."""
 
 from __future__ import annotations
 
@@ -38,6 +38,24 @@ async def test_a_crash_in_the_webhook_endpoint_answers_a_json_500(
 
     assert response.status_code == 500
     assert response.json()["error"] == "internal_error"
+
+
+async def test_a_database_outage_in_the_webhook_endpoint_answers_503_to_retry(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app maps OSError (a database refusing connections) to 503 + Retry-After: so does
+    the fast lane, with the same handler."""
+
+    async def refused(*_args: object) -> bool:
+        raise ConnectionRefusedError("database refuses connections")
+
+    monkeypatch.setattr(harness.resources.ingest, "store", refused)
+    body, headers = signed_delivery(job_id="job-1", notification_id="n-outage")
+    response = await harness.client.post("/webhooks/visma", content=body, headers=headers)
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.json()["error"] == "unavailable"
 
 
 async def test_a_service_under_a_root_path_takes_deliveries(harness: Harness) -> None:
