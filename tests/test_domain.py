@@ -34,6 +34,7 @@ from service.domain.deliveries import (
     PROBLEM_NOT_OBJECT,
     PROBLEM_UNKNOWN_SHAPE,
 )
+from service.domain.jsontext import parse_json
 from service.domain.visma_errors import (
     HINT_FORBIDDEN,
     HINT_NO_LICENSE,
@@ -259,7 +260,19 @@ def test_read_background_body_reads_every_encoding_json_allows(encoding: str) ->
     assert problem is None and notice is not None and notice.visma_job_id == "äbc"
 
 
-@pytest.mark.parametrize("visma_id", ["a\x00b", "tab\there", "del\x7f", "x" * 65])
+@pytest.mark.parametrize("raw", ['{"a": 1}', b'{"a": 1}', bytearray(b'{"a": 1}')])
+def test_parse_json_takes_what_json_loads_takes(raw: str | bytes | bytearray) -> None:
+    assert parse_json(raw) == json.loads(raw) == {"a": 1}
+
+
+def test_parse_json_refuses_a_text_with_a_byte_order_mark_as_json_loads_does() -> None:
+    with pytest.raises(ValueError):
+        parse_json('\ufeff{"a": 1}')
+
+
+@pytest.mark.parametrize(
+    "visma_id", ["a\x00b", "tab\there", "del\x7f", "lone \ud800 surrogate", "x" * 65]
+)
 def test_read_background_body_refuses_ids_visma_would_not_give(visma_id: str) -> None:
     assert read_background_body(json.dumps({"id": visma_id}).encode()) == (None, PROBLEM_BAD_ID)
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from service import store
-from service.domain.deliveries import PROBLEM_NOT_JSON, PROBLEM_UNKNOWN_SHAPE
+from service.domain.deliveries import PROBLEM_BAD_ID, PROBLEM_NOT_JSON, PROBLEM_UNKNOWN_SHAPE
 from service.visma import signatures
 from service.web.webhooks import BAD_SIGNATURE, NO_SECRETS
 from tests.factories import insert_job
@@ -42,6 +42,20 @@ async def test_receive_visma_webhook_stores_a_signed_delivery(harness: Harness) 
     assert stored["notificationId"] == headers[signatures.NOTIFICATION_ID_HEADER]
     assert stored["verified"] is True
     assert stored["matched"] is False  # no vh-job-id: kept as unmatched
+    assert stored["body"] == body.decode()
+
+
+async def test_receive_visma_webhook_keeps_a_body_whose_job_id_no_database_can_store(
+    harness: Harness,
+) -> None:
+    """A lone surrogate ("\\ud800" in JSON) cannot be encoded by either driver: as a job id it
+    would fail every write of its delivery (503 for ever). It is kept raw, with its problem."""
+    body, headers = signed_delivery(b'{"id": "abc\\ud800", "stateLocation": "/x"}')
+    response = await harness.client.post(WEBHOOK, content=body, headers=headers)
+
+    assert response.status_code == 200
+    [stored] = await inbox(harness)
+    assert stored["problem"] == PROBLEM_BAD_ID and stored["vismaJobId"] is None
     assert stored["body"] == body.decode()
 
 

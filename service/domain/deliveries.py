@@ -17,7 +17,9 @@ PROBLEM_NOT_OBJECT = "body is JSON but not an object"
 PROBLEM_UNKNOWN_SHAPE = "body has none of id, stateLocation, contentLocation"
 PROBLEM_BAD_ID = "body's job id is not an id Visma would give (too long or control characters)"
 MAX_VISMA_ID_CHARS = 64
-_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters, and lone surrogates (JSON's "\ud800" escapes decode to one, and no
+# database driver can encode it: such an id would fail every write of its delivery).
+_UNUSABLE_CHARACTER = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 PROBLEM_NO_NOTIFICATION_ID = "x-vwd-notification-id header is missing"
 
 
@@ -69,5 +71,6 @@ def _text(value: object) -> str | None:
 
 
 def usable_visma_id(value: str) -> bool:
-    """Whether `value` can be a Visma job id: short, without control characters."""
-    return len(value) <= MAX_VISMA_ID_CHARS and _CONTROL_CHARACTER.search(value) is None
+    """Whether `value` can be a Visma job id: short, without control characters or lone
+    surrogates."""
+    return len(value) <= MAX_VISMA_ID_CHARS and _UNUSABLE_CHARACTER.search(value) is None

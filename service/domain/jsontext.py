@@ -6,12 +6,12 @@ import json
 from typing import Any
 
 
-def parse_json(raw: bytes | str) -> Any:
+def parse_json(raw: bytes | bytearray | str) -> Any:
     """`json.loads` that refuses NaN and Infinity (not JSON) and nesting too deep to parse.
 
     Every refusal is a ValueError, so callers answer "not JSON" instead of failing.
     """
-    if isinstance(raw, bytes):
+    if isinstance(raw, (bytes, bytearray)):
         raw = raw.decode(json.detect_encoding(raw), "surrogatepass")  # as json.loads does
     try:
         return _DECODER.decode(raw)
