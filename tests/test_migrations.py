@@ -20,6 +20,7 @@ from tests.factories import insert_job
 
 BEFORE_INBOX_TIMELINE = "d9a5e3c4f605"
 BEFORE_JOB_COUNTS = "e1b6f4d5a706"
+BEFORE_TAGS_FILTER = "f2c8a6b7e807"
 
 
 @dataclass
@@ -36,6 +37,9 @@ class Migrating:
             await asyncio.to_thread(command.upgrade, self.config, revision)
         else:
             await asyncio.to_thread(command.downgrade, self.config, revision)
+        # A changed column type invalidates the statements asyncpg prepared on the pooled
+        # connections, as it would a running service's (which a release restarts).
+        await self.engine.dispose()
 
 
 @contextlib.asynccontextmanager
@@ -110,3 +114,24 @@ async def test_job_counts_start_from_the_jobs_already_stored(clean_database: str
             assert await store.count_jobs_in(session, ("accepted",)) == 2
             assert await store.count_jobs_in(session, ("failed",)) == 2
             assert await store.count_jobs_in(session) == 4
+
+
+async def test_job_tags_survive_the_tag_filter_migration_both_ways(clean_database: str) -> None:
+    """PostgreSQL's tags become jsonb (and back); SQLite's get an index: the tags, and what
+    a tag filter finds, stay the same either way."""
+    tags = {"team": "t7", "env": "prod-1"}
+
+    async def found(db: Migrating) -> list[tuple[str, dict[str, str], int]]:
+        async with db.sessions.begin() as session:
+            rows, total = await store.list_jobs(
+                session, states=["failed"], tags={"team": "t7"}, limit=10, offset=0
+            )
+            return [(job.id, job.tags, total) for job in rows]
+
+    async with migrating_from(clean_database, BEFORE_TAGS_FILTER) as db:
+        tagged = await insert_job(db.sessions, state="failed", tags=tags)
+        await insert_job(db.sessions, state="failed", tags={"team": "t8"})
+        await db.to("head")
+        assert await found(db) == [(tagged, tags, 1)]
+        await db.to(BEFORE_TAGS_FILTER)
+        assert await found(db) == [(tagged, tags, 1)]
