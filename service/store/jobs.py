@@ -212,21 +212,23 @@ async def claim_due_jobs(
     two conditions for independent, expected a handful of rows, and read and sorted every due
     job (3.4 ms with 1M jobs) instead of the first `limit` of `ix_jobs_due` in order (0.3 ms).
     """
-    query = (
-        select(Job.id, Job.visma_job_id, Job.submitted_at)
+    due = (
+        select(Job.id)
         .where(Job.next_check_at <= now)
         .order_by(Job.next_check_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    claimed = [
+    # One statement: claim and lease together, one round trip (the claim was two: a select,
+    # then an update of what it found, ~2 ms more on SQLite's thread hops).
+    claim = (
+        update(Job)
+        .where(Job.id.in_(due.scalar_subquery()))
+        .values(next_check_at=lease_until, check_attempts=Job.check_attempts + 1)
+        .returning(Job.id, Job.visma_job_id, Job.submitted_at)
+        .execution_options(synchronize_session=False)
+    )
+    return [
         ClaimedJob(row.id, row.visma_job_id, row.submitted_at, now)
-        for row in await session.execute(query)
+        for row in await session.execute(claim)
     ]
-    if claimed:
-        await session.execute(
-            update(Job)
-            .where(Job.id.in_([job.id for job in claimed]))
-            .values(next_check_at=lease_until, check_attempts=Job.check_attempts + 1)
-        )
-    return claimed
