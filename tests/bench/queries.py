@@ -2,7 +2,8 @@
 
 The list is timed through the app itself (`GET /api/v1/jobs` over httpx's ASGITransport, so the
 handler, the queries and the JSON are all in it, the socket is not); the due-work query through
-`store.claim_due_jobs`, in a transaction that is rolled back so every run finds the same work.
+`store.claim_due_jobs` (one statement: claim and lease), alone inside a transaction and undone by
+a savepoint, and in a rolled-back transaction of its own, so every run finds the same work.
 No worker runs meanwhile, so nothing else touches the table.
 """
 
@@ -58,6 +59,10 @@ SELECT lower(hex(randomblob(16))), lower(hex(randomblob(16))), state, 'POST', '/
 FROM (SELECT i, {_STATE} AS state,
              julianday('now') - i * 2.592 / 86400.0 AS at FROM n)
 """
+
+
+DUE_WORK_QUERY = "due-work query (claim_due_jobs: claim + lease, one statement)"
+"""The timing the due-work target applies to."""
 
 
 @dataclass(frozen=True)
@@ -140,26 +145,53 @@ async def time_queries(settings: Settings, *, runs: int = 30) -> list[Timing]:
 
         claimed = 0
 
-        async def claim_once() -> None:
+        async def claim_in_transaction() -> None:
+            # What the resolver pays per round: a pooled connection (PostgreSQL pings it),
+            # BEGIN, the claim, and here ROLLBACK, so every run finds the same due work.
             nonlocal claimed
             async with resources.engine.connect() as conn:
                 transaction = await conn.begin()
                 session = AsyncSession(bind=conn)
                 now = datetime.now(UTC)
                 jobs = await store.claim_due_jobs(
-                    session,
-                    now=now,
-                    lease_until=now + timedelta(minutes=2),
-                    limit=20,
+                    session, now=now, lease_until=now + timedelta(minutes=2), limit=20
                 )
                 claimed = len(jobs)
                 await transaction.rollback()
                 await session.close()
 
-        median, p95 = await _time(claim_once, runs)
+        async with resources.engine.connect() as conn:
+            await conn.begin()
+            session = AsyncSession(bind=conn)
+
+            async def due_work_query() -> None:
+                # The due-work query alone, as the target names it: one statement, inside
+                # an open transaction, undone by a savepoint outside the timed call.
+                now = datetime.now(UTC)
+                await conn.exec_driver_sql("SAVEPOINT due_work")
+                started = time.perf_counter()
+                await store.claim_due_jobs(
+                    session, now=now, lease_until=now + timedelta(minutes=2), limit=20
+                )
+                elapsed.append(time.perf_counter() - started)
+                await conn.exec_driver_sql("ROLLBACK TO SAVEPOINT due_work")
+
+            elapsed: list[float] = []
+            await _time(due_work_query, runs)
+            await session.close()
+        query_ms = sorted(e * 1000 for e in elapsed[3:])  # _time's three warm-up calls left out
         timings.append(
             Timing(
-                "claim_due_jobs (due-work query, 20 jobs, rolled back)",
+                DUE_WORK_QUERY,
+                statistics.median(query_ms),
+                query_ms[int(len(query_ms) * 0.95) - 1],
+                "20 jobs claimed and leased, one statement",
+            )
+        )
+        median, p95 = await _time(claim_in_transaction, runs)
+        timings.append(
+            Timing(
+                "claim_due_jobs in a transaction of its own (checkout, BEGIN, claim, ROLLBACK)",
                 median,
                 p95,
                 f"{claimed} claimed",
@@ -170,12 +202,13 @@ async def time_queries(settings: Settings, *, runs: int = 30) -> list[Timing]:
 
 async def explain_due_work(settings: Settings) -> str:
     """The plan of the due-work query exactly as `claim_due_jobs` sends it (SQL caught on its
-    way to the driver, then explained with the same parameters, in a rolled-back transaction)."""
+    way to the driver, then explained with the same parameters, in a rolled-back transaction:
+    on PostgreSQL EXPLAIN ANALYZE runs the claim, which the rollback undoes)."""
     engine = store.create_engine(settings.DATABASE_URL)
     caught: list[tuple[str, Any]] = []
 
     def catch(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and not caught:
+        if statement.lstrip().upper().startswith("UPDATE") and not caught:
             caught.append((statement, parameters))
 
     event.listen(engine.sync_engine, "before_cursor_execute", catch)

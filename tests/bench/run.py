@@ -270,7 +270,9 @@ def _query_verdicts(timings: dict[str, list[queries.Timing]]) -> list[tuple[bool
     verdicts = []
     for database, items in timings.items():
         for t in items:
-            limit = MAX_DUE_MS if t.what.startswith("claim_due_jobs") else MAX_LIST_MS
+            if t.what.startswith("claim_due_jobs in a transaction"):
+                continue  # context beside the due-work query, which the target names
+            limit = MAX_DUE_MS if t.what == queries.DUE_WORK_QUERY else MAX_LIST_MS
             verdicts.append(
                 (t.median_ms < limit, f"{database}: {t.what}: {t.median_ms:.2f} ms (< {limit:.0f})")
             )
