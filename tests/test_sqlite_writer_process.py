@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -182,3 +183,25 @@ def test_under_uvloop_the_process_holds_none_of_the_services_descriptors(url: st
 
     assert os.devnull not in files
     assert {f for f in files if not f.startswith("socket:")} <= {path, f"{path}-wal", f"{path}-shm"}
+
+
+async def test_a_batch_waits_for_the_write_lock_another_connection_holds(url: str) -> None:
+    """The resolver's transactions take the same write lock: a batch waits, it does not fail."""
+    path = url.removeprefix("sqlite:///")
+    writer = SqliteBatchWriter(path)
+    await writer.open()
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        batch = asyncio.create_task(writer.write([record("n-1"), record("n-2")]))
+        await asyncio.sleep(0.3)
+        assert not batch.done()  # waiting for the lock
+        holder.execute("COMMIT")
+
+        result = await batch
+    finally:
+        holder.close()
+        await writer.close()
+
+    assert result.outcomes == [Stored.NEW, Stored.NEW]
+    assert await stored_notification_ids(url) == {"n-1", "n-2"}

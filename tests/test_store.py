@@ -51,17 +51,10 @@ def test_ingest_writer_open_states_match_the_state_machine() -> None:
 
 async def test_every_sqlite_connection_commits_to_disk_before_answering(tmp_path: Path) -> None:
     """The API's connections and the webhook writer's own: WAL, a commit synced to disk
-    (`synchronous=FULL`, so a 2xx survives a power cut), foreign keys enforced, the same
-    checkpoint size and lock wait."""
+    (`synchronous=FULL`, so a 2xx survives a power cut), the same checkpoint size. (Foreign
+    keys and the wait for the write lock are tested by what they do.)"""
     path = tmp_path / "pragmas.db"
-    names = (
-        "journal_mode",
-        "synchronous",
-        "wal_autocheckpoint",
-        "journal_size_limit",
-        "foreign_keys",
-        "busy_timeout",
-    )
+    names = ("journal_mode", "synchronous", "wal_autocheckpoint", "journal_size_limit")
     engine = create_engine(f"sqlite:///{path}")
     try:
         async with engine.connect() as conn:
@@ -74,5 +67,5 @@ async def test_every_sqlite_connection_commits_to_disk_before_answering(tmp_path
     finally:
         writer.close()
 
-    assert engine_side == ["wal", 2, 10_000, 64 * 1024 * 1024, 1, 30_000]
+    assert engine_side == ["wal", 2, 10_000, 64 * 1024 * 1024]
     assert writer_side == engine_side

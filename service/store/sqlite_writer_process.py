@@ -40,6 +40,7 @@ import socket
 import sqlite3
 import struct
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, NamedTuple, TypeVar
@@ -115,6 +116,7 @@ _CHUNK = 200
 # Each batch size makes statements of its own text; with sqlite3's default cache of 128 they
 # were parsed and compiled again for most batches (~10% of the writer's CPU per row).
 _CACHED_STATEMENTS = 1024
+_LOCK_RETRY_SECONDS = 0.0005
 
 
 def sqlite_timestamp(at: datetime) -> str:
@@ -136,9 +138,12 @@ class BatchWriter:
         )
         for pragma in setup.pragmas:
             self._conn.execute(f"PRAGMA {pragma}")
+        # Waiting for the write lock is `_begin`'s: SQLite's own wait sleeps in coarse steps.
+        self._conn.execute("PRAGMA busy_timeout=0")
         # Multi-row statements inside a transaction keep a statement journal, which spilled to
         # a temporary file (created and unlinked for every batch): keep it in memory.
         self._conn.execute("PRAGMA temp_store=MEMORY")
+        self._lock_wait_seconds = setup.busy_timeout_seconds
         self._open_states = setup.open_states_sql
         self._touch_jobs_sql = _TOUCH_JOBS.replace("{open_states}", setup.open_states_sql)
         self._touch_jobs_sql = self._touch_jobs_sql.replace(
@@ -169,7 +174,7 @@ class BatchWriter:
         unique = _first_of_each_notification(rows)
         # Each delivery's time as stored, once: the delivery and its job both carry it.
         stamps = {r.id: sqlite_timestamp(r.received_at) for r in unique}
-        conn.execute("BEGIN IMMEDIATE")
+        self._begin()
         new = self._insert_deliveries(unique, stamps)
         due = self._touch_jobs(new, stamps)
         conn.execute("COMMIT")
@@ -181,7 +186,7 @@ class BatchWriter:
         conn = self._conn
         outcomes: list[str] = []
         due: list[str] = []
-        conn.execute("BEGIN IMMEDIATE")
+        self._begin()
         for row in rows:
             conn.execute("SAVEPOINT delivery")
             try:
@@ -199,6 +204,23 @@ class BatchWriter:
             due += [job_id for job_id in due_now if job_id not in due]
         conn.execute("COMMIT")
         return Reply("ok", outcomes, due)
+
+    def _begin(self) -> None:
+        """BEGIN IMMEDIATE, waiting for the write lock in steps of 0.5 ms.
+
+        While the service's own connection holds the lock (the resolver recording an outcome),
+        SQLite's busy handler would sleep 1, 2, 5, 10, 15, 20, 25 ms ... between tries, and the
+        whole batch, every request in it, waits out the step it is in after the lock is free.
+        """
+        deadline = time.monotonic() + self._lock_wait_seconds
+        while True:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+            time.sleep(_LOCK_RETRY_SECONDS)
 
     def _insert_deliveries(self, rows: Sequence[Row], stamps: Mapping[str, str]) -> list[Row]:
         """Insert the deliveries whose notification id is not stored yet; those it inserted."""
