@@ -288,7 +288,11 @@ class BatchWriter:
 
 
 def _first_of_each_notification(rows: Sequence[Row]) -> list[Row]:
-    """`rows` less later copies of a notification id; the first copy wins."""
+    """`rows` less later copies of a notification id; the first copy wins.
+
+    The rule of `ingest.first_of_each_notification`, written again for rows: this process
+    imports nothing of the service (see the module's docstring).
+    """
     seen: set[str] = set()
     unique: list[Row] = []
     for row in rows:
