@@ -267,7 +267,10 @@ class BatchWriter:
             touched += self._conn.execute(statement, params).rowcount
         if not touched:
             return []  # every named job was settled (or unknown): nothing to read from Visma
-        open_jobs = self._existing("jobs", list(latest), f"state IN ({self._open_states})")
+        # `+state`: without the unary plus, SQLite answered this from ix_jobs_state_submitted_at_id
+        # (which covers id and state), scanning every open job (1.9 ms a batch with 10,000
+        # open), not looking the ids up by primary key (0.09 ms).
+        open_jobs = self._existing("jobs", list(latest), f"+state IN ({self._open_states})")
         return [job_id for job_id in latest if job_id in open_jobs]
 
     def _existing(self, table: str, ids: list[str], condition: str = "true") -> set[str]:
