@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import pickle
 import socket
 import sys
@@ -25,13 +26,15 @@ from typing import Any
 
 from service.store.engine import sqlite_pragmas
 from service.store.ingest import OPEN_STATES_SQL, BatchResult, DeliveryRecord, Stored, not_settled
-from service.store.sqlite_writer_process import FRAME, Setup, frame
+from service.store.sqlite_writer_process import FRAME, Row, Setup, frame
 
 log = logging.getLogger(__name__)
 
 _PROCESS_SCRIPT = Path(__file__).with_name("sqlite_writer_process.py")
 _STOP_TIMEOUT_SECONDS = 10.0
 _RESTART_BACKOFF_SECONDS = 1.0
+# A delivery as the process takes it: `Row`'s fields, read by name from the record.
+_row_values = operator.attrgetter(*Row._fields)
 
 
 class WriterProcessGone(Exception):
@@ -66,22 +69,7 @@ class SqliteBatchWriter:
         await self._start()
 
     async def write(self, records: Sequence[DeliveryRecord]) -> BatchResult:
-        rows = [
-            (
-                r.id,
-                r.kind,
-                r.notification_id,
-                r.event_id,
-                r.received_at,
-                r.headers,
-                r.body,
-                r.verified,
-                r.claimed_job_id,
-                r.visma_job_id,
-                r.problem,
-            )
-            for r in records
-        ]
+        rows = [_row_values(r) for r in records]
         try:
             reply = await self._write_rows(rows)
         except WriterProcessGone:
@@ -98,7 +86,7 @@ class SqliteBatchWriter:
     async def close(self) -> None:
         await self._stop()
 
-    async def _write_rows(self, rows: list[tuple[Any, ...]]) -> Any:
+    async def _write_rows(self, rows: list[Any]) -> Any:
         if self._process is None or self._process.returncode is not None:
             await self._kill()
             await self._start()
