@@ -13,9 +13,8 @@ the usual case after a poll resolved the job) writes nothing but its inbox row.
 
 The writer talks to the driver directly, not through SQLAlchemy: stdlib `sqlite3` in a process of
 its own (`ingest_sqlite.py`, `sqlite_writer_process.py`) or one asyncpg connection
-(`ingest_postgres.py`). The ORM and the
-engine's pool stay for everything else; the commit, not the framework, is the cost here, and the
-ORM's per-row work would be most of what is left.
+(`ingest_postgres.py`). The ORM and the engine's pool stay for everything else; the commit, not
+the framework, is the cost here, and the ORM's per-row work would be most of what is left.
 
 If a batch fails as a whole, the writer writes it again with one savepoint per delivery in one
 transaction, so a single bad row fails alone: the others are still committed and acknowledged,
