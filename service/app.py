@@ -17,7 +17,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.domain import AlertPolicy, DomainError
+from service.domain import LINK_RULES, AlertPolicy, DomainError
 from service.flows import OutboxSettings, ResolveSettings
 from service.settings import Settings, get_settings
 from service.store import IngestWriter, create_engine, create_readers, create_sessionmaker
@@ -138,7 +138,7 @@ async def open_resources(
         resolver = ResolverWorker(sessions, visma, resolve or resolve_settings(settings))
         alerts = alert_sender(settings, sessions)
         stack.push_async_callback(alerts.aclose)
-        ingest = IngestWriter(engine, on_matched=resolver.wake)
+        ingest = IngestWriter(engine, rules=LINK_RULES, on_matched=resolver.wake)
         stack.push_async_callback(ingest.close)
         await ingest.start()
         stack.push_async_callback(resolver.stop)

@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from service import store
+from service.domain import LINK_RULES
 from service.store import create_engine, create_readers, create_sessionmaker, sqlite_writer_process
 from service.store.ingest_sqlite import SqliteBatchWriter
 
@@ -41,14 +42,6 @@ async def test_a_long_read_does_not_block_a_writer(clean_database: str) -> None:
         await engine.dispose()
 
 
-def test_ingest_writer_open_states_match_the_state_machine() -> None:
-    # store/ may not import domain/, so the writer keeps its own copy: it must not drift.
-    from service.domain import OPEN_STATES
-    from service.store import ingest
-
-    assert set(ingest.OPEN_STATES) == {state.value for state in OPEN_STATES}
-
-
 async def test_every_sqlite_connection_commits_to_disk_before_answering(tmp_path: Path) -> None:
     """The API's connections and the webhook writer's own: WAL, a commit synced to disk
     (`synchronous=FULL`, so a 2xx survives a power cut), the same checkpoint size. (Foreign
@@ -61,7 +54,9 @@ async def test_every_sqlite_connection_commits_to_disk_before_answering(tmp_path
             engine_side = [(await conn.exec_driver_sql(f"PRAGMA {n}")).scalar() for n in names]
     finally:
         await engine.dispose()
-    writer = sqlite_writer_process.BatchWriter(SqliteBatchWriter(str(path))._setup)
+    writer = sqlite_writer_process.BatchWriter(
+        SqliteBatchWriter(str(path), rules=LINK_RULES)._setup
+    )
     try:
         writer_side = [writer._conn.execute(f"PRAGMA {n}").fetchone()[0] for n in names]
     finally:

@@ -29,7 +29,12 @@ from service.domain.correlation import (
     job_id_from_headers,
     validate_tags,
 )
-from service.domain.deliveries import BackgroundNotice, read_background_body
+from service.domain.deliveries import (
+    LINK_RULES,
+    BackgroundNotice,
+    LinkRules,
+    read_background_body,
+)
 from service.domain.errors import (
     Conflict,
     DomainError,
@@ -47,11 +52,15 @@ from service.domain.jobs import (
     JobState,
     Outcome,
     Resolver,
+    SubmittedRequest,
     can_move,
+    decide_adoption,
     decide_completed,
     decide_not_sent,
     decide_outcome,
+    decide_read_failure,
     decide_rejection,
+    decide_submit_failure,
     needs_content,
     parse_background_state,
 )
@@ -132,6 +141,8 @@ __all__ = [
     "send_outcome",
     "slack_message",
     "BACKGROUND_HEADER",
+    "LINK_RULES",
+    "LinkRules",
     "JOB_ID_KEY",
     "MAX_PAGE_SIZE",
     "METHODS",
@@ -156,7 +167,11 @@ __all__ = [
     "VismaErrorInfo",
     "background_header",
     "can_move",
+    "SubmittedRequest",
+    "decide_adoption",
     "decide_completed",
+    "decide_read_failure",
+    "decide_submit_failure",
     "decide_not_sent",
     "decide_outcome",
     "decide_rejection",

@@ -232,3 +232,20 @@ async def claim_due_jobs(
         ClaimedJob(row.id, row.visma_job_id, row.submitted_at, now)
         for row in await session.execute(claim)
     ]
+
+
+async def job_holding(session: AsyncSession, visma_job_id: str) -> str | None:
+    """The id of the job that holds this Visma job id, if one does."""
+    query = select(Job.id).where(Job.visma_job_id == visma_job_id)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def last_event(session: AsyncSession, job_id: str, kind: str) -> JobEvent | None:
+    """The newest timeline event of this kind that the job has, if any."""
+    query = (
+        select(JobEvent)
+        .where(JobEvent.job_id == job_id, JobEvent.kind == kind)
+        .order_by(JobEvent.at.desc(), JobEvent.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(query)).scalar_one_or_none()

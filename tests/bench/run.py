@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
             rss = server.peak_rss_mb()
             stored = databases.count_deliveries(url, prefix)
             problems = check_counts(load, stored)
+            linked = databases.count_deliveries(url, prefix, linked=True)
+            if matched and linked != stored:  # else the load measured another path
+                problems.append(f"{stored - linked} of {stored} deliveries not linked to a job")
             row = Row(label, database, workers, load, stored, rss, problems, matched, open_jobs)
             row.cpu_us_per_request = _cpu_us(load)
             if load.not_ok or row.problems:
