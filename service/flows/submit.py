@@ -21,13 +21,12 @@ from service.domain import (
     can_move,
     decide_completed,
     decide_not_sent,
-    decide_rejection,
+    decide_submit_failure,
 )
 from service.flows.clock import utcnow
 from service.flows.outcomes import record_outcome
 from service.visma import (
     SubmitAccepted,
-    SubmitCompleted,
     VismaClient,
     VismaError,
     VismaNotSent,
@@ -111,27 +110,21 @@ async def submit_job(
             background=header,
             if_match=request.if_match,
         )
-    except VismaRejected as exc:
-        rejection = decide_rejection(exc.status or 0, exc.body)
-        await _record_answer(sessions, job_id, rejection, alerts=alerts)
     except VismaNotSent as exc:
-        await _record_answer(
-            sessions, job_id, decide_not_sent(exc.message, status=exc.status), alerts=alerts
-        )
-    except VismaUnavailable as exc:
-        if exc.status is not None:  # Visma answered (429 until we gave up, or 5xx): refused
-            rejection = decide_rejection(exc.status, exc.body)
-            await _record_answer(sessions, job_id, rejection, alerts=alerts)
-        else:
-            await _record_uncertain(sessions, job_id, exc, job_ttl_seconds=job_ttl_seconds)
-    except VismaError as exc:
-        await _record_uncertain(sessions, job_id, exc, job_ttl_seconds=job_ttl_seconds)
+        outcome: Outcome | str = decide_not_sent(exc.message, status=exc.status)
+    except (VismaRejected, VismaUnavailable) as exc:
+        outcome = decide_submit_failure(exc.status, exc.body, message=exc.message)
+    except VismaError as exc:  # a 202 we could not read: Visma has the job
+        outcome = decide_submit_failure(None, exc.body, message=exc.message)
     else:
-        if isinstance(answer, SubmitCompleted):
-            outcome = decide_completed(answer.status, location=answer.location)
-            await _record_answer(sessions, job_id, outcome, alerts=alerts)
-        else:
+        if isinstance(answer, SubmitAccepted):
             await _record_accepted(sessions, job_id, answer, poll_after_seconds=poll_after_seconds)
+            return job_id
+        outcome = decide_completed(answer.status, location=answer.location)
+    if isinstance(outcome, str):
+        await _record_uncertain(sessions, job_id, outcome, job_ttl_seconds=job_ttl_seconds)
+    else:
+        await _record_answer(sessions, job_id, outcome, alerts=alerts)
     return job_id
 
 
@@ -245,13 +238,14 @@ async def _record_answer(
 async def _record_uncertain(
     sessions: async_sessionmaker[AsyncSession],
     job_id: str,
-    exc: VismaError,
+    why: str,
     *,
     job_ttl_seconds: float,
 ) -> None:
     """The request may have reached Visma: leave the job submitted, waiting for its webhook.
 
-    Its webhook still finds it (vh-job-id) and names Visma's id; without one it expires.
+    Its webhook still finds it (vh-job-id) and names Visma's id (which the resolver checks
+    before the job takes it); without one it expires, saying why.
     """
     now = utcnow()
     async with sessions.begin() as session:
@@ -268,7 +262,7 @@ async def _record_uncertain(
             source="visma",
             at=now,
             detail={
-                "message": exc.message,
+                "message": why,
                 "note": "not re-sent automatically: the job waits for its webhook",
             },
         )
