@@ -8,6 +8,7 @@ the state endpoint (DESIGN.md 1.5). A job Visma cannot tell us about within the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,13 +24,23 @@ from service.domain import (
     JobState,
     Outcome,
     Resolver,
+    SubmittedRequest,
+    decide_adoption,
     decide_outcome,
+    decide_read_failure,
     needs_content,
     parse_background_state,
 )
+from service.domain.deliveries import PROBLEM_STATE_MISMATCH
 from service.flows.clock import utcnow
 from service.flows.outcomes import record_outcome
-from service.visma import VismaClient, VismaError, VismaNotFound, VismaUnavailable
+from service.visma import (
+    VismaClient,
+    VismaError,
+    VismaNotFound,
+    VismaRejected,
+    VismaUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +49,9 @@ _OPEN = [s.value for s in OPEN_STATES]
 EXPIRED_FORGOTTEN = "Visma no longer knows the job ({status}) and the TTL has passed"
 EXPIRED_NO_ANSWER = "no answer from Visma before the TTL passed: {message}"
 EXPIRED_UNKNOWN_SUBMISSION = (
-    "the submission's fate is unknown: no 202 and no webhook arrived before the TTL passed; "
-    "it was not re-sent (use `visma-hooks submit --resend` to send it again deliberately)"
+    "the submission's fate is unknown{why}: no 202 and no webhook that Visma's state confirms "
+    "arrived before the TTL passed; it was not re-sent (use `visma-hooks submit --resend` to "
+    "send it again deliberately)"
 )
 
 
@@ -102,20 +114,116 @@ async def read_and_apply(
 ) -> None:
     """Read one job's state from Visma (no transaction open), then record what it means."""
     if claimed.visma_job_id is None:
-        await _wait_for_visma_id(sessions, claimed.id, settings)
+        await _adopt_or_wait(sessions, visma, claimed, settings)
         return
     try:
         data = await visma.background_state(claimed.visma_job_id)
-        state = parse_background_state(data)
-        content = None
-        if needs_content(state):
-            answer = await visma.background_content(claimed.visma_job_id)
-            content = answer.body if answer else None
     except VismaError as exc:
-        await _record_read_failure(sessions, claimed.id, exc, settings)
+        await _record_read_failure(sessions, claimed, exc, settings)
         return
+    await _resolve_from(sessions, visma, claimed, data, settings)
+
+
+async def _resolve_from(
+    sessions: async_sessionmaker[AsyncSession],
+    visma: VismaClient,
+    claimed: store.ClaimedJob,
+    data: dict[str, Any],
+    settings: ResolveSettings,
+) -> None:
+    """Record what a job's state (`data`, already read) means, reading its content if the
+    outcome depends on it."""
+    assert claimed.visma_job_id is not None
+    state = parse_background_state(data)
+    content = None
+    if needs_content(state):
+        try:
+            answer = await visma.background_content(claimed.visma_job_id)
+        except VismaError as exc:
+            await _record_read_failure(sessions, claimed, exc, settings)
+            return
+        content = answer.body if answer else None
     outcome = decide_outcome(state, content)
     await _apply_state(sessions, claimed, data, outcome, settings)
+
+
+MAX_CANDIDATES = 3
+"""Visma job ids (from webhooks) checked for one job whose 202 never came, per pass."""
+
+
+async def _adopt_or_wait(
+    sessions: async_sessionmaker[AsyncSession],
+    visma: VismaClient,
+    claimed: store.ClaimedJob,
+    settings: ResolveSettings,
+) -> None:
+    """A job with no Visma id (its 202 was lost): check the ids its webhooks named against
+    Visma's own state, and take the first that is the job's; else wait, until the TTL."""
+    candidates: list[str] = []
+    async with sessions.begin() as session:
+        job = await store.get_job(session, claimed.id)
+        # Past submitted, or its 202 came meanwhile: then there is nothing to adopt.
+        if job is not None and job.state == JobState.SUBMITTED and job.visma_job_id is None:
+            request = SubmittedRequest(job.method, job.path, job.submitted_at)
+            candidates = await store.linked_visma_ids(session, claimed.id, limit=MAX_CANDIDATES)
+    for visma_job_id in candidates:
+        try:
+            data = await visma.background_state(visma_job_id)
+        except VismaRejected as exc:  # 403: another company's job; 404/410: none Visma knows
+            why: str | None = f"Visma answered {exc.status} for it"
+        except VismaError as exc:
+            await _record_read_failure(sessions, claimed, exc, settings)
+            return
+        else:
+            why = decide_adoption(request, parse_background_state(data))
+        if why is not None:
+            async with sessions.begin() as session:
+                await store.unlink_deliveries(
+                    session,
+                    job_id=claimed.id,
+                    visma_job_id=visma_job_id,
+                    problem=PROBLEM_STATE_MISMATCH.format(why=why),
+                )
+            continue
+        if await _adopt(sessions, claimed.id, visma_job_id, data):
+            adopted = dataclasses.replace(claimed, visma_job_id=visma_job_id)
+            await _resolve_from(sessions, visma, adopted, data, settings)
+            return
+    await _wait_for_visma_id(sessions, claimed.id, settings)
+
+
+async def _adopt(
+    sessions: async_sessionmaker[AsyncSession],
+    job_id: str,
+    visma_job_id: str,
+    data: dict[str, Any],
+) -> bool:
+    """Give the job the Visma job id Visma's state showed to be its own; False if it cannot
+    take it (it moved on, or another job holds the id)."""
+    now = utcnow()
+    async with sessions.begin() as session:
+        job = await store.get_job(session, job_id, for_update=True)
+        if job is None or job.state != JobState.SUBMITTED or job.visma_job_id is not None:
+            return False
+        if await store.job_holding(session, visma_job_id) is not None:
+            return False
+        job.visma_job_id = visma_job_id
+        job.state = JobState.ACCEPTED
+        job.accepted_at = now
+        job.last_modified_at = now
+        await store.add_event(
+            session,
+            job_id,
+            kind=EventKind.ADOPTED,
+            source="webhook",
+            at=now,
+            detail={
+                "vismaJobId": visma_job_id,
+                "originalUri": data.get("originalUri"),
+                "note": "no 202 came; the webhook named this Visma job and its state matches",
+            },
+        )
+    return True
 
 
 async def _apply_state(
@@ -157,17 +265,33 @@ async def _apply_state(
 
 async def _record_read_failure(
     sessions: async_sessionmaker[AsyncSession],
-    job_id: str,
+    claimed: store.ClaimedJob,
     exc: VismaError,
     settings: ResolveSettings,
 ) -> None:
-    """Try again later; once the TTL has passed, the job is expired instead."""
+    """Try again later; once the TTL has passed, the job is expired instead. An answer that
+    never heals (403) ends the job now."""
     now = utcnow()
+    job_id = claimed.id
     async with sessions.begin() as session:
         job = await store.get_job(session, job_id, for_update=True)
         if job is None or job.state not in _OPEN:
             return
         source = _resolver(job)
+        forced = decide_read_failure(exc.status)
+        if forced is not None:
+            detail = {"vismaJobId": claimed.visma_job_id, "vismaHttpStatus": exc.status}
+            await record_outcome(
+                session,
+                job,
+                forced,
+                source=source,
+                at=now,
+                detail=detail,
+                resolved_by=source,
+                alerts=settings.alerts,
+            )
+            return
         if now >= settings.deadline(job):
             if isinstance(exc, VismaNotFound):
                 reason = EXPIRED_FORGOTTEN.format(status=exc.status)
@@ -210,7 +334,10 @@ async def _wait_for_visma_id(
             job.next_check_at = now
             return
         if now >= settings.deadline(job):
-            await _expire(session, job, EXPIRED_UNKNOWN_SUBMISSION, settings, source="poll", at=now)
+            uncertain = await store.last_event(session, job_id, EventKind.SUBMIT_UNCERTAIN)
+            why = (uncertain.detail or {}).get("message") if uncertain else None
+            reason = EXPIRED_UNKNOWN_SUBMISSION.format(why=f" ({why})" if why else "")
+            await _expire(session, job, reason, settings, source="poll", at=now)
             return
         job.next_check_at = settings.deadline(job)
 
