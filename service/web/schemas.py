@@ -23,6 +23,7 @@ from service.domain.jsontext import parse_json
 from service.flows import JobRequest
 from service.flows.views import component_json, incident_json, iso, job_json
 from service.store import Alert, AlertAttempt, AlertDelivery, Delivery
+from service.visma.signatures import SIGNATURE_HEADER
 
 __all__ = [
     "JobCreate",
@@ -35,6 +36,7 @@ __all__ = [
     "job_json",
     "page_json",
     "parse_job_create",
+    "redact_headers",
     "redact_url",
     "validation_detail",
 ]
@@ -131,6 +133,20 @@ def etag_of(data: dict[str, Any]) -> str:
     return '"' + hashlib.sha256(raw).hexdigest()[:32] + '"'
 
 
+REDACTED = "[redacted]"
+# A signature and its body are all a replay needs: the inbox keeps them for audit, the API
+# never shows them (nor credentials a sender may have put in a header).
+_SECRET_HEADERS = frozenset({SIGNATURE_HEADER, "authorization", "proxy-authorization", "cookie"})
+
+
+def redact_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """`headers` with the values that could be replayed or reused replaced by `REDACTED`."""
+    return {
+        name: REDACTED if name.lower() in _SECRET_HEADERS else value
+        for name, value in headers.items()
+    }
+
+
 def delivery_json(delivery: Delivery) -> dict[str, Any]:
     return {
         "id": delivery.id,
@@ -144,7 +160,7 @@ def delivery_json(delivery: Delivery) -> dict[str, Any]:
         "claimedJobId": delivery.claimed_job_id,
         "vismaJobId": delivery.visma_job_id,
         "problem": delivery.problem,
-        "headers": delivery.headers,
+        "headers": redact_headers(delivery.headers),
         "body": delivery.body.decode("utf-8", errors="replace"),
     }
 
