@@ -7,7 +7,7 @@ import binascii
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -20,7 +20,6 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.domain.status import parse_time
 from service.simulator.chaos_http import ChaosMiddleware, chaos_routes, drop_response
 from service.simulator.config import SimulatorConfig
 from service.simulator.jobs import (
@@ -383,10 +382,11 @@ def _time(data: dict[str, Any], name: str) -> datetime | None:
     value = data.get(name)
     if value is None:
         return None
-    parsed = parse_time(value)
-    if parsed is None:
-        raise ValueError(f"{name} must be an ISO 8601 date-time")
-    return parsed
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"{name} must be an ISO 8601 date-time") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _parse_form(body: bytes) -> dict[str, str]:
