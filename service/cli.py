@@ -219,7 +219,7 @@ def _migrate(_args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from service.web.schemas import parse_job_create
+    from service.domain import parse_job_create
 
     if args.resend:
         data = asyncio.run(_resend_and_show(get_settings(), args.resend))
@@ -358,7 +358,7 @@ def _jobs(args: argparse.Namespace) -> int:
 
 async def _list(settings: Settings, job_filter: Any, page: Any) -> tuple[list[dict[str, Any]], int]:
     from service import store
-    from service.web.schemas import job_json
+    from service.domain import job_json
 
     engine, sessions = _open_db(settings)
     try:
@@ -394,8 +394,7 @@ def _job(args: argparse.Namespace) -> int:
 
 async def _load_job(sessions: Any, job_id: str) -> dict[str, Any]:
     from service import store
-    from service.domain import NotFound
-    from service.web.schemas import job_json
+    from service.domain import NotFound, job_json
 
     async with sessions.begin() as session:
         job = await store.get_job(session, job_id)

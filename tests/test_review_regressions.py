@@ -10,10 +10,11 @@ import pytest
 
 from service import store
 from service.app import alert_policy, resolve_settings
+from service.domain import JobRequest
 from service.domain.deliveries import PROBLEM_BAD_ID
 from service.domain.status import parse_time
 from service.domain.visma_errors import HINT_NOT_SENT
-from service.flows import JobRequest, resolve_due_jobs, submit_job
+from service.flows import resolve_due_jobs, submit_job
 from service.settings import Settings
 from tests.factories import insert_job
 from tests.harness import Harness, in_process, signed_delivery

@@ -31,6 +31,8 @@ from service.domain.correlation import (
 )
 from service.domain.deliveries import (
     LINK_RULES,
+    PROBLEM_NO_NOTIFICATION_ID,
+    PROBLEM_STATE_MISMATCH,
     BackgroundNotice,
     LinkRules,
     read_background_body,
@@ -79,6 +81,7 @@ from service.domain.listing import (
     parse_job_query,
 )
 from service.domain.status import (
+    CLOSED_STATUSES,
     COMPONENT_STATUSES,
     INCIDENT_STATUSES,
     ComponentChange,
@@ -95,14 +98,22 @@ from service.domain.status import (
 )
 from service.domain.submission import (
     METHODS,
+    JobCreate,
+    JobRequest,
+    parse_job_create,
     validate_if_match,
     validate_method,
     validate_path,
+    validation_detail,
 )
+from service.domain.views import component_json, incident_json, iso, job_json
 from service.domain.visma_errors import VismaErrorInfo, hint_for, parse_error
 
 __all__ = [
     "ALERT_KINDS",
+    "CLOSED_STATUSES",
+    "PROBLEM_NO_NOTIFICATION_ID",
+    "PROBLEM_STATE_MISMATCH",
     "COMPONENT_STATUSES",
     "INCIDENT_STATUSES",
     "AlertFilter",
@@ -123,12 +134,16 @@ __all__ = [
     "burst_key",
     "burst_summary",
     "burst_window_key",
+    "component_json",
     "component_summary",
     "component_window_key",
     "decide_burst",
     "decide_flap",
     "event_name",
+    "incident_json",
     "incident_summary",
+    "iso",
+    "job_json",
     "is_newer",
     "is_operational",
     "job_alert_kind",
@@ -156,7 +171,9 @@ __all__ = [
     "EventKind",
     "InvalidInput",
     "InvalidState",
+    "JobCreate",
     "JobFilter",
+    "JobRequest",
     "JobState",
     "NotConfigured",
     "NotFound",
@@ -184,10 +201,12 @@ __all__ = [
     "parse_background_state",
     "parse_delivery_query",
     "parse_error",
+    "parse_job_create",
     "parse_job_query",
     "read_background_body",
     "validate_if_match",
     "validate_method",
     "validate_path",
     "validate_tags",
+    "validation_detail",
 ]

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service import store
 from service.domain import (
     OPEN_STATES,
+    PROBLEM_STATE_MISMATCH,
     AlertPolicy,
     EventKind,
     JobState,
@@ -31,7 +32,6 @@ from service.domain import (
     needs_content,
     parse_background_state,
 )
-from service.domain.deliveries import PROBLEM_STATE_MISMATCH
 from service.flows.clock import utcnow
 from service.flows.outcomes import record_outcome
 from service.visma import (

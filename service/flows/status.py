@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import store
 from service.domain import (
+    CLOSED_STATUSES,
     INCIDENT_STATUSES,
     AlertPolicy,
     ComponentChange,
@@ -19,7 +20,6 @@ from service.domain import (
     is_newer,
     parse_status_payload,
 )
-from service.domain.status import CLOSED_STATUSES
 from service.flows.alerts import raise_component_alert, raise_incident_alert
 
 DELIVERY_KIND = "status"

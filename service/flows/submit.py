@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -13,6 +12,7 @@ from service.domain import (
     AlertPolicy,
     EventKind,
     InvalidState,
+    JobRequest,
     JobState,
     NotConfigured,
     NotFound,
@@ -33,18 +33,6 @@ from service.visma import (
     VismaRejected,
     VismaUnavailable,
 )
-
-
-@dataclass(frozen=True)
-class JobRequest:
-    """A validated request to run something in Visma as a background call."""
-
-    method: str
-    path: str
-    body: bytes | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    if_match: str | None = None
-    notify: bool = True
 
 
 async def submit_job(

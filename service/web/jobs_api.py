@@ -13,10 +13,12 @@ from service.domain import (
     NotFound,
     TimeCondition,
     decode_id,
+    job_json,
+    parse_job_create,
     parse_job_query,
 )
 from service.flows import submit_job
-from service.web.schemas import etag_of, job_json, page_json, parse_job_create
+from service.web.schemas import etag_of, page_json
 from service.web.state import State
 
 JOB_NOT_FOUND = "no job with id {job_id!r}"

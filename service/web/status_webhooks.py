@@ -13,8 +13,7 @@ import hmac
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from service.flows import record_status_delivery
-from service.flows.clock import utcnow
+from service.flows import record_status_delivery, utcnow
 from service.web.errors import error_response
 from service.web.state import State
 from service.web.webhooks import BodyTooLarge, read_body
