@@ -17,8 +17,8 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.domain import LINK_RULES, AlertPolicy, DomainError
-from service.flows import OutboxSettings, ResolveSettings
+from service.domain import LINK_RULES, AlertPolicy, DomainError, Pacing
+from service.flows import OutboxSettings, ResolveSettings, SubmitSettings
 from service.settings import Settings, get_settings
 from service.store import IngestWriter, create_engine, create_readers, create_sessionmaker
 from service.visma import VismaClient
@@ -67,6 +67,7 @@ class Resources:
             "visma": self.visma,
             "ingest": self.ingest,
             "alert_policy": alert_policy(self.settings),
+            "submit_settings": submit_settings(self.settings),
         }
 
 
@@ -119,15 +120,27 @@ def visma_client(
     )
 
 
-def resolve_settings(settings: Settings) -> ResolveSettings:
-    """How the state-read worker paces itself, from the service settings."""
-    return ResolveSettings(
+def pacing(settings: Settings) -> Pacing:
+    """When jobs' states are read, and for how long, from the service settings."""
+    return Pacing(
         poll_after_seconds=settings.POLL_AFTER_SECONDS,
         job_ttl_seconds=settings.JOB_TTL_SECONDS,
         max_recheck_seconds=settings.POLL_MAX_INTERVAL_SECONDS,
+    )
+
+
+def resolve_settings(settings: Settings) -> ResolveSettings:
+    """How the state-read worker paces itself, from the service settings."""
+    return ResolveSettings(
+        pacing=pacing(settings),
         lease_seconds=settings.POLL_LEASE_SECONDS,
         alerts=alert_policy(settings),
     )
+
+
+def submit_settings(settings: Settings) -> SubmitSettings:
+    """What a submission needs to know, from the service settings."""
+    return SubmitSettings(pacing=pacing(settings), alerts=alert_policy(settings))
 
 
 @contextlib.asynccontextmanager

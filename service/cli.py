@@ -251,7 +251,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 async def _submit_and_show(settings: Settings, request: Any) -> dict[str, Any]:
-    from service.app import alert_policy, visma_client
+    from service.app import submit_settings, visma_client
     from service.flows import submit_job
 
     engine, sessions = _open_db(settings)
@@ -262,9 +262,7 @@ async def _submit_and_show(settings: Settings, request: Any) -> dict[str, Any]:
             visma,
             request,
             source="cli",
-            poll_after_seconds=settings.POLL_AFTER_SECONDS,
-            job_ttl_seconds=settings.JOB_TTL_SECONDS,
-            alerts=alert_policy(settings),
+            settings=submit_settings(settings),
         )
         return await _load_job(sessions, job_id)
     finally:
@@ -273,7 +271,7 @@ async def _submit_and_show(settings: Settings, request: Any) -> dict[str, Any]:
 
 
 async def _resend_and_show(settings: Settings, job_id: str) -> dict[str, Any]:
-    from service.app import alert_policy, visma_client
+    from service.app import submit_settings, visma_client
     from service.domain import decode_id
     from service.flows import resend_job
 
@@ -285,9 +283,7 @@ async def _resend_and_show(settings: Settings, job_id: str) -> dict[str, Any]:
             visma,
             decode_id(job_id),
             source="cli",
-            poll_after_seconds=settings.POLL_AFTER_SECONDS,
-            job_ttl_seconds=settings.JOB_TTL_SECONDS,
-            alerts=alert_policy(settings),
+            settings=submit_settings(settings),
         )
         return await _load_job(sessions, new_id)
     finally:

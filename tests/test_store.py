@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -12,32 +11,22 @@ from service import store
 from service.domain import LINK_RULES
 from service.store import create_engine, create_readers, create_sessionmaker, sqlite_writer_process
 from service.store.ingest_sqlite import SqliteBatchWriter
+from tests.factories import job_values
 
 
 async def test_a_long_read_does_not_block_a_writer(clean_database: str) -> None:
     engine = create_engine(clean_database)
     readers, writers = create_readers(engine), create_sessionmaker(engine)
-    now = datetime.now(UTC)
+    count = select(func.count()).select_from(store.Job)
     try:
         async with readers.begin() as reader:
-            await reader.execute(select(func.count()).select_from(store.Job))
+            assert (await reader.execute(count)).scalar_one() == 0
             # While that read transaction is open, a write must go through at once (on SQLite
             # a reader that took the write lock would make this wait for the busy timeout).
-            async with asyncio.timeout(5):
-                async with writers.begin() as writer:
-                    await store.add_job(
-                        writer,
-                        store.Job(
-                            id="w",
-                            state="submitted",
-                            method="POST",
-                            path="/v1/x",
-                            tags={},
-                            notify=True,
-                            submitted_at=now,
-                            last_modified_at=now,
-                        ),
-                    )
+            async with asyncio.timeout(5), writers.begin() as writer:
+                await store.add_job(writer, store.Job(**job_values(id="w", state="submitted")))
+            async with readers.begin() as later:
+                assert (await later.execute(count)).scalar_one() == 1  # committed meanwhile
     finally:
         await engine.dispose()
 

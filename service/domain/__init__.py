@@ -66,6 +66,15 @@ from service.domain.jobs import (
     needs_content,
     parse_background_state,
 )
+from service.domain.lifecycle import (
+    Pacing,
+    decide_expiry,
+    decide_unknown_submission,
+    first_check,
+    next_check,
+    next_check_after_read,
+    poll_at,
+)
 from service.domain.listing import (
     MAX_PAGE_SIZE,
     AlertFilter,
@@ -178,6 +187,7 @@ __all__ = [
     "NotConfigured",
     "NotFound",
     "Outcome",
+    "Pacing",
     "Page",
     "Resolver",
     "TimeCondition",
@@ -187,6 +197,12 @@ __all__ = [
     "SubmittedRequest",
     "decide_adoption",
     "decide_completed",
+    "decide_expiry",
+    "decide_unknown_submission",
+    "first_check",
+    "next_check",
+    "next_check_after_read",
+    "poll_at",
     "decide_read_failure",
     "decide_submit_failure",
     "decide_not_sent",

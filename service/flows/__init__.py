@@ -16,7 +16,7 @@ from service.flows.alert_outbox import (
 from service.flows.clock import utcnow
 from service.flows.resolve import ResolveSettings, read_and_apply, resolve_due_jobs
 from service.flows.status import StatusReceipt, record_status_delivery
-from service.flows.submit import resend_job, submit_job
+from service.flows.submit import SubmitSettings, resend_job, submit_job
 
 __all__ = [
     "SLACK",
@@ -24,6 +24,7 @@ __all__ = [
     "ResolveSettings",
     "SendResult",
     "StatusReceipt",
+    "SubmitSettings",
     "claim_deliveries",
     "dispatch_due_alerts",
     "next_due",

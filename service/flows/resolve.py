@@ -1,8 +1,9 @@
 """Reading a job's Visma state and recording its outcome (after a webhook, or when polling).
 
 The same code serves both: a webhook only makes the read due now; the outcome always comes from
-the state endpoint (DESIGN.md 1.5). A job Visma cannot tell us about within the TTL becomes
-`expired`: outcome unknown, never pending forever.
+the state endpoint, never from the webhook's body. A job Visma cannot tell us about within the
+TTL becomes `expired`: outcome unknown, never pending forever. When to read, and when to give
+up, are the core's decisions (`domain.lifecycle`); this module reads and records.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,15 +25,21 @@ from service.domain import (
     EventKind,
     JobState,
     Outcome,
+    Pacing,
     Resolver,
     SubmittedRequest,
     decide_adoption,
+    decide_expiry,
     decide_outcome,
     decide_read_failure,
+    decide_unknown_submission,
     needs_content,
+    next_check,
+    next_check_after_read,
     parse_background_state,
 )
 from service.flows.clock import utcnow
+from service.flows.locking import locked_job
 from service.flows.outcomes import record_outcome
 from service.visma import (
     VismaClient,
@@ -46,37 +53,17 @@ log = logging.getLogger(__name__)
 
 _OPEN = [s.value for s in OPEN_STATES]
 
-EXPIRED_FORGOTTEN = "Visma no longer knows the job ({status}) and the TTL has passed"
-EXPIRED_NO_ANSWER = "no answer from Visma before the TTL passed: {message}"
-EXPIRED_UNKNOWN_SUBMISSION = (
-    "the submission's fate is unknown{why}: no 202 and no webhook that Visma's state confirms "
-    "arrived before the TTL passed; it was not re-sent (use `visma-hooks submit --resend` to "
-    "send it again deliberately)"
-)
-
 
 @dataclass(frozen=True)
 class ResolveSettings:
-    """Pacing of state reads."""
+    """How the state-read worker works: the pacing of reads, its claims, its alerts."""
 
-    poll_after_seconds: float = 120.0
-    job_ttl_seconds: float = 86400.0
-    # A job Visma still runs is read again after this, doubling with each read.
-    recheck_seconds: float = 5.0
-    max_recheck_seconds: float = 1800.0
-    # How long a claimed job stays ours before another worker may take it.
+    pacing: Pacing = field(default_factory=Pacing)
     lease_seconds: float = 180.0
+    """How long a claimed job stays this worker's before another may take it."""
     concurrency: int = 8
-    # How outcomes raise alerts (burst window).
     alerts: AlertPolicy = field(default_factory=AlertPolicy)
-
-    def recheck_after(self, attempts: int) -> timedelta:
-        seconds = self.recheck_seconds * (2 ** min(max(attempts - 1, 0), 16))
-        return timedelta(seconds=min(seconds, self.max_recheck_seconds))
-
-    def deadline(self, job: store.Job | store.ClaimedJob) -> datetime:
-        """When the job expires if Visma has not told us its outcome."""
-        return job.submitted_at + timedelta(seconds=self.job_ttl_seconds)
+    """How outcomes raise alerts (the burst window)."""
 
 
 async def resolve_due_jobs(
@@ -201,8 +188,7 @@ async def _adopt(
     """Give the job the Visma job id Visma's state showed to be its own; False if it cannot
     take it (it moved on, or another job holds the id)."""
     now = utcnow()
-    async with sessions.begin() as session:
-        job = await store.get_job(session, job_id, for_update=True)
+    async with locked_job(sessions, job_id) as (session, job):
         if job is None or job.state != JobState.SUBMITTED or job.visma_job_id is not None:
             return False
         if await store.job_holding(session, visma_job_id) is not None:
@@ -235,18 +221,21 @@ async def _apply_state(
 ) -> None:
     now = utcnow()
     job_id = claimed.id
-    async with sessions.begin() as session:
-        job = await store.get_job(session, job_id, for_update=True)
+    async with locked_job(sessions, job_id) as (session, job):
         if job is None:
             return
         resolver = _resolver(job)
         summary = {"status": data.get("status"), "statusCode": data.get("statusCode")}
         if outcome is None:
             job.last_modified_at = now
-            job.next_check_at = _next_check(job, now, settings)
-            if job.last_webhook_at is not None and job.last_webhook_at >= claimed.claimed_at:
-                # Its webhook came while we were reading: Visma is done, read again now.
-                job.next_check_at = now
+            job.next_check_at = next_check_after_read(
+                settings.pacing,
+                attempts=job.check_attempts,
+                submitted_at=job.submitted_at,
+                now=now,
+                read_claimed_at=claimed.claimed_at,
+                last_webhook_at=job.last_webhook_at,
+            )
             await store.add_event(
                 session, job_id, kind=EventKind.STATE_READ, source=resolver, at=now, detail=summary
             )
@@ -273,36 +262,40 @@ async def _record_read_failure(
     never heals (403) ends the job now."""
     now = utcnow()
     job_id = claimed.id
-    async with sessions.begin() as session:
-        job = await store.get_job(session, job_id, for_update=True)
+    async with locked_job(sessions, job_id) as (session, job):
         if job is None or job.state not in _OPEN:
             return
         source = _resolver(job)
-        forced = decide_read_failure(exc.status)
-        if forced is not None:
-            detail = {"vismaJobId": claimed.visma_job_id, "vismaHttpStatus": exc.status}
+        detail = {"vismaJobId": claimed.visma_job_id, "vismaHttpStatus": exc.status}
+        ended = decide_read_failure(exc.status) or decide_expiry(
+            settings.pacing,
+            submitted_at=job.submitted_at,
+            now=now,
+            not_found=isinstance(exc, VismaNotFound),
+            http_status=exc.status,
+            message=exc.message,
+        )
+        if ended is not None:
+            resolved_by = source if ended.state is JobState.FAILED else None
             await record_outcome(
                 session,
                 job,
-                forced,
+                ended,
                 source=source,
                 at=now,
                 detail=detail,
-                resolved_by=source,
+                resolved_by=resolved_by,
                 alerts=settings.alerts,
             )
             return
-        if now >= settings.deadline(job):
-            if isinstance(exc, VismaNotFound):
-                reason = EXPIRED_FORGOTTEN.format(status=exc.status)
-            else:
-                reason = EXPIRED_NO_ANSWER.format(message=exc.message)
-            await _expire(
-                session, job, reason, settings, source=source, at=now, http_status=exc.status
-            )
-            return
         retry_after = exc.retry_after if isinstance(exc, VismaUnavailable) else None
-        job.next_check_at = _next_check(job, now, settings, at_least=retry_after)
+        job.next_check_at = next_check(
+            settings.pacing,
+            attempts=job.check_attempts,
+            submitted_at=job.submitted_at,
+            now=now,
+            at_least_seconds=retry_after,
+        )
         job.last_modified_at = now
         await store.add_event(
             session,
@@ -325,56 +318,26 @@ async def _wait_for_visma_id(
 ) -> None:
     """No Visma id (the 202 was lost): wait for the webhook until the TTL, then expire."""
     now = utcnow()
-    async with sessions.begin() as session:
-        job = await store.get_job(session, job_id, for_update=True)
+    async with locked_job(sessions, job_id) as (session, job):
         if job is None or job.state not in _OPEN:
             return
         if job.visma_job_id is not None:
             # The 202 or a webhook named Visma's id while this claim was open: read it now.
             job.next_check_at = now
             return
-        if now >= settings.deadline(job):
-            uncertain = await store.last_event(session, job_id, EventKind.SUBMIT_UNCERTAIN)
-            why = (uncertain.detail or {}).get("message") if uncertain else None
-            reason = EXPIRED_UNKNOWN_SUBMISSION.format(why=f" ({why})" if why else "")
-            await _expire(session, job, reason, settings, source="poll", at=now)
+        uncertain = await store.last_event(session, job_id, EventKind.SUBMIT_UNCERTAIN)
+        expired = decide_unknown_submission(
+            settings.pacing,
+            submitted_at=job.submitted_at,
+            now=now,
+            why=(uncertain.detail or {}).get("message") if uncertain else None,
+        )
+        if expired is not None:
+            await record_outcome(
+                session, job, expired, source="poll", at=now, alerts=settings.alerts
+            )
             return
-        job.next_check_at = settings.deadline(job)
-
-
-async def _expire(
-    session: AsyncSession,
-    job: store.Job,
-    reason: str,
-    settings: ResolveSettings,
-    *,
-    source: str,
-    at: datetime,
-    http_status: int | None = None,
-) -> None:
-    outcome = Outcome(state=JobState.EXPIRED, http_status=None, note=reason)
-    await record_outcome(
-        session,
-        job,
-        outcome,
-        source=source,
-        at=at,
-        detail={"vismaHttpStatus": http_status},
-        alerts=settings.alerts,
-    )
-
-
-def _next_check(
-    job: store.Job, now: datetime, settings: ResolveSettings, *, at_least: float | None = None
-) -> datetime:
-    """The next read: growing intervals, never past the TTL (so expiry is on time)."""
-    wait = settings.recheck_after(job.check_attempts)
-    if at_least is not None:
-        wait = max(wait, timedelta(seconds=at_least))
-    deadline = settings.deadline(job)
-    if now < deadline:
-        return min(now + wait, deadline)
-    return now + wait
+        job.next_check_at = settings.pacing.deadline(job.submitted_at)
 
 
 def _resolver(job: store.Job) -> str:

@@ -32,9 +32,7 @@ async def create_job(request: Request[State]) -> Response:
         state["visma"],
         job_create.to_request(),
         source="api",
-        poll_after_seconds=state["settings"].POLL_AFTER_SECONDS,
-        job_ttl_seconds=state["settings"].JOB_TTL_SECONDS,
-        alerts=state["alert_policy"],
+        settings=state["submit_settings"],
     )
     data, etag = await _job_view(request, job_id)
     location = request.url_for("get_job", job_id=job_id).path
