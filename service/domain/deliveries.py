@@ -1,4 +1,4 @@
-"""What a dispatcher delivery's body says (DESIGN.md 1.5).
+"""What a dispatcher delivery's body says, and which job it may be linked to.
 
 The `BACKGROUND_API_RESPONSE` body is not documented: seen variants carry `id`, `stateLocation`
 and `contentLocation`, sometimes `status`/`statusCode`, with varying case. The custom header

@@ -1,4 +1,4 @@
-"""The job state machine and what a Visma background state means for a job (DESIGN.md 1.6, 3).
+"""The job state machine and what a Visma background state means for a job.
 
     submitted ──202──> accepted ──> succeeded | failed | expired
         └──refused──> rejected
@@ -277,7 +277,7 @@ def decide_completed(status: int, *, location: str | None) -> Outcome:
 
 
 def created_resource_id(headers: Mapping[str, str]) -> str | None:
-    """The last path segment of the `Location` header (DESIGN.md 1.2), if any."""
+    """The last path segment of the `Location` header (how Visma names what it created)."""
     for name, value in headers.items():
         if name.lower() == "location" and value:
             segment = value.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]

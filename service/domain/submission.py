@@ -15,7 +15,7 @@ from service.domain.errors import InvalidInput
 from service.domain.jsontext import parse_json
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-# Only v1 and v2 endpoints take the background header (DESIGN.md 1.1); the older layout put
+# Only v1 and v2 endpoints take the background header; the older layout put
 # them under /api/.
 _VERSIONED = re.compile(r"^/(api/)?v[12]/\S+$", re.IGNORECASE)
 _BACKGROUND = re.compile(r"^/(api/)?v1/background(/|$)", re.IGNORECASE)

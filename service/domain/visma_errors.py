@@ -1,4 +1,4 @@
-"""Visma error bodies parsed into one shape, with troubleshooting hints (DESIGN.md 1.2, 1.4)."""
+"""Visma error bodies parsed into one shape, with troubleshooting hints for the known cases."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def is_visma_error(content: bytes | None) -> bool:
 
 
 def hint_for(error: VismaErrorInfo, *, status_code: int | None) -> str | None:
-    """The troubleshooting hint of DESIGN.md table 1.4, if one fits."""
+    """The troubleshooting hint for a known case, if one fits."""
     message = error.message.lower()
     if error.fault_code == "12027" or "no license for this company" in message:
         return HINT_NO_LICENSE

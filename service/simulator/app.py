@@ -55,7 +55,7 @@ BACKGROUND_METHOD_MESSAGE = "Background requests can only be read."
 # The wording of Visma's 403 for another company's job is not documented.
 FORBIDDEN_MESSAGE = "The background request was made by another company or user."
 # After forget_after_seconds. Which of 404/410 the state endpoint answers for an expired job is
-# not documented (DESIGN 1.6 gives 410 for "removed after 24 hours" under content), hence
+# not documented (the reference gives 410, "removed after 24 hours", for content), hence
 # SimulatorConfig.forgotten_state_status; the content endpoint answers 410.
 JOB_REMOVED_MESSAGE = "Background request has been removed."
 

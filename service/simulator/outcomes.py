@@ -16,7 +16,7 @@ OutcomeKind = Literal[
 WebhookMode = Literal["send", "drop"]
 JobStatus = Literal["Started", "Finished", "Failed"]
 
-# `/v1/...` today; `/api/v1/...` and `/API/controller/api/v1/...` in older documents (DESIGN 1.3).
+# `/v1/...` today; `/api/v1/...` and `/API/controller/api/v1/...` in older documents.
 API_PREFIXES = ("", "/api", "/API/controller/api")
 _API_PATH = re.compile(
     r"^(?P<prefix>(?:/API/controller)?/api)?/(?P<version>v[12])/(?P<resource>[^/]*)"

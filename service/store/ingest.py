@@ -103,9 +103,9 @@ class LinkRules(Protocol):
     def cannot_adopt(self) -> str: ...
 
 
-def deliveries_insert(rules: LinkRules, *, source: str) -> str:
+def deliveries_insert(rules: LinkRules, *, source: str, returning: bool) -> str:
     """INSERT of the deliveries in `source` (a derived table with `DELIVERY_COLUMNS`), each
-    linked to its named job when `rules` allow, returning what it inserted.
+    linked to its named job when `rules` allow; with `returning`, it returns what it inserted.
 
     `j` is the named job, `h` the job that holds the body's Visma job id (unique, so one).
     The first copy of a notification id wins; later ones are no-ops.
@@ -133,7 +133,7 @@ FROM (
 WHERE true
 ORDER BY notification_id
 ON CONFLICT (notification_id) DO NOTHING
-RETURNING id, job_id, received_at
+{"RETURNING id, job_id, received_at" if returning else ""}
 """
 
 

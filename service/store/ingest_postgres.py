@@ -72,7 +72,7 @@ locked AS MATERIALIZED (
     WHERE id IN (SELECT claimed_job_id FROM d) AND state IN ({sql_list(rules.open_states)})
     ORDER BY id FOR NO KEY UPDATE
 ),
-ins AS ({deliveries_insert(rules, source="d")}),
+ins AS ({deliveries_insert(rules, source="d", returning=True)}),
 touched AS ({jobs_touch(rules, inserted="ins", also="jobs.id IN (SELECT id FROM locked)")})
 SELECT 'delivery', id FROM ins UNION ALL SELECT 'job', id FROM touched
 """

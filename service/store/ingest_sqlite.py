@@ -88,9 +88,12 @@ class SqliteBatchWriter:
             path=path,
             busy_timeout_seconds=busy_timeout_seconds,
             pragmas=sqlite_pragmas(busy_timeout_seconds=busy_timeout_seconds),
-            insert_sql=deliveries_insert(rules, source=_SOURCE),
+            # Without RETURNING: a row per inserted delivery was a step, and a round into
+            # Python, of its own; the count says whether any was a duplicate.
+            insert_sql=deliveries_insert(rules, source=_SOURCE, returning=False),
             row_sql="(" + ", ".join("?" * len(DELIVERY_COLUMNS)) + ")",
             touch_sql=jobs_touch(rules, inserted=_INSERTED),
+            existing_sql="SELECT json_group_array(id) FROM deliveries WHERE id IN ({ids})",
         )
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.StreamReader | None = None

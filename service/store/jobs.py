@@ -210,7 +210,7 @@ async def claim_due_jobs(
     Only open jobs have a `next_check_at` (`flows.record_outcome` clears it when a job
     finishes), so the query names no state: with `state IN (...)` beside it, PostgreSQL took the
     two conditions for independent, expected a handful of rows, and read and sorted every due
-    job (3.4 ms with 1M jobs) instead of the first `limit` of `ix_jobs_due` in order (0.3 ms).
+    job instead of the first `limit` of `ix_jobs_due` in order (docs/benchmarks.md).
     """
     due = (
         select(Job.id)
@@ -219,8 +219,8 @@ async def claim_due_jobs(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    # One statement: claim and lease together, one round trip (the claim was two: a select,
-    # then an update of what it found, ~2 ms more on SQLite's thread hops).
+    # One statement: claim and lease together, one round trip (not a select, then an update
+    # of what it found).
     claim = (
         update(Job)
         .where(Job.id.in_(due.scalar_subquery()))

@@ -1,4 +1,4 @@
-"""The async Visma.net client: token, background submission, state and content (DESIGN.md 1.6).
+"""The async Visma.net client: token, background submission, state and content.
 
 httpx types never leave this module: every failure becomes one of `service.visma.errors`.
 """

@@ -1,4 +1,4 @@
-"""`POST /webhooks/status/{token}`: status-page deliveries (DESIGN.md 1.7).
+"""`POST /webhooks/status/{token}`: deliveries of the Visma Cloud Services status page.
 
 The page signs nothing: the secret token in the URL is the only check, so a wrong (or unset)
 token answers 404, as if the route did not exist, and stores nothing. The answer is a `2xx` only

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     job_ids = [str(uuid.uuid4()) for _ in range(MATCHED_JOBS)]
     requests_file = work / "deliveries.tsv"
     write_deliveries(requests_file, make_deliveries(SECRET, job_ids, DISTINCT_BODIES))
-    # The second variant: no `vh-job-id`, so no job to correlate (DESIGN.md 4's verify + insert).
+    # The second variant: no `vh-job-id`, so no job to correlate (verify + insert only).
     unmatched_file = work / "deliveries-no-job.tsv"
     write_deliveries(unmatched_file, make_deliveries(SECRET, [], DISTINCT_BODIES))
     env = {"VISMA_WEBHOOK_SECRETS": SECRET, "API_TOKENS": API_TOKEN}
