@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -20,6 +20,7 @@ from service.store import create_engine, create_sessionmaker
 from tests.conftest import API_TOKEN, WEBHOOK_SECRET, make_settings
 from tests.servers import bind_loopback, serving, url_of
 
+T = TypeVar("T")
 TERMINAL = ("succeeded", "failed", "expired", "rejected")
 
 
@@ -77,16 +78,21 @@ class Stack:
         return items
 
 
-async def next_check_of(database_url: str, job_id: str) -> datetime | None:
-    """When the job's state read is due, as stored (None: none is, the job is finished)."""
+async def stored_row(database_url: str, model: type[T], key: str) -> T:
+    """A row as the database holds it, read on a connection of its own."""
     engine = create_engine(database_url)
     try:
         async with create_sessionmaker(engine).begin() as session:
-            row = await store.get_job(session, job_id)
+            row = await session.get(model, key)
     finally:
         await engine.dispose()
-    assert row is not None
-    return row.next_check_at
+    assert row is not None, f"no {model.__name__} {key!r}"
+    return row
+
+
+async def next_check_of(database_url: str, job_id: str) -> datetime | None:
+    """When the job's state read is due, as stored (None: none is, the job is finished)."""
+    return (await stored_row(database_url, store.Job, job_id)).next_check_at
 
 
 @contextlib.asynccontextmanager

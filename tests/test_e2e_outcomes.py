@@ -23,11 +23,11 @@ from service.domain.deliveries import (
 )
 from service.domain.visma_errors import HINT_READ_FORBIDDEN
 from service.simulator import Outcome
-from service.store import Delivery, create_engine, create_sessionmaker
+from service.store import Delivery
 from service.visma import signatures
 from tests.conftest import API_TOKEN, WEBHOOK_SECRET, make_settings
 from tests.servers import bind_loopback, serving, url_of
-from tests.stack import TERMINAL, Stack, running_stack
+from tests.stack import TERMINAL, Stack, running_stack, stored_row
 
 pytestmark = pytest.mark.e2e
 
@@ -36,18 +36,6 @@ pytestmark = pytest.mark.e2e
 async def fixture_stack(clean_database: str):
     async with running_stack(clean_database, POLL_AFTER_SECONDS=300) as stack:
         yield stack
-
-
-async def stored_delivery(database_url: str, delivery_id: str) -> Delivery:
-    """The inbox row as stored (with its signature, which the API never shows)."""
-    engine = create_engine(database_url)
-    try:
-        async with create_sessionmaker(engine).begin() as session:
-            row = await session.get(Delivery, delivery_id)
-    finally:
-        await engine.dispose()
-    assert row is not None
-    return row
 
 
 async def replay(stack: Stack, delivery: Delivery, *, as_job: str) -> dict:
@@ -86,7 +74,7 @@ async def test_a_delivery_replayed_under_another_jobs_header_changes_nothing(
     victim_source = await stack.wait_for_end((await stack.submit(body={"n": "a"}))["id"])
     assert victim_source["state"] == "failed"
     [delivery] = await stack.inbox()
-    captured = await stored_delivery(clean_database, delivery["id"])
+    captured = await stored_row(clean_database, Delivery, delivery["id"])
     # The API never hands out what a replay needs.
     assert delivery["headers"][signatures.SIGNATURE_HEADER] == "[redacted]"
 

@@ -29,17 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from service.store import ingest
 from service.store.engine import sqlite_pragmas
-from service.store.ingest import (
-    DELIVERY_COLUMNS,
-    BatchRefused,
-    BatchResult,
-    DeliveryRecord,
-    LinkRules,
-    Stored,
-    deliveries_insert,
-    jobs_touch,
-)
+from service.store.ingest import DELIVERY_COLUMNS, BatchResult, DeliveryRecord, Stored
 from service.store.sqlite_writer_process import FRAME, Setup, frame
 
 log = logging.getLogger(__name__)
@@ -83,16 +75,18 @@ class SqliteBatchWriter:
 
     concurrency = 1  # SQLite has one writer at a time anyway
 
-    def __init__(self, path: str, *, rules: LinkRules, busy_timeout_seconds: float = 30.0) -> None:
+    def __init__(
+        self, path: str, *, rules: ingest.LinkRules, busy_timeout_seconds: float = 30.0
+    ) -> None:
         self._setup = Setup(
             path=path,
             busy_timeout_seconds=busy_timeout_seconds,
             pragmas=sqlite_pragmas(busy_timeout_seconds=busy_timeout_seconds),
             # Without RETURNING: a row per inserted delivery was a step, and a round into
             # Python, of its own; the count says whether any was a duplicate.
-            insert_sql=deliveries_insert(rules, source=_SOURCE, returning=False),
+            insert_sql=ingest.deliveries_insert(rules, source=_SOURCE, returning=False),
             row_sql="(" + ", ".join("?" * len(DELIVERY_COLUMNS)) + ")",
-            touch_sql=jobs_touch(rules, inserted=_INSERTED),
+            touch_sql=ingest.jobs_touch(rules, inserted=_INSERTED),
             existing_sql="SELECT json_group_array(id) FROM deliveries WHERE id IN ({ids})",
         )
         self._process: asyncio.subprocess.Process | None = None
@@ -114,7 +108,7 @@ class SqliteBatchWriter:
     ) -> tuple[Collection[str], list[str]]:
         reply = await self._send(("together", [_row(r) for r in records]))
         if reply[0] == "refused":
-            raise BatchRefused(reply[1])
+            raise ingest.BatchRefused(reply[1])
         _ok, inserted, due = reply
         return set(inserted), list(due)
 
