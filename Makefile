@@ -29,7 +29,7 @@ test: $(STAMP)  ## lint, type-check, check the import rules and run the tests (T
 	$(BIN)/ruff check service tests
 	$(BIN)/mypy --strict service
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --cov --cov-report=term:skip-covered --cov-fail-under=85
 
 lint: $(STAMP)
 	$(BIN)/ruff check service tests
