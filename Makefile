@@ -20,9 +20,11 @@ define BOOTSTRAP_UV
 		$(BIN)/python -m pip install --quiet --disable-pip-version-check 'uv==$(UV_VERSION)'
 endef
 
+# --compile-bytecode: uv leaves it to the first import otherwise, which never writes it where
+# PYTHONDONTWRITEBYTECODE is set: each command would compile the libraries again (seconds).
 $(STAMP): pyproject.toml uv.lock
 	$(BOOTSTRAP_UV)
-	$(UV) sync --locked --extra test --python $(BIN)/python
+	$(UV) sync --locked --extra test --compile-bytecode --python $(BIN)/python
 	touch $(STAMP)
 
 install: $(STAMP)  ## the .venv with the service and the test extras, as uv.lock pins them

@@ -12,6 +12,7 @@ from service.flows.alert_outbox import (
     next_due,
     record_send,
 )
+from service.flows.lookup import find_job_id
 from service.flows.resolve import ResolveSettings, read_and_apply, resolve_due_jobs
 from service.flows.status import StatusReceipt, record_status_delivery
 from service.flows.submit import JobRequest, resend_job, submit_job
@@ -24,6 +25,7 @@ __all__ = [
     "StatusReceipt",
     "claim_deliveries",
     "dispatch_due_alerts",
+    "find_job_id",
     "next_due",
     "read_and_apply",
     "record_send",

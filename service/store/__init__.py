@@ -35,6 +35,7 @@ from service.store.jobs import (
     count_jobs_in,
     get_job,
     job_events,
+    job_ids_starting_with,
     list_jobs,
 )
 from service.store.models import (
@@ -122,6 +123,7 @@ __all__ = [
     "get_job",
     "is_sqlite",
     "job_events",
+    "job_ids_starting_with",
     "compact_job_counts",
     "count_jobs_in",
     "TimelineEntry",
