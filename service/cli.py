@@ -134,7 +134,7 @@ def _version() -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="visma-hooks",
-        description=__doc__.splitlines()[0].strip("`").replace("`visma-hooks`: ", ""),
+        description="Receive Visma.net background-call webhooks and record how every job ended.",
         epilog="Settings: the environment or .env (see .env.example). "
         "`visma-hooks COMMAND --help` tells more.",
         formatter_class=_HelpFormatter,
@@ -157,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     serve = command("serve", "run the receiver, its API and its workers")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 for all")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.add_argument("--workers", type=int, default=1, help="worker processes")
     serve.add_argument("--ssl-certfile", metavar="PEM", help="TLS certificate: serve HTTPS")
