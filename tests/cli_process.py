@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,8 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import uvicorn
 
 from service.settings import Settings
+from service.simulator import SimulatorConfig, SimulatorState, create_simulator_app
+from tests.servers import bind_loopback, url_of
 
 SCRIPT = Path(sys.executable).with_name("visma-hooks")
 CLI = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "service.cli"]
@@ -113,3 +117,34 @@ def wait_ready(server: Serving, *, timeout: float = 60) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError(f"{server.url} not ready after {timeout} s: {server.stderr()}")
+
+
+@contextmanager
+def simulator_thread() -> Iterator[tuple[SimulatorState, str]]:
+    """The Visma simulator served in a thread of the test's process (the CLI has its own), and
+    its URL."""
+    sock = bind_loopback()
+    app = create_simulator_app(SimulatorConfig(webhook_url=None))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the simulator did not start"
+        time.sleep(0.01)
+    try:
+        yield app.state.simulator, url_of(sock)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
+
+
+def visma_settings(url: str) -> dict[str, str]:
+    """The settings that point the service at the simulator at `url`."""
+    return {
+        "VISMA_API_URL": url,
+        "VISMA_TOKEN_URL": f"{url}/connect/token",
+        "VISMA_CLIENT_ID": "sim-client",
+        "VISMA_CLIENT_SECRET": "sim-secret",
+        "VISMA_TENANT_ID": "sim-tenant",
+    }

@@ -8,20 +8,16 @@ import argparse
 import asyncio
 import json
 import re
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from service import cli, store
-from service.simulator import SimulatorConfig, SimulatorState, create_simulator_app
-from tests.cli_process import run_cli
+from service.simulator import SimulatorState
+from tests.cli_process import run_cli, simulator_thread, visma_settings
 from tests.factories import insert_job
-from tests.servers import bind_loopback, url_of
 
 TWINS = ("3d854858-48b2-4286-9a7b-0c1d2e3f4a5b", "3d854858-0c41-4f7e-8a2d-5b6c7d8e9f00")
 LONER = "7f0c2a19-5e8d-4b3a-9c1f-2d3e4f5a6b7c"
@@ -114,19 +110,8 @@ def test_job_takes_the_short_id_and_an_ambiguous_one_lists_the_matches(
 
 @pytest.fixture(name="simulator")
 def fixture_simulator() -> Iterator[tuple[SimulatorState, str]]:
-    """The simulator served in a thread of this process (the CLI runs in its own)."""
-    sock = bind_loopback()
-    app = create_simulator_app(SimulatorConfig(webhook_url=None))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the simulator did not start"
-        time.sleep(0.01)
-    yield app.state.simulator, url_of(sock)
-    server.should_exit = True
-    thread.join(timeout=5)
+    with simulator_thread() as simulator:
+        yield simulator
 
 
 def test_submit_resend_takes_the_short_id(
@@ -140,11 +125,7 @@ def test_submit_resend_takes_the_short_id(
         "--json",
         cwd=tmp_path,
         DATABASE_URL=with_jobs,
-        VISMA_API_URL=url,
-        VISMA_TOKEN_URL=f"{url}/connect/token",
-        VISMA_CLIENT_ID="sim-client",
-        VISMA_CLIENT_SECRET="sim-secret",
-        VISMA_TENANT_ID="sim-tenant",
+        **visma_settings(url),
     )
     assert ran.code == 0, ran.err
     new = json.loads(ran.out)
