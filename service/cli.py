@@ -19,6 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from service.domain import METHODS, JobState
 from service.settings import Settings, get_settings
 from service.terminal import (
     print_error,
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
     from service.store.migrations import Migration
-
-from service.domain import METHODS, JobState
 
 JOB_STATES = tuple(state.value for state in JobState)
 _DEBUG_HELP = "show the traceback behind an error (so does LOG_LEVEL=debug)"
@@ -322,9 +321,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = _settings()
-    _prepare_database(settings.DATABASE_URL, migrate=args.migrate)
-    for warning in _security_warnings(settings):
-        print_warning(warning)
+    _before_serving(settings, migrate=args.migrate)
     uvicorn.run(
         "service.app:create_app",
         factory=True,
@@ -340,23 +337,26 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare_database(database_url: str, *, migrate: bool) -> None:
-    """Before serving: SQLite (or any database with --migrate) is upgraded to head; a
-    PostgreSQL schema that is not at head stops the start, with what to run."""
-    from service.preflight import SERVE_MIGRATE, check_schema, check_url, upgrade
+def _before_serving(settings: Settings, *, migrate: bool) -> None:
+    """SQLite (any database with --migrate) is upgraded to head; a PostgreSQL schema that is
+    not at head stops the start, saying what to run. Then a warning per empty security
+    setting."""
+    from service.preflight import (
+        SERVE_MIGRATE,
+        check_schema,
+        check_url,
+        security_warnings,
+        upgrade,
+    )
     from service.store import is_sqlite
 
-    check_url(database_url)
-    if migrate or is_sqlite(database_url):
-        print_note(upgrade(database_url, on_wait=print_note).summary())
+    check_url(settings.DATABASE_URL)
+    if migrate or is_sqlite(settings.DATABASE_URL):
+        print_note(upgrade(settings.DATABASE_URL, on_wait=print_note).summary())
     else:
-        asyncio.run(check_schema(database_url, hint=SERVE_MIGRATE))
-
-
-def _security_warnings(settings: Settings) -> list[str]:
-    from service.preflight import security_warnings
-
-    return security_warnings(settings)
+        asyncio.run(check_schema(settings.DATABASE_URL, hint=SERVE_MIGRATE))
+    for warning in security_warnings(settings):
+        print_warning(warning)
 
 
 def alembic_config(database_url: str) -> Config:
