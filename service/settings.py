@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -128,6 +128,14 @@ class Settings(BaseSettings):
 
     MAX_RESULT_BYTES: int = Field(default=1_048_576, gt=0)
     """Largest finished-request content kept per job."""
+
+    LOG_LEVEL: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    """The usual levels, any case; `debug` also shows the traceback behind a CLI error."""
+
+    @field_validator("LOG_LEVEL", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator(
         "VISMA_WEBHOOK_SECRETS",

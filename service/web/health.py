@@ -1,14 +1,20 @@
-"""Liveness, database readiness and Prometheus metrics."""
+"""Liveness, readiness (the database answers, its schema at head) and Prometheus metrics."""
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from service.store import SchemaState, current_revisions, head_revision
 from service.web.errors import error_response
 from service.web.state import State
+
+log = logging.getLogger(__name__)
+
+DATABASE_NOT_REACHABLE = "the database cannot be reached"
 
 
 async def healthz(_request: Request[State]) -> Response:
@@ -18,9 +24,14 @@ async def healthz(_request: Request[State]) -> Response:
 async def readyz(request: Request[State]) -> Response:
     try:
         async with request.state["readers"]() as session:
-            await session.execute(text("SELECT 1"))
+            current = await current_revisions(await session.connection())
     except Exception as exc:  # any driver error means "not ready", never a 500
-        return error_response(503, "unavailable", f"database is not reachable: {exc!r}"[:300])
+        # The reason goes to the log, once per probe; the answer says it in words.
+        log.warning("not ready: %s: %s", type(exc).__name__, " ".join(str(exc).split())[:300])
+        return error_response(503, "unavailable", DATABASE_NOT_REACHABLE)
+    problem = SchemaState(current, head_revision()).problem()
+    if problem is not None:
+        return error_response(503, "unavailable", problem)
     return JSONResponse({"status": "ready"})
 
 
