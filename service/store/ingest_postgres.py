@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import operator
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any
 
@@ -55,6 +56,8 @@ _TYPES: dict[str, str] = {
     "problem": "text",
 }
 _HEADERS = DELIVERY_COLUMNS.index("headers")
+_values = operator.attrgetter(*DELIVERY_COLUMNS)
+"""A record's inbox values, in column order (read in C: this runs for every delivery)."""
 _REFUSED = (asyncpg.PostgresError, ValueError, TypeError)
 """What asyncpg raises for a statement it or the server refused (the connection is fine)."""
 
@@ -80,7 +83,7 @@ SELECT 'delivery', id FROM ins UNION ALL SELECT 'job', id FROM touched
 
 def _arrays(records: Sequence[DeliveryRecord]) -> list[list[Any]]:
     """One array per inbox column, in `DELIVERY_COLUMNS` order."""
-    arrays = [[getattr(r, column) for r in records] for column in DELIVERY_COLUMNS]
+    arrays = [list(column) for column in zip(*map(_values, records), strict=True)]
     arrays[_HEADERS] = [json.dumps(headers) for headers in arrays[_HEADERS]]
     return arrays
 

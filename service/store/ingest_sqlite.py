@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import operator
 import pickle
 import socket
 import sys
@@ -42,6 +43,7 @@ _RESTART_BACKOFF_SECONDS = 1.0
 _HEADERS = DELIVERY_COLUMNS.index("headers")
 _RECEIVED_AT = DELIVERY_COLUMNS.index("received_at")
 _VERIFIED = DELIVERY_COLUMNS.index("verified")
+_values = operator.attrgetter(*DELIVERY_COLUMNS)
 # `DELIVERY_COLUMNS` named over SQLite's VALUES columns (column1, column2, ...).
 _SOURCE = "(SELECT {} FROM (VALUES {{rows}}))".format(
     ", ".join(f"column{n} AS {name}" for n, name in enumerate(DELIVERY_COLUMNS, 1))
@@ -59,7 +61,7 @@ def sqlite_timestamp(at: datetime) -> str:
 
 def _row(record: DeliveryRecord) -> tuple[Any, ...]:
     """The values the process binds for one delivery, in `DELIVERY_COLUMNS` order."""
-    row = [getattr(record, name) for name in DELIVERY_COLUMNS]
+    row = list(_values(record))
     row[_RECEIVED_AT] = sqlite_timestamp(record.received_at)
     row[_HEADERS] = json.dumps(record.headers)
     row[_VERIFIED] = 1 if record.verified else 0
