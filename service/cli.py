@@ -177,20 +177,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from service.server import run_server
 
-    uvicorn.run(
-        "service.app:create_app",
-        factory=True,
+    return run_server(
+        get_settings(),
         host=args.host,
         port=args.port,
         workers=args.workers,
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
-        proxy_headers=False,  # X-Forwarded-For is judged by TRUSTED_PROXIES, not uvicorn
-        access_log=False,
     )
-    return 0
 
 
 def alembic_config(database_url: str) -> Config:

@@ -126,6 +126,20 @@ class Settings(BaseSettings):
     TRUSTED_PROXIES: CommaList = Field(default_factory=list)
     """Peers whose `X-Forwarded-For` header is believed."""
 
+    MAX_HEADER_BYTES: int = Field(default=8192, ge=1024)
+    """Largest request line or single header line; larger ones get 414 or 431."""
+
+    MAX_HEAD_BYTES: int = Field(default=65536, ge=1024)
+    """Largest request head (request line and every header); larger ones get 431."""
+
+    HEAD_TIMEOUT_SECONDS: float = Field(default=10, gt=0)
+    """Time a client has to send a whole request head, from its connection (or, on a
+    kept-alive connection, from the head's first byte); after that it is closed."""
+
+    MAX_CONNECTIONS: int = Field(default=1000, ge=1)
+    """Open connections per server process. At the limit a new connection pushes out the one
+    that has waited longest for a request head; if none waits, the new one gets 503."""
+
     MAX_RESULT_BYTES: int = Field(default=1_048_576, gt=0)
     """Largest finished-request content kept per job."""
 
