@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     MAX_BODY_BYTES: int = Field(default=1_048_576, gt=0)
     """Largest webhook body accepted; larger ones get 413."""
 
+    MAX_SUBMIT_BYTES: int = Field(default=1_048_576, gt=0)
+    """Largest `POST /api/v1/jobs` body accepted; larger ones get 413."""
+
     ALLOWED_SOURCE_IPS: CommaList = Field(default_factory=list)
     """Optional allow-list of source IPs for `/webhooks/visma`. Empty: all."""
 

@@ -16,15 +16,22 @@ from service.domain import (
     parse_job_query,
 )
 from service.flows import submit_job
+from service.web.errors import error_response
 from service.web.schemas import etag_of, job_json, page_json, parse_job_create
 from service.web.state import State
+from service.web.webhooks import BodyTooLarge, read_body
 
 JOB_NOT_FOUND = "no job with id {job_id!r}"
 
 
 async def create_job(request: Request[State]) -> Response:
-    job_create = parse_job_create(await request.body())
     state = request.state
+    limit = state["settings"].MAX_SUBMIT_BYTES
+    try:
+        raw = await read_body(request, limit)
+    except BodyTooLarge:
+        return error_response(413, "too_large", f"body is larger than MAX_SUBMIT_BYTES={limit}")
+    job_create = parse_job_create(raw)
     job_id = await submit_job(
         state["sessions"],
         state["visma"],

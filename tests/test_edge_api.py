@@ -1,0 +1,166 @@
+"""The API's edge on a real database: submission size and path limits (nothing refused leaves a
+job behind, nothing refused reaches Visma)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from service import store
+from service.app import alert_policy
+from service.flows import resend_job
+from service.flows.clock import utcnow
+from service.simulator import SimulatorState, create_simulator_app
+from service.simulator.config import SimulatorConfig
+from tests.harness import Harness, in_process
+
+JOB = {"method": "POST", "path": "/v1/customer", "body": {"name": "Acme AS"}}
+
+
+@pytest.fixture(name="simulator_app")
+def fixture_simulator_app():
+    return create_simulator_app(SimulatorConfig(webhook_url=None))
+
+
+@pytest.fixture(name="harness")
+async def fixture_harness(clean_database: str, simulator_app) -> AsyncIterator[Harness]:
+    """The service in process, sending to the simulator."""
+    transport = httpx.ASGITransport(app=simulator_app)
+    async with in_process(clean_database, visma_transport=transport) as harness:
+        yield harness
+
+
+def submissions_seen(simulator_app) -> list[str]:
+    simulator: SimulatorState = simulator_app.state.simulator
+    return [r.path for r in simulator.requests if r.kind == "submit"]
+
+
+async def job_count(harness: Harness) -> int:
+    listed = await harness.client.get("/api/v1/jobs")
+    assert listed.status_code == 200, listed.text
+    total: int = listed.json()["metadata"]["totalCount"]
+    return total
+
+
+async def test_create_job_is_sent_to_visma(harness: Harness, simulator_app) -> None:
+    # The baseline the refusals below are measured against: this one goes through.
+    response = await harness.client.post("/api/v1/jobs", json=JOB)
+    assert response.status_code == 201, response.text
+    assert response.json()["state"] == "accepted"
+    assert submissions_seen(simulator_app) == ["/v1/customer"]
+
+
+async def test_create_job_over_max_submit_bytes_is_413_and_writes_nothing(
+    clean_database: str, simulator_app
+) -> None:
+    transport = httpx.ASGITransport(app=simulator_app)
+    async with in_process(
+        clean_database, visma_transport=transport, MAX_SUBMIT_BYTES=10_000
+    ) as harness:
+        big = {**JOB, "body": {"name": "x" * 20_000}}
+        response = await harness.client.post("/api/v1/jobs", json=big)
+        assert response.status_code == 413
+        assert response.json() == {
+            "error": "too_large",
+            "detail": "body is larger than MAX_SUBMIT_BYTES=10000",
+        }
+        # Counted while reading too, when the sender declares no length.
+        chunks = [json.dumps(big).encode()[i : i + 4096] for i in range(0, 20_100, 4096)]
+
+        async def stream():
+            for chunk in chunks:
+                yield chunk
+
+        streamed = await harness.client.post("/api/v1/jobs", content=stream())
+        assert streamed.status_code == 413
+        assert await job_count(harness) == 0
+    assert submissions_seen(simulator_app) == []
+
+
+async def test_create_job_default_limit_is_one_mib(harness: Harness) -> None:
+    big = {**JOB, "body": {"name": "x" * 1_100_000}}
+    response = await harness.client.post("/api/v1/jobs", json=big)
+    assert response.status_code == 413
+    assert "MAX_SUBMIT_BYTES=1048576" in response.json()["detail"]
+
+
+async def test_create_job_with_a_100_kb_path_is_400_and_leaves_no_job(
+    harness: Harness, simulator_app
+) -> None:
+    response = await harness.client.post(
+        "/api/v1/jobs", json={**JOB, "path": "/v1/customer/" + "a" * 100_000}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_input"
+    assert "path must be at most 2048 characters" in response.json()["detail"]
+    assert await job_count(harness) == 0
+    assert submissions_seen(simulator_app) == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/%2e%2e/v1/background/abc",
+        "/v1/customer/%2E./x",
+        "/v1/customer\\..\\background",
+        "/v1//background/abc",
+        "/v1/customer//1",
+        "/v1/customer/a%2Fb",
+        "/v1/customer/a%5cb",
+        "/v1/customer/a%0d%0aX-Injected:%201",
+        "/v1/customer/\x85",
+        "/v1/customer/a\u202eb",
+        "/v1/%62ackground/abc",
+        "/v1/customer/a%zz",
+    ],
+)
+async def test_create_job_refuses_paths_a_server_could_read_as_another(
+    harness: Harness, simulator_app, path: str
+) -> None:
+    response = await harness.client.post("/api/v1/jobs", json={**JOB, "path": path})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_input"
+    assert response.json()["detail"].startswith("path")
+    assert await job_count(harness) == 0
+    assert submissions_seen(simulator_app) == []
+
+
+async def test_a_stored_path_visma_cannot_be_sent_ends_rejected_not_submitted(
+    harness: Harness, simulator_app
+) -> None:
+    # A job written before paths had a limit: resending it must not leave a new job
+    # `submitted` for ever (the request cannot even be built), nor raise.
+    old_id = "job-before-the-limit"
+    now = utcnow()
+    async with harness.resources.sessions.begin() as session:
+        await store.add_job(
+            session,
+            store.Job(
+                id=old_id,
+                state="rejected",
+                method="POST",
+                path="/v1/customer/" + "a" * 100_000,
+                tags={},
+                notify=True,
+                submitted_at=now,
+                last_modified_at=now,
+            ),
+        )
+    settings = harness.resources.settings
+    new_id = await resend_job(
+        harness.resources.sessions,
+        harness.resources.visma,
+        old_id,
+        source="api",
+        poll_after_seconds=settings.POLL_AFTER_SECONDS,
+        job_ttl_seconds=settings.JOB_TTL_SECONDS,
+        alerts=alert_policy(settings),
+    )
+    job = (await harness.client.get(f"/api/v1/jobs/{new_id}")).json()
+    assert job["state"] == "rejected"
+    assert job["error"]["type"] == "NotSent"
+    assert "URL too long" in job["error"]["message"]
+    assert submissions_seen(simulator_app) == []
