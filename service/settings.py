@@ -18,6 +18,7 @@ BAD_SIGNING_SECRET = "ALERT_SIGNING_SECRET must be whsec_ followed by base64 (St
 UNSIGNED_ALERTS = (
     "ALERT_WEBHOOK_URLS is set but ALERT_SIGNING_SECRET is empty: JSON alerts are signed"
 )
+TOKEN_IN_BOTH = "a token is in both API_TOKENS and API_READ_TOKENS; give each token one role"
 
 CommaList = Annotated[list[str], NoDecode]
 SecretList = Annotated[list[SecretStr], NoDecode]
@@ -63,6 +64,10 @@ class Settings(BaseSettings):
 
     API_TOKENS: SecretList = Field(default_factory=list)
     """Comma-separated bearer tokens for `/api/` and the dashboard. Empty: the API answers 401."""
+
+    API_READ_TOKENS: SecretList = Field(default_factory=list)
+    """Comma-separated bearer tokens that may only read: submitting, resending or replaying
+    answers 403 (a monitoring dashboard's token cannot send work to the ERP). Empty: none."""
 
     POLL_AFTER_SECONDS: float = Field(default=120, gt=0)
     """An accepted job with no webhook after this long is polled."""
@@ -149,6 +154,7 @@ class Settings(BaseSettings):
     @field_validator(
         "VISMA_WEBHOOK_SECRETS",
         "API_TOKENS",
+        "API_READ_TOKENS",
         "ALERT_WEBHOOK_URLS",
         "ALERT_SLACK_URLS",
         "WATCH_COMPONENTS",
@@ -177,6 +183,12 @@ class Settings(BaseSettings):
             raise ValueError(UNSIGNED_ALERTS)
         return self
 
+    @model_validator(mode="after")
+    def _one_role_per_token(self) -> Settings:
+        if set(self.api_tokens()) & set(self.api_read_tokens()):
+            raise ValueError(TOKEN_IN_BOTH)
+        return self
+
     def webhook_secrets(self) -> list[str]:
         """The configured webhook secrets as plain strings."""
         return [s.get_secret_value() for s in self.VISMA_WEBHOOK_SECRETS]
@@ -184,6 +196,10 @@ class Settings(BaseSettings):
     def api_tokens(self) -> list[str]:
         """The configured API bearer tokens as plain strings."""
         return [t.get_secret_value() for t in self.API_TOKENS]
+
+    def api_read_tokens(self) -> list[str]:
+        """The read-only API bearer tokens as plain strings."""
+        return [t.get_secret_value() for t in self.API_READ_TOKENS]
 
 
 @lru_cache

@@ -1,5 +1,5 @@
 """The API's edge on a real database: submission size and path limits (nothing refused leaves a
-job behind, nothing refused reaches Visma)."""
+job behind, nothing refused reaches Visma), and read-only tokens."""
 
 from __future__ import annotations
 
@@ -8,15 +8,20 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from service import store
 from service.app import alert_policy
 from service.flows import resend_job
 from service.flows.clock import utcnow
+from service.settings import Settings
 from service.simulator import SimulatorState, create_simulator_app
 from service.simulator.config import SimulatorConfig
+from service.web.auth import READ_ONLY
+from tests.conftest import API_TOKEN
 from tests.harness import Harness, in_process
 
+READ_TOKEN = "test-read-token"
 JOB = {"method": "POST", "path": "/v1/customer", "body": {"name": "Acme AS"}}
 
 
@@ -27,9 +32,11 @@ def fixture_simulator_app():
 
 @pytest.fixture(name="harness")
 async def fixture_harness(clean_database: str, simulator_app) -> AsyncIterator[Harness]:
-    """The service in process, sending to the simulator."""
+    """The service in process, sending to the simulator, with a read-only token besides."""
     transport = httpx.ASGITransport(app=simulator_app)
-    async with in_process(clean_database, visma_transport=transport) as harness:
+    async with in_process(
+        clean_database, visma_transport=transport, API_READ_TOKENS=[READ_TOKEN]
+    ) as harness:
         yield harness
 
 
@@ -164,3 +171,37 @@ async def test_a_stored_path_visma_cannot_be_sent_ends_rejected_not_submitted(
     assert job["error"]["type"] == "NotSent"
     assert "URL too long" in job["error"]["message"]
     assert submissions_seen(simulator_app) == []
+
+
+async def test_read_token_reads_but_cannot_submit(harness: Harness, simulator_app) -> None:
+    read = {"Authorization": f"Bearer {READ_TOKEN}"}
+    listed = await harness.client.get("/api/v1/jobs", headers=read)
+    assert listed.status_code == 200
+    refused = await harness.client.post("/api/v1/jobs", json=JOB, headers=read)
+    assert refused.status_code == 403
+    assert refused.json() == {"error": "forbidden", "detail": READ_ONLY}
+    assert await job_count(harness) == 0
+    assert submissions_seen(simulator_app) == []
+    # The same request with a full token goes through.
+    accepted = await harness.client.post(
+        "/api/v1/jobs", json=JOB, headers={"Authorization": f"Bearer {API_TOKEN}"}
+    )
+    assert accepted.status_code == 201
+    job_id = accepted.json()["id"]
+    shown = await harness.client.get(f"/api/v1/jobs/{job_id}", headers=read)
+    assert shown.status_code == 200 and shown.json()["id"] == job_id
+
+
+async def test_read_tokens_alone_make_a_read_only_api(clean_database: str) -> None:
+    async with in_process(clean_database, API_TOKENS=[], API_READ_TOKENS=[READ_TOKEN]) as h:
+        read = {"Authorization": f"Bearer {READ_TOKEN}"}
+        assert (await h.client.get("/api/v1/alerts", headers=read)).status_code == 200
+        refused = await h.client.post("/api/v1/jobs", json=JOB, headers=read)
+        assert refused.status_code == 403
+        wrong = await h.client.get("/api/v1/jobs", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+
+
+def test_a_token_in_both_lists_is_a_settings_error() -> None:
+    with pytest.raises(ValidationError, match="both API_TOKENS and API_READ_TOKENS"):
+        Settings(_env_file=None, API_TOKENS="a,b", API_READ_TOKENS="b")  # type: ignore[call-arg]

@@ -16,6 +16,7 @@ from service.domain import (
     parse_job_query,
 )
 from service.flows import submit_job
+from service.web.auth import require_write
 from service.web.errors import error_response
 from service.web.schemas import etag_of, job_json, page_json, parse_job_create
 from service.web.state import State
@@ -25,6 +26,7 @@ JOB_NOT_FOUND = "no job with id {job_id!r}"
 
 
 async def create_job(request: Request[State]) -> Response:
+    require_write(request)
     state = request.state
     limit = state["settings"].MAX_SUBMIT_BYTES
     try:
