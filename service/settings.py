@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -22,6 +23,8 @@ TOKEN_IN_BOTH = "a token is in both API_TOKENS and API_READ_TOKENS; give each to
 
 CommaList = Annotated[list[str], NoDecode]
 SecretList = Annotated[list[SecretStr], NoDecode]
+Network = IPv4Network | IPv6Network
+NetworkList = Annotated[list[Network], NoDecode]
 
 
 def _split(value: object) -> object:
@@ -128,11 +131,15 @@ class Settings(BaseSettings):
     MAX_SUBMIT_BYTES: int = Field(default=1_048_576, gt=0)
     """Largest `POST /api/v1/jobs` body accepted; larger ones get 413."""
 
-    ALLOWED_SOURCE_IPS: CommaList = Field(default_factory=list)
-    """Optional allow-list of source IPs for `/webhooks/visma`. Empty: all."""
+    ALLOWED_SOURCE_IPS: NetworkList = Field(default_factory=list)
+    """Optional allow-list for `/webhooks/visma`: addresses or CIDR ranges, IPv4 or IPv6,
+    comma-separated (an IPv4-mapped IPv6 peer matches its IPv4 entry). Empty: all."""
 
-    TRUSTED_PROXIES: CommaList = Field(default_factory=list)
-    """Peers whose `X-Forwarded-For` header is believed."""
+    STATUS_ALLOWED_SOURCE_IPS: NetworkList = Field(default_factory=list)
+    """Optional allow-list for `/webhooks/status/{token}`, in the same form. Empty: all."""
+
+    TRUSTED_PROXIES: NetworkList = Field(default_factory=list)
+    """Peers (addresses or CIDR ranges) whose `X-Forwarded-For` header is believed."""
 
     MAX_HEADER_BYTES: int = Field(default=8192, ge=1024)
     """Largest request line or single header line; larger ones get 414 or 431."""
@@ -158,13 +165,21 @@ class Settings(BaseSettings):
         "ALERT_WEBHOOK_URLS",
         "ALERT_SLACK_URLS",
         "WATCH_COMPONENTS",
-        "ALLOWED_SOURCE_IPS",
-        "TRUSTED_PROXIES",
         mode="before",
     )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split(value)
+
+    @field_validator(
+        "ALLOWED_SOURCE_IPS", "STATUS_ALLOWED_SOURCE_IPS", "TRUSTED_PROXIES", mode="before"
+    )
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        items = _split(value)
+        if not isinstance(items, list):
+            return items
+        return [parse_network(item) if isinstance(item, str) else item for item in items]
 
     @field_validator("ALERT_SIGNING_SECRET")
     @classmethod
@@ -200,6 +215,19 @@ class Settings(BaseSettings):
     def api_read_tokens(self) -> list[str]:
         """The read-only API bearer tokens as plain strings."""
         return [t.get_secret_value() for t in self.API_READ_TOKENS]
+
+
+def parse_network(text: str) -> Network:
+    """An address or CIDR range; an IPv4-mapped IPv6 one becomes its IPv4 form, so it matches
+    the addresses a dual-stack socket reports."""
+    try:
+        network = ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address or CIDR range") from None
+    mapped = network.network_address.ipv4_mapped if network.version == 6 else None
+    if mapped is not None and network.prefixlen >= 96:
+        return IPv4Network(f"{mapped}/{network.prefixlen - 96}")
+    return network
 
 
 @lru_cache
