@@ -1,0 +1,137 @@
+"""Alert hygiene: Slack gets outside text escaped and bounded."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from service.domain import slack_message
+from service.domain.alerts import SLACK_TEXT_LIMIT, slack_cut, slack_escape
+from service.simulator import Outcome
+from tests.sink import Sink, running_sink, slack_problem
+from tests.test_e2e_alerts import alert_stack
+
+MENTION = "<!channel> & <@U024BE7LH> <https://evil.example|click>"
+ESCAPED_MENTION = "&lt;!channel&gt; &amp; &lt;@U024BE7LH&gt; &lt;https://evil.example|click&gt;"
+# What Slack reads as a command: a special mention, a user or channel, or a link of theirs.
+SLACK_CONTROL = re.compile(r"<[!@#]|<https?://evil")
+
+
+def slack_texts(message: dict[str, Any]) -> list[str]:
+    """Every text of a Slack payload that Slack parses: `text` and each block's texts."""
+    texts = [message["text"]]
+    for block in message["blocks"]:
+        if "text" in block:
+            texts.append(block["text"]["text"])
+        texts += [element["text"] for element in block.get("elements", [])]
+    return texts
+
+
+def job_alert(**job: Any) -> dict[str, Any]:
+    return {
+        "id": "a1",
+        "kind": "job.failed",
+        "summary": f"Job failed: POST /v1/x: {MENTION}",
+        "at": "2026-03-02T09:00:00Z",
+        "job": {
+            "id": "j1",
+            "method": "POST",
+            "path": "/v1/x/<!here>",
+            "tags": {"orderRef": "<!everyone>"},
+            "error": {"message": MENTION, "faultCode": "<!subteam^S1>"},
+            "hint": f"Show the body's message: {MENTION}",
+            **job,
+        },
+    }
+
+
+def test_slack_message_escapes_every_outside_text_in_text_and_blocks() -> None:
+    alerts = [
+        job_alert(),
+        {
+            "id": "a2",
+            "kind": "component.status",
+            "summary": f"{MENTION}: operational -> major outage",
+            "component": {"name": MENTION, "status": "<!channel>"},
+        },
+        {
+            "id": "a3",
+            "kind": "incident.update",
+            "summary": f"Incident opened: {MENTION}",
+            "incident": {
+                "name": MENTION,
+                "status": "<!here>",
+                "shortlink": "https://stspg.io/x|<!channel>",
+                "components": [{"name": MENTION}],
+                "updates": [{"body": MENTION}],
+            },
+        },
+        {
+            "id": "a4",
+            "kind": "jobs.burst",
+            "summary": MENTION,
+            "jobs": {"count": 2, "ids": [MENTION]},
+        },
+    ]
+    for alert in alerts:
+        message = slack_message(alert)
+        for text in slack_texts(message):
+            assert not SLACK_CONTROL.search(text), text
+        assert message["text"] == slack_escape(alert["summary"])
+        assert ESCAPED_MENTION in message["blocks"][0]["text"]["text"]
+        assert slack_problem(json.dumps(message).encode()) is None
+    incident = slack_message(alerts[2])["blocks"][0]["text"]["text"]
+    # Our own link survives, its target kept whole.
+    assert "<https://stspg.io/x%7C&lt;!channel&gt;|" in incident
+
+
+def test_slack_text_is_bounded_and_cut_between_whole_entities() -> None:
+    for filler in range(10):
+        alert = job_alert(error={"message": "x" * filler + "&" * 5000})
+        alert["summary"] = "y" * filler + "<&>" * 2000
+        message = slack_message(alert)
+        for text in slack_texts(message):
+            assert len(text) <= SLACK_TEXT_LIMIT
+            assert_whole_entities(text)
+        assert message["text"].endswith("…")
+        assert html.unescape(message["text"].removesuffix("…")) in alert["summary"]
+
+
+def assert_whole_entities(text: str) -> None:
+    # Every `&` starts one of the three entities Slack knows; no half of one is left.
+    assert "&" not in re.sub(r"&(amp|lt|gt);", "", text), text[-20:]
+
+
+@given(st.text(alphabet="a&<>", max_size=60), st.integers(min_value=2, max_value=70))
+def test_slack_cut_never_splits_an_entity(raw: str, limit: int) -> None:
+    cut = slack_cut(slack_escape(raw), limit)
+    assert len(cut) <= max(limit, 1)
+    assert_whole_entities(cut)
+    kept = cut.removesuffix("…") if len(slack_escape(raw)) > limit else cut
+    assert raw.startswith(html.unescape(kept))
+
+
+@pytest.fixture(name="sink")
+async def fixture_sink() -> AsyncIterator[Sink]:
+    async with running_sink() as sink:
+        yield sink
+
+
+async def test_visma_error_text_reaches_slack_escaped(clean_database: str, sink: Sink) -> None:
+    async with alert_stack(clean_database, sink, ALERT_WEBHOOK_URLS=[]) as stack:
+        stack.simulator.script(Outcome(kind="bad_request", message=MENTION))
+        job = await stack.submit(path="/v1/salesorder")
+        assert (await stack.wait_for_end(job["id"]))["state"] == "failed"
+        [slack] = await sink.wait_for("/slack/a", 1)
+        message = slack.json()
+        for text in slack_texts(message):
+            assert not SLACK_CONTROL.search(text), text
+        assert ESCAPED_MENTION in message["blocks"][0]["text"]["text"]
+        assert ESCAPED_MENTION in message["text"]
