@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from service.domain import DomainError
 
         if isinstance(exc, DomainError):
-            Console(stderr=True).print(f"[red]error:[/red] {exc.detail}")
+            Console(stderr=True).print(f"[red]error:[/red] {exc.detail}", soft_wrap=True)
             return 1
         raise
     return result

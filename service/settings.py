@@ -2,29 +2,43 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from standardwebhooks.webhooks import Webhook
+
+from service.domain.errors import NotConfigured
 
 DEFAULT_SCOPES = (
     "vismanet_erp_service_api:create vismanet_erp_service_api:read "
     "vismanet_erp_service_api:update vismanet_erp_service_api:delete"
 )
 
-BAD_SIGNING_SECRET = "ALERT_SIGNING_SECRET must be whsec_ followed by base64 (Standard Webhooks)"
+BAD_SIGNING_SECRET = (
+    "must be whsec_ followed by the base64 of 24 to 64 random bytes (Standard Webhooks), "
+    "e.g. whsec_$(openssl rand -base64 32)"
+)
 UNSIGNED_ALERTS = (
     "ALERT_WEBHOOK_URLS is set but ALERT_SIGNING_SECRET is empty: JSON alerts are signed"
 )
 TOKEN_IN_BOTH = "a token is in both API_TOKENS and API_READ_TOKENS; give each token one role"
+SIGNING_SECRET_BYTES = (24, 64)
+"""How long a Standard Webhooks secret must be once decoded (the spec's range)."""
 
 CommaList = Annotated[list[str], NoDecode]
 SecretList = Annotated[list[SecretStr], NoDecode]
 Network = IPv4Network | IPv6Network
 NetworkList = Annotated[list[Network], NoDecode]
+
+
+class SettingsError(NotConfigured):
+    """A setting has a value the service cannot run with; `detail` is one line naming it."""
+
+    code = "bad_settings"
 
 
 def _split(value: object) -> object:
@@ -110,17 +124,21 @@ class Settings(BaseSettings):
     """Failed jobs with the same fault code within this window after the first one's alert are
     counted into one `jobs.burst` alert, sent when the window closes. 0: off."""
 
-    ALERT_RETRY_BASE_SECONDS: float = Field(default=10, gt=0)
+    ALERT_RETRY_BASE_SECONDS: float = Field(default=5, gt=0)
     """Wait before the first retry of a failed alert send; doubles with each further attempt."""
 
-    ALERT_RETRY_MAX_SECONDS: float = Field(default=3600, gt=0)
-    """Longest wait between two attempts at one alert send."""
+    ALERT_RETRY_MAX_SECONDS: float = Field(default=36000, gt=0)
+    """Longest wait between two attempts at one alert send (10 h, Standard Webhooks' longest)."""
 
-    ALERT_MAX_ATTEMPTS: int = Field(default=12, ge=1)
-    """Attempts per alert and target before it is given up (`failed` in `/api/v1/alerts`)."""
+    ALERT_MAX_ATTEMPTS: int = Field(default=16, ge=1)
+    """Attempts per alert and target before it is given up (`failed` in `/api/v1/alerts`).
 
-    ALERT_TIMEOUT_SECONDS: float = Field(default=10, gt=0)
-    """How long one alert send waits for the target's answer."""
+    With the defaults the retries wait 5 s, 10 s, 20 s ... doubling up to 10 h apart: the 16th
+    and last attempt comes about 31 hours after the first, past a day as Standard Webhooks
+    asks. A target answering 410 Gone is not retried at all (`gone`)."""
+
+    ALERT_TIMEOUT_SECONDS: float = Field(default=15, gt=0)
+    """How long one alert send waits for the target's answer (Standard Webhooks: 15-30 s)."""
 
     ALERT_POLL_SECONDS: float = Field(default=1, gt=0)
     """How often the alert sender looks for alerts raised by other processes or replicas."""
@@ -186,10 +204,9 @@ class Settings(BaseSettings):
     def _signing_secret(cls, value: SecretStr) -> SecretStr:
         secret = value.get_secret_value()
         if secret:
-            try:
-                Webhook(secret)
-            except Exception:
-                raise ValueError(BAD_SIGNING_SECRET) from None
+            problem = signing_secret_problem(secret)
+            if problem:
+                raise ValueError(f"{BAD_SIGNING_SECRET}; this one {problem}")
         return value
 
     @model_validator(mode="after")
@@ -230,7 +247,41 @@ def parse_network(text: str) -> Network:
     return network
 
 
+def signing_secret_problem(secret: str) -> str | None:
+    """Why `secret` is no Standard Webhooks secret (`whsec_` + base64 of 24-64 bytes), or None.
+
+    The reason never repeats the secret."""
+    if not secret.startswith("whsec_"):
+        return "does not start with whsec_"
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        return "is not base64 after whsec_"
+    low, high = SIGNING_SECRET_BYTES
+    if not low <= len(key) <= high:
+        return f"decodes to {len(key)} bytes"
+    return None
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """Pydantic's errors as one line naming each setting, without the values (secrets)."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        message = error["msg"].removeprefix("Value error, ")
+        where = str(error["loc"][0]) if error["loc"] else ""
+        parts.append(f"{where}: {message}" if where else message)
+    return " ".join("; ".join(parts).split())
+
+
+def load_settings() -> Settings:
+    """The settings from the environment and `.env`; SettingsError (one line) if one is bad."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(f"invalid settings: {settings_problem(exc)}") from None
+
+
 @lru_cache
 def get_settings() -> Settings:
     """The process's settings, read once."""
-    return Settings()
+    return load_settings()

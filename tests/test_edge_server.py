@@ -324,3 +324,25 @@ async def test_visma_hooks_serve_runs_with_the_head_limits(
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
+
+
+def test_visma_hooks_serve_with_a_short_signing_secret_stops_with_one_line(
+    tmp_path: Path,
+) -> None:
+    process = serve_command(
+        f"sqlite:///{tmp_path / 'x.db'}",
+        free_port(),
+        cwd=tmp_path,
+        ALERT_SIGNING_SECRET="whsec_YWJj",
+    )
+    try:
+        _, stderr = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise AssertionError("serve started with a 3-byte signing secret") from None
+    lines = stderr.decode().strip().splitlines()
+    assert process.returncode != 0
+    assert len(lines) == 1, lines
+    assert "ALERT_SIGNING_SECRET" in lines[0] and "decodes to 3 bytes" in lines[0]
+    assert "YWJj" not in lines[0]  # the secret itself is never printed

@@ -360,12 +360,17 @@ class SendOutcome(StrEnum):
     RETRY = "retry"
     FAILED = "failed"
     """Given up after the last attempt."""
+    GONE = "gone"
+    """The target answered 410 Gone: Standard Webhooks says stop, so it gets no more tries."""
 
 
 def send_outcome(status_code: int | None, *, attempts: int, max_attempts: int) -> SendOutcome:
-    """A 2xx is delivered; anything else (a 3xx too: we never follow redirects) is retried."""
+    """A 2xx is delivered and a 410 ends the delivery; anything else (a 3xx too: we never follow
+    redirects) is retried."""
     if status_code is not None and 200 <= status_code < 300:
         return SendOutcome.SENT
+    if status_code == 410:
+        return SendOutcome.GONE
     return SendOutcome.RETRY if attempts < max_attempts else SendOutcome.FAILED
 
 
