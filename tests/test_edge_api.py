@@ -1,8 +1,9 @@
 """The API's edge on a real database: submission size and path limits (nothing refused leaves a
-job behind, nothing refused reaches Visma), and read-only tokens."""
+job behind, nothing refused reaches Visma), read-only tokens, and what `/readyz` tells anyone."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 
@@ -11,13 +12,15 @@ import pytest
 from pydantic import ValidationError
 
 from service import store
-from service.app import alert_policy
+from service.app import alert_policy, create_app
 from service.flows import resend_job
 from service.flows.clock import utcnow
 from service.settings import Settings
 from service.simulator import SimulatorState, create_simulator_app
 from service.simulator.config import SimulatorConfig
+from service.store import create_engine
 from service.web.auth import READ_ONLY
+from service.web.health import DATABASE_UNREACHABLE
 from tests.conftest import API_TOKEN
 from tests.harness import Harness, in_process
 
@@ -205,3 +208,21 @@ async def test_read_tokens_alone_make_a_read_only_api(clean_database: str) -> No
 def test_a_token_in_both_lists_is_a_settings_error() -> None:
     with pytest.raises(ValidationError, match="both API_TOKENS and API_READ_TOKENS"):
         Settings(_env_file=None, API_TOKENS="a,b", API_READ_TOKENS="b")  # type: ignore[call-arg]
+
+
+async def test_readyz_says_what_is_wrong_in_words(harness: Harness) -> None:
+    # A database nobody listens on, with a password in its URL: none of it may show.
+    dead = create_engine("postgresql://visma:hunter2@127.0.0.1:9/erp")
+    try:
+        resources = dataclasses.replace(harness.resources, engine=dead)
+        app = create_app(resources=resources)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+        ) as client:
+            response = await client.get("/readyz")
+    finally:
+        await dead.dispose()
+    assert response.status_code == 503
+    assert response.json() == {"error": "unavailable", "detail": DATABASE_UNREACHABLE}
+    for secret in ("127.0.0.1", ":9", "hunter2", "visma", "Error", "("):
+        assert secret not in response.text
