@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from service.settings import Settings, get_settings
+from service.settings import Settings, SettingsError, get_settings
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # one clear line for the terminal, not a traceback
         from service.domain import DomainError
 
-        if isinstance(exc, DomainError):
+        if isinstance(exc, DomainError | SettingsError):
             Console(stderr=True).print(f"[red]error:[/red] {exc.detail}", soft_wrap=True)
             return 1
         raise

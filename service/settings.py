@@ -11,8 +11,6 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service.domain.errors import NotConfigured
-
 DEFAULT_SCOPES = (
     "vismanet_erp_service_api:create vismanet_erp_service_api:read "
     "vismanet_erp_service_api:update vismanet_erp_service_api:delete"
@@ -35,10 +33,13 @@ Network = IPv4Network | IPv6Network
 NetworkList = Annotated[list[Network], NoDecode]
 
 
-class SettingsError(NotConfigured):
-    """A setting has a value the service cannot run with; `detail` is one line naming it."""
+class SettingsError(ValueError):
+    """A setting has a value the service cannot run with; `detail` is one line naming it (and
+    never its value: it may be a secret)."""
 
-    code = "bad_settings"
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 def _split(value: object) -> object:
