@@ -25,15 +25,17 @@ run: migrate  ## serve on 127.0.0.1:8000 with the embedded SQLite default
 simulate: $(STAMP)  ## the Visma.net simulator on 127.0.0.1:8090
 	$(BIN)/visma-hooks simulate --port 8090
 
-test: $(STAMP)  ## lint, type-check and run the tests (TEST_DATABASE_URL picks the database)
+test: $(STAMP)  ## lint, type-check, check the import rules and run the tests (TEST_DATABASE_URL picks the database)
 	$(BIN)/ruff check service tests
 	$(BIN)/mypy --strict service
-	$(BIN)/pytest -q
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/pytest -q --cov --cov-report=term:skip-covered --cov-fail-under=85
 
 lint: $(STAMP)
 	$(BIN)/ruff check service tests
 	$(BIN)/ruff format --check service
 	$(BIN)/mypy --strict service
+	$(BIN)/lint-imports --no-cache
 
 # BENCH_DATABASE_URL: the PostgreSQL database to (re)create; its name must contain "bench".
 BENCH_DATABASE_URL ?= postgresql://root@127.0.0.1:5432/bench

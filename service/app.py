@@ -17,22 +17,33 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.domain import AlertPolicy, DomainError
-from service.flows import OutboxSettings, ResolveSettings
+from service.domain import LINK_RULES, AlertPolicy, DomainError, Pacing
+from service.flows import OutboxSettings, ResolveSettings, SubmitSettings
 from service.settings import Settings, get_settings
 from service.store import IngestWriter, create_engine, create_readers, create_sessionmaker
 from service.visma import VismaClient
-from service.web.alerts_api import list_alerts
-from service.web.auth import BearerAuth
-from service.web.deliveries_api import list_deliveries
-from service.web.errors import domain_error, http_error, server_error, storage_error
-from service.web.fast_lane import FastLane, RequestErrorHandler
-from service.web.health import healthz, metrics, readyz
-from service.web.jobs_api import create_job, get_job, list_jobs
-from service.web.state import State
-from service.web.status_api import list_components, list_incidents
-from service.web.status_webhooks import receive_status_webhook
-from service.web.webhooks import receive_visma_webhook
+from service.web import (
+    BearerAuth,
+    FastLane,
+    RequestErrorHandler,
+    State,
+    create_job,
+    domain_error,
+    get_job,
+    healthz,
+    http_error,
+    list_alerts,
+    list_components,
+    list_deliveries,
+    list_incidents,
+    list_jobs,
+    metrics,
+    readyz,
+    receive_status_webhook,
+    receive_visma_webhook,
+    server_error,
+    storage_error,
+)
 from service.workers import AlertSender, HousekeepingWorker, ResolverWorker
 
 
@@ -56,6 +67,7 @@ class Resources:
             "visma": self.visma,
             "ingest": self.ingest,
             "alert_policy": alert_policy(self.settings),
+            "submit_settings": submit_settings(self.settings),
         }
 
 
@@ -108,15 +120,27 @@ def visma_client(
     )
 
 
-def resolve_settings(settings: Settings) -> ResolveSettings:
-    """How the state-read worker paces itself, from the service settings."""
-    return ResolveSettings(
+def pacing(settings: Settings) -> Pacing:
+    """When jobs' states are read, and for how long, from the service settings."""
+    return Pacing(
         poll_after_seconds=settings.POLL_AFTER_SECONDS,
         job_ttl_seconds=settings.JOB_TTL_SECONDS,
         max_recheck_seconds=settings.POLL_MAX_INTERVAL_SECONDS,
+    )
+
+
+def resolve_settings(settings: Settings) -> ResolveSettings:
+    """How the state-read worker paces itself, from the service settings."""
+    return ResolveSettings(
+        pacing=pacing(settings),
         lease_seconds=settings.POLL_LEASE_SECONDS,
         alerts=alert_policy(settings),
     )
+
+
+def submit_settings(settings: Settings) -> SubmitSettings:
+    """What a submission needs to know, from the service settings."""
+    return SubmitSettings(pacing=pacing(settings), alerts=alert_policy(settings))
 
 
 @contextlib.asynccontextmanager
@@ -138,7 +162,7 @@ async def open_resources(
         resolver = ResolverWorker(sessions, visma, resolve or resolve_settings(settings))
         alerts = alert_sender(settings, sessions)
         stack.push_async_callback(alerts.aclose)
-        ingest = IngestWriter(engine, on_matched=resolver.wake)
+        ingest = IngestWriter(engine, rules=LINK_RULES, on_matched=resolver.wake)
         stack.push_async_callback(ingest.close)
         await ingest.start()
         stack.push_async_callback(resolver.stop)

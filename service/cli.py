@@ -215,7 +215,7 @@ def _migrate(_args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from service.web.schemas import parse_job_create
+    from service.domain import parse_job_create
 
     if args.resend:
         data = asyncio.run(_resend_and_show(get_settings(), args.resend))
@@ -247,7 +247,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 async def _submit_and_show(settings: Settings, request: Any) -> dict[str, Any]:
-    from service.app import alert_policy, visma_client
+    from service.app import submit_settings, visma_client
     from service.flows import submit_job
 
     engine, sessions = _open_db(settings)
@@ -258,9 +258,7 @@ async def _submit_and_show(settings: Settings, request: Any) -> dict[str, Any]:
             visma,
             request,
             source="cli",
-            poll_after_seconds=settings.POLL_AFTER_SECONDS,
-            job_ttl_seconds=settings.JOB_TTL_SECONDS,
-            alerts=alert_policy(settings),
+            settings=submit_settings(settings),
         )
         return await _load_job(sessions, job_id)
     finally:
@@ -269,7 +267,7 @@ async def _submit_and_show(settings: Settings, request: Any) -> dict[str, Any]:
 
 
 async def _resend_and_show(settings: Settings, job_id: str) -> dict[str, Any]:
-    from service.app import alert_policy, visma_client
+    from service.app import submit_settings, visma_client
     from service.domain import decode_id
     from service.flows import resend_job
 
@@ -281,9 +279,7 @@ async def _resend_and_show(settings: Settings, job_id: str) -> dict[str, Any]:
             visma,
             decode_id(job_id),
             source="cli",
-            poll_after_seconds=settings.POLL_AFTER_SECONDS,
-            job_ttl_seconds=settings.JOB_TTL_SECONDS,
-            alerts=alert_policy(settings),
+            settings=submit_settings(settings),
         )
         return await _load_job(sessions, new_id)
     finally:
@@ -354,7 +350,7 @@ def _jobs(args: argparse.Namespace) -> int:
 
 async def _list(settings: Settings, job_filter: Any, page: Any) -> tuple[list[dict[str, Any]], int]:
     from service import store
-    from service.web.schemas import job_json
+    from service.domain import job_json
 
     engine, sessions = _open_db(settings)
     try:
@@ -390,8 +386,7 @@ def _job(args: argparse.Namespace) -> int:
 
 async def _load_job(sessions: Any, job_id: str) -> dict[str, Any]:
     from service import store
-    from service.domain import NotFound
-    from service.web.schemas import job_json
+    from service.domain import NotFound, job_json
 
     async with sessions.begin() as session:
         job = await store.get_job(session, job_id)

@@ -1,4 +1,4 @@
-"""Every knob of the service, read from the environment or `.env` (names as in DESIGN.md 2)."""
+"""Every knob of the service, read from the environment or `.env` (`.env.example` lists them)."""
 
 from __future__ import annotations
 

@@ -7,16 +7,20 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 
 import httpx
 
+from service import store
 from service.app import create_app
 from service.settings import Settings
 from service.simulator import SimulatorConfig, SimulatorState, create_simulator_app
+from service.store import create_engine, create_sessionmaker
 from tests.conftest import API_TOKEN, WEBHOOK_SECRET, make_settings
 from tests.servers import bind_loopback, serving, url_of
 
+T = TypeVar("T")
 TERMINAL = ("succeeded", "failed", "expired", "rejected")
 
 
@@ -54,11 +58,41 @@ class Stack:
                 raise AssertionError(f"job {job_id} still {job['state']}: {job['events']}")
             await asyncio.sleep(0.05)
 
+    async def wait_for_event(
+        self, job_id: str, kind: str, *, timeout: float = 15.0
+    ) -> dict[str, Any]:
+        """The job once its timeline has an event of `kind` (fails the test after `timeout`)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = await self.job(job_id)
+            if kind in [e["kind"] for e in job["events"]]:
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} has no {kind} event: {job['events']}")
+            await asyncio.sleep(0.05)
+
     async def inbox(self, **params: str) -> list[dict[str, Any]]:
         response = await self.api.get("/api/v1/deliveries", params={"pageSize": "500", **params})
         assert response.status_code == 200, response.text
         items: list[dict[str, Any]] = response.json()["items"]
         return items
+
+
+async def stored_row(database_url: str, model: type[T], key: str) -> T:
+    """A row as the database holds it, read on a connection of its own."""
+    engine = create_engine(database_url)
+    try:
+        async with create_sessionmaker(engine).begin() as session:
+            row = await session.get(model, key)
+    finally:
+        await engine.dispose()
+    assert row is not None, f"no {model.__name__} {key!r}"
+    return row
+
+
+async def next_check_of(database_url: str, job_id: str) -> datetime | None:
+    """When the job's state read is due, as stored (None: none is, the job is finished)."""
+    return (await stored_row(database_url, store.Job, job_id)).next_check_at
 
 
 @contextlib.asynccontextmanager

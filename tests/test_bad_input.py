@@ -9,6 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from service.domain import encode_id
+from service.domain.deliveries import PROBLEM_BAD_ID
+from service.domain.status import parse_time
+from tests.factories import insert_job
 from tests.harness import Harness, in_process, signed_delivery
 
 json_values = st.recursive(
@@ -174,3 +178,64 @@ async def test_signed_deliveries_of_any_shape_are_stored(
     response = await harness.client.post("/webhooks/visma", content=raw, headers=headers)
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "stored"
+
+
+# Inputs that once got a 500 or were misread, each checked by name.
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"pageSize": "²"},
+        {"pageNumber": "9" * 5000},
+        {"pageNumber": "99999999999999999999999"},
+        {"lastModifiedDateTime": "0001-01-01T00:00:00+01:00"},
+    ],
+)
+async def test_list_jobs_odd_numbers_and_dates_are_400(harness: Harness, params: dict) -> None:
+    response = await harness.client.get("/api/v1/jobs", params=params)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_input"
+
+
+async def test_create_job_refuses_nan_and_deep_nesting(harness: Harness) -> None:
+    nan = b'{"method": "POST", "path": "/v1/customer", "body": {"amount": NaN}}'
+    deep = (
+        b'{"method": "POST", "path": "/v1/customer", "body": '
+        + b"[" * 100_000
+        + b"]" * 100_000
+        + b"}"
+    )
+    for raw in (nan, deep):
+        response = await harness.client.post("/api/v1/jobs", content=raw)
+        assert response.status_code == 400
+        assert "not valid JSON" in response.json()["detail"]
+
+
+async def test_deeply_nested_signed_delivery_is_stored_and_flagged(harness: Harness) -> None:
+    body, headers = signed_delivery(b"[" * 100_000 + b"]" * 100_000)
+    response = await harness.client.post("/webhooks/visma", content=body, headers=headers)
+    assert response.status_code == 200
+    [stored] = (await harness.client.get("/api/v1/deliveries")).json()["items"]
+    assert stored["problem"] == "body is not JSON"
+
+
+@pytest.mark.parametrize("visma_id", ["x" * 65, "abc\u0000def"])
+async def test_delivery_with_an_impossible_visma_id_is_stored_and_flagged(
+    harness: Harness, visma_id: str
+) -> None:
+    body, headers = signed_delivery({"id": visma_id})
+    response = await harness.client.post("/webhooks/visma", content=body, headers=headers)
+    assert response.status_code == 200
+    [stored] = (await harness.client.get("/api/v1/deliveries")).json()["items"]
+    assert stored["problem"] == PROBLEM_BAD_ID and stored["vismaJobId"] is None
+
+
+def test_status_time_out_of_range_is_no_time() -> None:
+    assert parse_time("0001-01-01T00:00:00+01:00") is None
+
+
+async def test_list_jobs_visma_id_filter_takes_b64(harness: Harness) -> None:
+    await insert_job(harness.resources.sessions, id="j1", visma_job_id="a/b?c", path="/v1/x")
+    response = await harness.client.get("/api/v1/jobs", params={"vismaJobId": encode_id("a/b?c")})
+    assert [job["id"] for job in response.json()["items"]] == ["j1"]

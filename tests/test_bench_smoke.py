@@ -36,6 +36,8 @@ def test_bench_harness_every_2xx_is_stored(clean_database: str) -> None:
     stored = databases.count_deliveries(clean_database, prefix)
     assert load.responses == load.ok == 400, server.log_tail()
     assert stored == load.ok  # nothing in flight at the end: every answer was counted
+    # The half that names a job (its own Visma job id in the body) is linked to it.
+    assert databases.count_deliveries(clean_database, prefix, linked=True) == stored // 2
     assert check_counts(load, stored) == []
     assert check_counts(load, stored - 1) == ["1 deliveries were acknowledged (2xx) but not stored"]
     assert load.p50_ms > 0 and rss > 0

@@ -6,7 +6,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -49,6 +49,13 @@ def fixture_simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     yield app.state.simulator
     server.should_exit = True
     thread.join(timeout=5)
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
 
 
 def add_job(database_url: str, job_id: str, **fields: object) -> None:
@@ -192,7 +199,8 @@ def test_poll_once_reads_due_jobs(
     simulator.script(Outcome(kind="success", webhook="drop"))
     assert main(["submit", "--path", "/v1/customer", "--body", "{}", "--json"]) == 0
     job = json.loads(capsys.readouterr().out)
-    time.sleep(0.3)  # the simulated job finishes, and its poll falls due
+    # Once the simulated job is done, its poll (due 0.01 s after the 202) finds the outcome.
+    wait_until(lambda: simulator.jobs[job["vismaJobId"]].done)
     assert main(["poll"]) == 0
     assert "read the state of 1 job(s)" in capsys.readouterr().out
     assert main(["job", job["id"], "--json"]) == 0

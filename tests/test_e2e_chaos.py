@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from service.simulator import Outcome
@@ -65,9 +63,16 @@ async def test_server_errors_on_state_reads_are_retried(clean_database: str) -> 
     async with running_stack(clean_database, POLL_AFTER_SECONDS=0.3) as stack:
         stack.simulator.script(Outcome(kind="no_license", webhook="drop"))
         submitted = await stack.submit(body={"n": 1})
+
+        def state_reads() -> list:
+            return [r for r in stack.simulator.requests if r.kind == "state"]
+
         await stack.api.get("/healthz")
         stack.simulator.chaos.config.server_error_share = 1.0
-        await asyncio.sleep(1.0)
+        await stack.simulator.wait_until(
+            lambda: any(r.kind == "state" and r.chaos == "server_error" for r in state_reads()),
+            timeout=10,
+        )
         assert (await stack.job(submitted["id"]))["state"] == "accepted"
         stack.simulator.chaos.config.server_error_share = 0.0
         job = await stack.wait_for_end(submitted["id"], timeout=40)
@@ -123,8 +128,12 @@ async def test_duplicated_and_reordered_deliveries_end_as_clean_ones(clean_datab
         },
     ) as stack:
         chaotic = await _final_states(stack)
-        await stack.simulator.wait_until(lambda: stack.simulator.stats()["deliveries"]["held"] == 0)
-        await asyncio.sleep(0.3)
+        await stack.simulator.wait_until(
+            lambda: (
+                stack.simulator.stats()["deliveries"]["held"] == 0
+                and stack.simulator.stats()["deliveries"]["pending"] == 0
+            )
+        )
         stats = stack.simulator.stats()["chaos"]
         assert stats["webhooks_duplicated"] == len(OUTCOMES)
         assert stats["webhooks_reordered"] > 0

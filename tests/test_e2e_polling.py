@@ -13,7 +13,7 @@ from service import store
 from service.simulator import Outcome
 from service.store import create_engine, create_sessionmaker
 from tests.harness import signed_delivery
-from tests.stack import Stack, running_stack
+from tests.stack import Stack, next_check_of, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +38,8 @@ async def test_webhook_after_a_poll_changes_only_the_timeline(clean_database: st
         body, headers = signed_delivery({"id": before["vismaJobId"]}, job_id=before["id"])
         late = await stack.api.post("/webhooks/visma", content=body, headers=headers)
         assert late.json()["status"] == "stored"
-        await asyncio.sleep(0.5)  # time for a wrong state read to happen
+        # Committed before the 200: the finished job has no read due, so none can follow.
+        assert await next_check_of(clean_database, before["id"]) is None
         after = await stack.job(before["id"])
         assert after["events"][-1]["kind"] == "webhook"
         unchanged = {k: v for k, v in after.items() if k not in ("events", "lastModifiedAt")}
@@ -72,8 +73,7 @@ async def test_running_job_is_polled_again_with_growing_intervals(clean_database
     async with running_stack(clean_database, POLL_AFTER_SECONDS=0.2) as stack:
         stack.simulator.script(Outcome(kind="success", webhook="drop", duration_seconds=60))
         submitted = await stack.submit(body={"n": 1})
-        await asyncio.sleep(1.0)
-        job = await stack.job(submitted["id"])
+        job = await stack.wait_for_event(submitted["id"], "state_read")
         assert job["state"] == "accepted"
         reads = [e for e in job["events"] if e["kind"] == "state_read"]
         assert len(reads) == 1 and reads[0]["detail"]["status"] == "Started"

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from service import store
-from service.app import alert_policy, create_app
+from service.app import create_app, submit_settings
 from service.flows import resend_job
 from service.flows.clock import utcnow
 from service.settings import Settings
@@ -159,15 +159,12 @@ async def test_a_stored_path_visma_cannot_be_sent_ends_rejected_not_submitted(
                 last_modified_at=now,
             ),
         )
-    settings = harness.resources.settings
     new_id = await resend_job(
         harness.resources.sessions,
         harness.resources.visma,
         old_id,
         source="api",
-        poll_after_seconds=settings.POLL_AFTER_SECONDS,
-        job_ttl_seconds=settings.JOB_TTL_SECONDS,
-        alerts=alert_policy(settings),
+        settings=submit_settings(harness.resources.settings),
     )
     job = (await harness.client.get(f"/api/v1/jobs/{new_id}")).json()
     assert job["state"] == "rejected"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from service.domain import LINK_RULES
 from service.store import DeliveryRecord, IngestUnavailable, IngestWriter, create_engine
 from service.store.ingest import BatchResult, Stored
 from service.web.webhooks import delivery_record
@@ -22,7 +23,11 @@ class StuckBackend:
     async def open(self) -> None:
         pass
 
-    async def write(self, records: Sequence[DeliveryRecord]) -> BatchResult:
+    async def write_together(self, records: Sequence[DeliveryRecord]) -> tuple[set[str], list[str]]:
+        await asyncio.Event().wait()
+        return {r.id for r in records}, []
+
+    async def write_each(self, records: Sequence[DeliveryRecord]) -> BatchResult:
         await asyncio.Event().wait()
         return BatchResult([Stored.NEW] * len(records), [])
 
@@ -37,7 +42,7 @@ def record() -> DeliveryRecord:
 
 async def test_store_refuses_once_the_writer_task_is_gone(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'unused.db'}")
-    ingest = IngestWriter(engine)
+    ingest = IngestWriter(engine, rules=LINK_RULES)
     ingest._backend = StuckBackend()  # type: ignore[assignment]
     await ingest.start()
     try:

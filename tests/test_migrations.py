@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service import store
@@ -21,6 +23,7 @@ from tests.factories import insert_job
 BEFORE_INBOX_TIMELINE = "d9a5e3c4f605"
 BEFORE_JOB_COUNTS = "e1b6f4d5a706"
 BEFORE_TAGS_FILTER = "f2c8a6b7e807"
+BEFORE_UNIQUE_VISMA_ID = "a4e0c8d9b011"
 
 
 @dataclass
@@ -70,8 +73,7 @@ async def test_webhook_events_move_to_the_inbox_timeline_and_back(clean_database
             await store.add_event(
                 session, job_id, kind="webhook", source="webhook", at=at, detail=lost
             )
-            await store.add_delivery(
-                session,
+            session.add(
                 store.Delivery(
                     id=delivery_id,
                     kind="visma",
@@ -135,3 +137,32 @@ async def test_job_tags_survive_the_tag_filter_migration_both_ways(clean_databas
         assert await found(db) == [(tagged, tags, 1)]
         await db.to(BEFORE_TAGS_FILTER)
         assert await found(db) == [(tagged, tags, 1)]
+
+
+async def test_a_visma_job_id_two_jobs_held_stays_with_the_one_accepted_first(
+    clean_database: str,
+) -> None:
+    """A forged webhook could once hand one job's Visma id to another: the upgrade keeps it on
+    the job accepted first, and says so on the other's timeline."""
+    earlier = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    later = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    async with migrating_from(clean_database, BEFORE_UNIQUE_VISMA_ID) as db:
+        first = await insert_job(
+            db.sessions, state="failed", visma_job_id="v-1", accepted_at=earlier
+        )
+        second = await insert_job(
+            db.sessions, state="failed", visma_job_id="v-1", submitted_at=later, accepted_at=None
+        )
+        alone = await insert_job(db.sessions, visma_job_id="v-2")
+        await db.to("head")
+        async with db.sessions.begin() as session:
+            holders = {
+                job_id: (await store.get_job(session, job_id)).visma_job_id  # type: ignore[union-attr]
+                for job_id in (first, second, alone)
+            }
+            cleared = await store.last_event(session, second, "visma_id_cleared")
+        assert holders == {first: "v-1", second: None, alone: "v-2"}
+        assert cleared is not None and cleared.detail["vismaJobId"] == "v-1"
+        # From now on the schema refuses a second holder.
+        with pytest.raises(IntegrityError):
+            await insert_job(db.sessions, visma_job_id="v-2")

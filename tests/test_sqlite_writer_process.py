@@ -18,7 +18,8 @@ from sqlalchemy import select
 
 from service import store
 from service.cli import migrate
-from service.store import DeliveryRecord, IngestUnavailable, IngestWriter, Stored
+from service.domain import LINK_RULES
+from service.store import DeliveryRecord, IngestUnavailable, IngestWriter
 from service.store.ingest_sqlite import SqliteBatchWriter
 from service.web.webhooks import delivery_record
 from tests.harness import signed_delivery
@@ -46,7 +47,7 @@ def fixture_url(tmp_path: Path) -> str:
 @pytest.fixture(name="ingest")
 async def fixture_ingest(url: str) -> AsyncIterator[IngestWriter]:
     engine = store.create_engine(url)
-    ingest = IngestWriter(engine)
+    ingest = IngestWriter(engine, rules=LINK_RULES)
     await ingest.start()
     try:
         yield ingest
@@ -113,7 +114,7 @@ async def test_the_process_ignores_signals_meant_for_the_service(ingest: IngestW
 
 async def test_closing_the_writer_ends_its_process(url: str) -> None:
     engine = store.create_engine(url)
-    ingest = IngestWriter(engine)
+    ingest = IngestWriter(engine, rules=LINK_RULES)
     await ingest.start()
     pid = writer_pid(ingest)
     try:
@@ -129,32 +130,33 @@ async def test_closing_the_writer_ends_its_process(url: str) -> None:
 async def test_a_cancelled_batch_leaves_the_next_one_its_own_answer(url: str) -> None:
     """A cancelled write may leave an answer in the socket: the next batch must not read it."""
     path = url.removeprefix("sqlite:///")
-    writer = SqliteBatchWriter(path)
+    writer = SqliteBatchWriter(path, rules=LINK_RULES)
     await writer.open()
     try:
         assert writer.pid is not None
         os.kill(writer.pid, signal.SIGSTOP)
-        first = asyncio.create_task(writer.write([record("n-1"), record("n-2")]))
+        first = asyncio.create_task(writer.write_together([record("n-1"), record("n-2")]))
         await asyncio.sleep(0.2)
         first.cancel()
         with pytest.raises(asyncio.CancelledError):
             await first
 
-        result = await writer.write([record("n-3")])
+        third = record("n-3")
+        inserted, _due = await writer.write_together([third])
     finally:
         await writer.close()
 
-    assert result.outcomes == [Stored.NEW]
+    assert inserted == {third.id}
     assert await stored_notification_ids(url) == {"n-3"}
 
 
 async def test_a_file_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None:
-    writer = SqliteBatchWriter(str(tmp_path / "no-such-directory" / "x.db"))
+    writer = SqliteBatchWriter(str(tmp_path / "no-such-directory" / "x.db"), rules=LINK_RULES)
     with pytest.raises(RuntimeError, match="could not open .*no-such-directory"):
         await writer.open()
     # Right after a failed start it does not start another interpreter per batch.
     with pytest.raises(Exception, match="next try in"):
-        await writer.write([record("n-1")])
+        await writer.write_together([record("n-1")])
     await writer.close()
 
 
@@ -166,10 +168,10 @@ def test_under_uvloop_the_process_holds_none_of_the_services_descriptors(url: st
     os.set_inheritable(inheritable, True)
 
     async def open_files() -> set[str]:
-        writer = SqliteBatchWriter(path)
+        writer = SqliteBatchWriter(path, rules=LINK_RULES)
         await writer.open()
         try:
-            await writer.write([record("n-1")])
+            await writer.write_together([record("n-1")])
             assert writer.pid is not None
             fds = Path(f"/proc/{writer.pid}/fd")
             return {os.readlink(fd) for fd in fds.iterdir() if int(fd.name) > 2}
@@ -188,20 +190,21 @@ def test_under_uvloop_the_process_holds_none_of_the_services_descriptors(url: st
 async def test_a_batch_waits_for_the_write_lock_another_connection_holds(url: str) -> None:
     """The resolver's transactions take the same write lock: a batch waits, it does not fail."""
     path = url.removeprefix("sqlite:///")
-    writer = SqliteBatchWriter(path)
+    writer = SqliteBatchWriter(path, rules=LINK_RULES)
     await writer.open()
     holder = sqlite3.connect(path, isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")
-        batch = asyncio.create_task(writer.write([record("n-1"), record("n-2")]))
+        both = [record("n-1"), record("n-2")]
+        batch = asyncio.create_task(writer.write_together(both))
         await asyncio.sleep(0.3)
         assert not batch.done()  # waiting for the lock
         holder.execute("COMMIT")
 
-        result = await batch
+        inserted, _due = await batch
     finally:
         holder.close()
         await writer.close()
 
-    assert result.outcomes == [Stored.NEW, Stored.NEW]
+    assert inserted == {r.id for r in both}
     assert await stored_notification_ids(url) == {"n-1", "n-2"}

@@ -30,7 +30,21 @@ async def inbox(harness: Harness) -> list[dict]:
 
 
 async def make_job(harness: Harness, state: str = "accepted") -> str:
-    return await insert_job(harness.resources.sessions, state=state)
+    """A job with the Visma job id `visma_id_of(it)`, as after its 202."""
+    job_id = str(uuid.uuid4())
+    sessions = harness.resources.sessions
+    return await insert_job(sessions, id=job_id, state=state, visma_job_id=visma_id_of(job_id))
+
+
+def visma_id_of(job_id: str) -> str:
+    return f"v-{job_id}"
+
+
+def webhook_for(job_id: str) -> tuple[bytes, dict[str, str]]:
+    """A signed delivery for the job's own Visma job, naming the job in its header."""
+    visma_id = visma_id_of(job_id)
+    body = {"id": visma_id, "stateLocation": f"https://api.example/v1/background/{visma_id}"}
+    return signed_delivery(body, job_id=job_id)
 
 
 async def test_receive_visma_webhook_stores_a_signed_delivery(harness: Harness) -> None:
@@ -99,7 +113,7 @@ async def test_receive_visma_webhook_without_secrets_refuses_everything(
 
 async def test_receive_visma_webhook_duplicate_changes_nothing(harness: Harness) -> None:
     job_id = await make_job(harness)
-    body, headers = signed_delivery(job_id=job_id)
+    body, headers = webhook_for(job_id)
     first = await harness.client.post(WEBHOOK, content=body, headers=headers)
     assert first.json()["status"] == "stored"
     job_before = await harness.client.get(f"/api/v1/jobs/{job_id}")
@@ -114,8 +128,8 @@ async def test_receive_visma_webhook_duplicate_changes_nothing(harness: Harness)
 
 async def test_receive_visma_webhook_concurrent_duplicates_store_one(harness: Harness) -> None:
     job_id = await make_job(harness)
-    body, headers = signed_delivery(job_id=job_id)
-    others = [signed_delivery(job_id=job_id) for _ in range(20)]
+    body, headers = webhook_for(job_id)
+    others = [webhook_for(job_id) for _ in range(20)]
     responses = await asyncio.gather(
         *(harness.client.post(WEBHOOK, content=body, headers=headers) for _ in range(10)),
         *(harness.client.post(WEBHOOK, content=b, headers=h) for b, h in others),
@@ -132,7 +146,7 @@ async def test_receive_visma_webhook_matches_its_job_and_makes_the_read_due(
     harness: Harness,
 ) -> None:
     job_id = await make_job(harness)
-    visma_id = str(uuid.uuid4())
+    visma_id = visma_id_of(job_id)
     body, headers = signed_delivery({"ID": visma_id}, extra={"VH-JOB-ID": job_id})
     assert (await harness.client.post(WEBHOOK, content=body, headers=headers)).status_code == 200
     [stored] = await inbox(harness)

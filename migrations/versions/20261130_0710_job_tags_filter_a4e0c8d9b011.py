@@ -2,10 +2,10 @@
 
 `GET /api/v1/jobs?state=failed&tag.team=t7` answers an exact `totalCount`, so it visits every
 job in the state. PostgreSQL: `jobs.tags` becomes `jsonb`, stored parsed, so `tags ->> 'team'`
-no longer parses the text of each row (the count with 1M jobs: 12-16 ms -> 6-8 ms). An index
-would not pay there: a GIN index was slower for this filter (11-16 ms), and a btree holding the
-tags limits their size (16 tags of 264 characters exceed its 2.7 kB entries). SQLite: an index
-on (state, tags) answers the count from the index alone (13.6 -> 2.3 ms).
+no longer parses the text of each row. An index would not pay there: a GIN index was slower
+for this filter, and a btree holding the tags limits their size (16 tags of 264 characters
+exceed its 2.7 kB entries). SQLite: an index on (state, tags) answers the count from the index
+alone. docs/benchmarks.md has the figures.
 
 Revision ID: a4e0c8d9b011
 Revises: f2c8a6b7e807

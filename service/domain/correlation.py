@@ -1,4 +1,4 @@
-"""The `erp-api-background` header we send, and the custom headers Visma sends back (DESIGN.md 1.1).
+"""The `erp-api-background` header we send, and the custom headers Visma sends back.
 
 Each tag becomes a header of its own on the webhook, so tag keys must be valid header names and
 values must survive the `key=value,key=value` list: no `,`, `=` or white space.

@@ -1,4 +1,4 @@
-"""What a dispatcher delivery's body says (DESIGN.md 1.5).
+"""What a dispatcher delivery's body says, and which job it may be linked to.
 
 The `BACKGROUND_API_RESPONSE` body is not documented: seen variants carry `id`, `stateLocation`
 and `contentLocation`, sometimes `status`/`statusCode`, with varying case. The custom header
@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from service.domain.jobs import OPEN_STATES, JobState
 from service.domain.jsontext import parse_json
 
 PROBLEM_NOT_JSON = "body is not JSON"
@@ -74,3 +75,51 @@ def usable_visma_id(value: str) -> bool:
     """Whether `value` can be a Visma job id: short, without control characters or lone
     surrogates."""
     return len(value) <= MAX_VISMA_ID_CHARS and _UNUSABLE_CHARACTER.search(value) is None
+
+
+@dataclass(frozen=True)
+class LinkRules:
+    """When a verified delivery may be linked to the job its `vh-job-id` header names.
+
+    The header is not signed (only the body is), so it is a claim, not a fact. The inbox writer
+    compiles these rules into the statement that stores a batch of deliveries; a delivery that
+    breaks one is kept, unlinked, with its problem named, and changes no job:
+
+    - its body names a Visma job id, and the job already holds a different one;
+    - another job already holds that Visma job id (a Visma job belongs to one job);
+    - the job has no Visma job id but is not `adopting_state`: only a job whose 202 never came
+      may learn its Visma job id from a webhook, and only once the resolver has checked that
+      Visma's own state for that id describes the job's request (`decide_adoption`).
+
+    A delivery whose body names no Visma job id (an unusable body) is linked: it only makes the
+    job's own state read due. A webhook makes an open job's state read due now.
+    """
+
+    open_states: tuple[str, ...]
+    adopting_state: str
+    visma_id_differs: str
+    visma_id_taken: str
+    cannot_adopt: str
+
+
+PROBLEM_VISMA_ID_DIFFERS = (
+    "the body names a Visma job id other than the named job's own: not linked to the job"
+)
+PROBLEM_VISMA_ID_TAKEN = (
+    "the body names a Visma job id that another job holds: not linked to the named job"
+)
+PROBLEM_CANNOT_ADOPT = (
+    "the named job has no Visma job id and is past `submitted` (refused, or finished): it does "
+    "not adopt one from a webhook"
+)
+PROBLEM_STATE_MISMATCH = "Visma's state for the body's job id does not match the named job: {why}"
+"""The resolver found that the candidate Visma job is not the named job's (see decide_adoption)."""
+
+
+LINK_RULES = LinkRules(
+    open_states=tuple(sorted(state.value for state in OPEN_STATES)),
+    adopting_state=JobState.SUBMITTED.value,
+    visma_id_differs=PROBLEM_VISMA_ID_DIFFERS,
+    visma_id_taken=PROBLEM_VISMA_ID_TAKEN,
+    cannot_adopt=PROBLEM_CANNOT_ADOPT,
+)

@@ -1,4 +1,4 @@
-"""The job state machine and what a Visma background state means for a job (DESIGN.md 1.6, 3).
+"""The job state machine and what a Visma background state means for a job.
 
     submitted ──202──> accepted ──> succeeded | failed | expired
         └──refused──> rejected
@@ -11,10 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from service.domain.visma_errors import HINT_NOT_SENT, VismaErrorInfo, hint_for, parse_error
+from service.domain.status import parse_time
+from service.domain.visma_errors import (
+    HINT_NOT_SENT,
+    HINT_READ_FORBIDDEN,
+    VismaErrorInfo,
+    hint_for,
+    is_visma_error,
+    parse_error,
+)
 
 
 class JobState(StrEnum):
@@ -46,6 +56,7 @@ class EventKind(StrEnum):
     EXPIRED = "expired"
     IGNORED = "ignored"
     RESENT = "resent"
+    ADOPTED = "visma_id_adopted"
 
 
 class Resolver(StrEnum):
@@ -72,6 +83,10 @@ class BackgroundState:
     has_content: bool
     error_message: str | None
     response_headers: dict[str, str] = field(default_factory=dict)
+    original_uri: str | None = None
+    received_at: datetime | None = None
+    method: str | None = None
+    """The original request's method, if the state says (the documented DTO does not)."""
 
     @property
     def done(self) -> bool:
@@ -98,6 +113,9 @@ def parse_background_state(data: Mapping[str, Any]) -> BackgroundState:
             if isinstance(headers, Mapping)
             else {}
         ),
+        original_uri=_str_or_none(fields.get("originaluri")),
+        received_at=parse_time(fields.get("receivedutc")),
+        method=_str_or_none(fields.get("method") or fields.get("httpmethod")),
     )
 
 
@@ -146,7 +164,8 @@ def decide_outcome(state: BackgroundState, content: bytes | None = None) -> Outc
 
 
 def decide_rejection(status_code: int, body: bytes) -> Outcome:
-    """The outcome of a submission Visma refused instead of answering 202."""
+    """The outcome of a submission Visma refused instead of answering 202 (see
+    `decide_submit_failure` for which answers are refusals)."""
     error = parse_error(body, status_code=status_code)
     return Outcome(
         state=JobState.REJECTED,
@@ -154,6 +173,87 @@ def decide_rejection(status_code: int, body: bytes) -> Outcome:
         error=error,
         hint=hint_for(error, status_code=status_code),
     )
+
+
+UNCERTAIN_NO_ANSWER = "no answer from Visma ({message}): the request may have reached Visma and run"
+UNCERTAIN_GATEWAY = (
+    "HTTP {status} without Visma's error body (a gateway's answer, not Visma's): the request "
+    "may have reached Visma and run"
+)
+
+
+def decide_submit_failure(status: int | None, body: bytes, *, message: str) -> Outcome | str:
+    """What a submission's answer other than 202 means: the refusal to record, or (a text) why
+    its fate is unknown.
+
+    Only Visma's own answer proves a refusal: a 4xx, or a 5xx whose body is Visma's error
+    JSON. A timeout, a connection closed after the request was sent, or a 5xx from a gateway
+    (502/503/504 with an HTML page, say) may hide a request that ran: such a job waits for its
+    webhook, and is never sent again on its own (a background call is not idempotent).
+    """
+    if status is None:
+        return UNCERTAIN_NO_ANSWER.format(message=message)
+    # Below 500 (a 4xx, or a redirect we never follow) the request was not run.
+    if status < 500 or is_visma_error(body):
+        return decide_rejection(status, body)
+    return UNCERTAIN_GATEWAY.format(status=status)
+
+
+def decide_read_failure(status: int | None) -> Outcome | None:
+    """The outcome a failed state or content read forces, or None to try again later.
+
+    403 means the job was made by another company or user than the one reading it: that never
+    heals, so the job ends `failed` at once instead of being retried until its TTL.
+    """
+    if status != 403:
+        return None
+    error = VismaErrorInfo(type="Forbidden", message="Visma answered 403 to the job's state read")
+    return Outcome(state=JobState.FAILED, http_status=None, error=error, hint=HINT_READ_FORBIDDEN)
+
+
+ADOPTION_CLOCK_SKEW = timedelta(minutes=5)
+"""How far Visma's clock may be behind ours when it says it received a request."""
+
+
+@dataclass(frozen=True)
+class SubmittedRequest:
+    """What we sent for a job: what Visma's state for its job must describe."""
+
+    method: str
+    path: str
+    submitted_at: datetime
+
+
+def decide_adoption(request: SubmittedRequest, state: BackgroundState) -> str | None:
+    """None if Visma's state can be the job's (so the job may take its Visma job id), else why
+    it cannot.
+
+    A webhook's `vh-job-id` header is not signed, so the Visma job id its body names is only a
+    candidate: the state must name the job's path (`originalUri`, in any base layout) and
+    query, the method when the state gives one (the documented DTO has no method field; some
+    answers may carry one), and it must not have been received before we sent the request.
+    """
+    if state.original_uri is None:
+        return "the state names no originalUri"
+    wanted, given = urlsplit(request.path), urlsplit(state.original_uri)
+    if not _same_path(given.path, wanted.path):
+        return f"it is for {given.path}, not {wanted.path}"
+    if sorted(parse_qsl(given.query)) != sorted(parse_qsl(wanted.query)):
+        return f"its query ({given.query or 'none'}) is not the job's ({wanted.query or 'none'})"
+    if state.method is not None and state.method.upper() != request.method.upper():
+        return f"it was a {state.method.upper()}, not a {request.method.upper()}"
+    if state.received_at is not None and state.received_at < (
+        request.submitted_at - ADOPTION_CLOCK_SKEW
+    ):
+        return "Visma received it before the job was submitted"
+    return None
+
+
+def _same_path(given: str, wanted: str) -> bool:
+    # originalUri is absolute and may carry an older layout's prefix (/API/controller/...).
+    given_path = unquote(given).rstrip("/").lower()
+    wanted_path = unquote(wanted).rstrip("/").lower()
+    return bool(wanted_path) and given_path.endswith(wanted_path)
 
 
 def decide_not_sent(message: str, *, status: int | None) -> Outcome:
@@ -177,7 +277,7 @@ def decide_completed(status: int, *, location: str | None) -> Outcome:
 
 
 def created_resource_id(headers: Mapping[str, str]) -> str | None:
-    """The last path segment of the `Location` header (DESIGN.md 1.2), if any."""
+    """The last path segment of the `Location` header (how Visma names what it created)."""
     for name, value in headers.items():
         if name.lower() == "location" and value:
             segment = value.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]

@@ -1,4 +1,5 @@
-"""Query parameters of the list routes, parsed and checked (DESIGN.md 1.2 and 2)."""
+"""Query parameters of the list routes, parsed and checked (Visma's paging and date-filter
+conventions: `pageSize`, `pageNumber`, `...DateTime` with a `...Condition`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What a status-page webhook says (DESIGN.md 1.7), and which updates may change current state.
+"""What a status-page webhook says, and which updates may change current state.
 
 status.visma.com speaks Atlassian Statuspage's webhook format: a delivery carries EITHER a
 `component` with its `component_update`, OR an `incident` (scheduled maintenance is an incident

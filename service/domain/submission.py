@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from service.domain.correlation import validate_tags
 from service.domain.errors import InvalidInput
+from service.domain.jsontext import parse_json
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 MAX_PATH_LENGTH = 2048
@@ -94,3 +102,101 @@ def validate_if_match(value: str) -> str:
     if not value or len(value) > 512 or any(not (0x20 <= ord(c) < 0x7F) for c in value):
         raise InvalidInput("ifMatch must be an ETag of up to 512 printable ASCII characters")
     return value
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A validated request to run something in Visma as a background call."""
+
+    method: str
+    path: str
+    body: bytes | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    if_match: str | None = None
+    notify: bool = True
+
+
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
+
+BODY_NOT_JSON = "request body must be a JSON object"
+
+
+class JobCreate(BaseModel):
+    """`POST /api/v1/jobs`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    method: str
+    path: str
+    body: Any = None
+    tags: dict[str, Any] = {}
+    ifMatch: str | None = None
+    notify: bool = True
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, value: str) -> str:
+        return _domain_check(validate_method, value)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _domain_check(validate_path, value)
+
+    @field_validator("ifMatch")
+    @classmethod
+    def _if_match(cls, value: str | None) -> str | None:
+        return None if value is None else _domain_check(validate_if_match, value)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, Any]) -> dict[str, str]:
+        return _domain_check(validate_tags, value)
+
+    def to_request(self) -> JobRequest:
+        body = None
+        if self.body is not None:
+            body = json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
+        return JobRequest(
+            method=self.method,
+            path=self.path,
+            body=body,
+            tags=dict(self.tags),
+            if_match=self.ifMatch,
+            notify=self.notify,
+        )
+
+
+def parse_job_create(raw: bytes) -> JobCreate:
+    """The submission in `raw`, or InvalidInput that says which field is wrong and why."""
+    try:
+        data = parse_json(raw)
+    except ValueError:
+        raise InvalidInput(f"{BODY_NOT_JSON}; it is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidInput(BODY_NOT_JSON)
+    try:
+        return JobCreate.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(validation_detail(exc)) from None
+
+
+def validation_detail(exc: ValidationError) -> str:
+    """Pydantic's errors as one line: `field: message; field: message`."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
+
+
+def _domain_check(check: Callable[[_In], _Out], value: _In) -> _Out:
+    # Domain checks raise InvalidInput; pydantic wants ValueError to report the field.
+    try:
+        return check(value)
+    except InvalidInput as exc:
+        raise ValueError(exc.detail) from None

@@ -1,4 +1,4 @@
-"""Visma error bodies parsed into one shape, with troubleshooting hints (DESIGN.md 1.2, 1.4)."""
+"""Visma error bodies parsed into one shape, with troubleshooting hints for the known cases."""
 
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ HINT_NOT_SENT = (
     "it again with `visma-hooks submit --resend <job id>`."
 )
 HINT_BAD_REQUEST = "Visma refused the request as invalid: {message}"
+HINT_READ_FORBIDDEN = (
+    "Visma answered 403 when asked for this job: the credentials or company used to read it "
+    "differ from the ones that submitted it (Visma tells a job only to the company and user "
+    "that made it). Check VISMA_TENANT_ID and the integration user's roles; this does not "
+    "heal by retrying."
+)
 HINT_FORBIDDEN = "Financials User/Administrator roles are missing for the integration user."
 
 
@@ -87,8 +93,21 @@ def parse_error(
     return VismaErrorInfo(type=None, message=error_message or _status_text(status_code), body=None)
 
 
+def is_visma_error(content: bytes | None) -> bool:
+    """Whether `content` is Visma's own error JSON (an IPPException, or a `message` object),
+    as opposed to, say, a gateway's HTML page."""
+    try:
+        parsed = parse_json(content or b"")
+    except ValueError:
+        return False
+    if not isinstance(parsed, dict):
+        return False
+    keys = _lower_keys(parsed)
+    return any(key in keys for key in ("exceptiontype", "exceptionmessage", "message"))
+
+
 def hint_for(error: VismaErrorInfo, *, status_code: int | None) -> str | None:
-    """The troubleshooting hint of DESIGN.md table 1.4, if one fits."""
+    """The troubleshooting hint for a known case, if one fits."""
     message = error.message.lower()
     if error.fault_code == "12027" or "no license for this company" in message:
         return HINT_NO_LICENSE

@@ -5,6 +5,7 @@ write through `store/`. Visma is called with no transaction open.
 """
 
 from service.flows.alert_outbox import (
+    SLACK,
     OutboxSettings,
     SendResult,
     claim_deliveries,
@@ -12,16 +13,18 @@ from service.flows.alert_outbox import (
     next_due,
     record_send,
 )
+from service.flows.clock import utcnow
 from service.flows.resolve import ResolveSettings, read_and_apply, resolve_due_jobs
 from service.flows.status import StatusReceipt, record_status_delivery
-from service.flows.submit import JobRequest, resend_job, submit_job
+from service.flows.submit import SubmitSettings, resend_job, submit_job
 
 __all__ = [
-    "JobRequest",
+    "SLACK",
     "OutboxSettings",
     "ResolveSettings",
     "SendResult",
     "StatusReceipt",
+    "SubmitSettings",
     "claim_deliveries",
     "dispatch_due_alerts",
     "next_due",
@@ -31,4 +34,5 @@ __all__ = [
     "resend_job",
     "resolve_due_jobs",
     "submit_job",
+    "utcnow",
 ]

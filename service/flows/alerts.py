@@ -24,16 +24,19 @@ from service.domain import (
     burst_key,
     burst_summary,
     burst_window_key,
+    component_json,
     component_summary,
     component_window_key,
     decide_burst,
     decide_flap,
+    incident_json,
     incident_summary,
+    iso,
     job_alert_kind,
+    job_json,
     job_summary,
 )
 from service.flows.clock import utcnow
-from service.flows.views import component_json, incident_json, iso, job_json
 
 PENDING = "pending"
 SUPPRESSED = "suppressed"
@@ -281,5 +284,5 @@ def _keep(row: store.AlertWindow, window: Window) -> None:
 def _body(
     alert_id: str, kind: AlertKind, summary: str, at: datetime, subject_json: dict[str, Any]
 ) -> dict[str, Any]:
-    """Alert JSON (DESIGN.md 2): the body JSON hooks receive."""
+    """Alert JSON: the body JSON hooks receive."""
     return {"id": alert_id, "kind": kind.value, "summary": summary, "at": iso(at), **subject_json}

@@ -1,16 +1,18 @@
 """Reading a job's Visma state and recording its outcome (after a webhook, or when polling).
 
 The same code serves both: a webhook only makes the read due now; the outcome always comes from
-the state endpoint (DESIGN.md 1.5). A job Visma cannot tell us about within the TTL becomes
-`expired`: outcome unknown, never pending forever.
+the state endpoint, never from the webhook's body. A job Visma cannot tell us about within the
+TTL becomes `expired`: outcome unknown, never pending forever. When to read, and when to give
+up, are the core's decisions (`domain.lifecycle`); this module reads and records.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,53 +20,50 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service import store
 from service.domain import (
     OPEN_STATES,
+    PROBLEM_STATE_MISMATCH,
     AlertPolicy,
     EventKind,
     JobState,
     Outcome,
+    Pacing,
     Resolver,
+    SubmittedRequest,
+    decide_adoption,
+    decide_expiry,
     decide_outcome,
+    decide_read_failure,
+    decide_unknown_submission,
     needs_content,
+    next_check,
+    next_check_after_read,
     parse_background_state,
 )
 from service.flows.clock import utcnow
+from service.flows.locking import locked_job
 from service.flows.outcomes import record_outcome
-from service.visma import VismaClient, VismaError, VismaNotFound, VismaUnavailable
+from service.visma import (
+    VismaClient,
+    VismaError,
+    VismaNotFound,
+    VismaRejected,
+    VismaUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
 _OPEN = [s.value for s in OPEN_STATES]
 
-EXPIRED_FORGOTTEN = "Visma no longer knows the job ({status}) and the TTL has passed"
-EXPIRED_NO_ANSWER = "no answer from Visma before the TTL passed: {message}"
-EXPIRED_UNKNOWN_SUBMISSION = (
-    "the submission's fate is unknown: no 202 and no webhook arrived before the TTL passed; "
-    "it was not re-sent (use `visma-hooks submit --resend` to send it again deliberately)"
-)
-
 
 @dataclass(frozen=True)
 class ResolveSettings:
-    """Pacing of state reads."""
+    """How the state-read worker works: the pacing of reads, its claims, its alerts."""
 
-    poll_after_seconds: float = 120.0
-    job_ttl_seconds: float = 86400.0
-    # A job Visma still runs is read again after this, doubling with each read.
-    recheck_seconds: float = 5.0
-    max_recheck_seconds: float = 1800.0
-    # How long a claimed job stays ours before another worker may take it.
+    pacing: Pacing = field(default_factory=Pacing)
     lease_seconds: float = 180.0
+    """How long a claimed job stays this worker's before another may take it."""
     concurrency: int = 8
-    # How outcomes raise alerts (burst window).
     alerts: AlertPolicy = field(default_factory=AlertPolicy)
-
-    def recheck_after(self, attempts: int) -> timedelta:
-        seconds = self.recheck_seconds * (2 ** min(max(attempts - 1, 0), 16))
-        return timedelta(seconds=min(seconds, self.max_recheck_seconds))
-
-    def deadline(self, job: store.Job | store.ClaimedJob) -> datetime:
-        """When the job expires if Visma has not told us its outcome."""
-        return job.submitted_at + timedelta(seconds=self.job_ttl_seconds)
+    """How outcomes raise alerts (the burst window)."""
 
 
 async def resolve_due_jobs(
@@ -102,20 +101,115 @@ async def read_and_apply(
 ) -> None:
     """Read one job's state from Visma (no transaction open), then record what it means."""
     if claimed.visma_job_id is None:
-        await _wait_for_visma_id(sessions, claimed.id, settings)
+        await _adopt_or_wait(sessions, visma, claimed, settings)
         return
     try:
         data = await visma.background_state(claimed.visma_job_id)
-        state = parse_background_state(data)
-        content = None
-        if needs_content(state):
-            answer = await visma.background_content(claimed.visma_job_id)
-            content = answer.body if answer else None
     except VismaError as exc:
-        await _record_read_failure(sessions, claimed.id, exc, settings)
+        await _record_read_failure(sessions, claimed, exc, settings)
         return
+    await _resolve_from(sessions, visma, claimed, data, settings)
+
+
+async def _resolve_from(
+    sessions: async_sessionmaker[AsyncSession],
+    visma: VismaClient,
+    claimed: store.ClaimedJob,
+    data: dict[str, Any],
+    settings: ResolveSettings,
+) -> None:
+    """Record what a job's state (`data`, already read) means, reading its content if the
+    outcome depends on it."""
+    assert claimed.visma_job_id is not None
+    state = parse_background_state(data)
+    content = None
+    if needs_content(state):
+        try:
+            answer = await visma.background_content(claimed.visma_job_id)
+        except VismaError as exc:
+            await _record_read_failure(sessions, claimed, exc, settings)
+            return
+        content = answer.body if answer else None
     outcome = decide_outcome(state, content)
     await _apply_state(sessions, claimed, data, outcome, settings)
+
+
+MAX_CANDIDATES = 3
+"""Visma job ids (from webhooks) checked for one job whose 202 never came, per pass."""
+
+
+async def _adopt_or_wait(
+    sessions: async_sessionmaker[AsyncSession],
+    visma: VismaClient,
+    claimed: store.ClaimedJob,
+    settings: ResolveSettings,
+) -> None:
+    """A job with no Visma id (its 202 was lost): check the ids its webhooks named against
+    Visma's own state, and take the first that is the job's; else wait, until the TTL."""
+    candidates: list[str] = []
+    async with sessions.begin() as session:
+        job = await store.get_job(session, claimed.id)
+        # Past submitted, or its 202 came meanwhile: then there is nothing to adopt.
+        if job is not None and job.state == JobState.SUBMITTED and job.visma_job_id is None:
+            request = SubmittedRequest(job.method, job.path, job.submitted_at)
+            candidates = await store.linked_visma_ids(session, claimed.id, limit=MAX_CANDIDATES)
+    for visma_job_id in candidates:
+        try:
+            data = await visma.background_state(visma_job_id)
+        except VismaRejected as exc:  # 403: another company's job; 404/410: none Visma knows
+            why: str | None = f"Visma answered {exc.status} for it"
+        except VismaError as exc:
+            await _record_read_failure(sessions, claimed, exc, settings)
+            return
+        else:
+            why = decide_adoption(request, parse_background_state(data))
+        if why is not None:
+            async with sessions.begin() as session:
+                await store.unlink_deliveries(
+                    session,
+                    job_id=claimed.id,
+                    visma_job_id=visma_job_id,
+                    problem=PROBLEM_STATE_MISMATCH.format(why=why),
+                )
+            continue
+        if await _adopt(sessions, claimed.id, visma_job_id, data):
+            adopted = dataclasses.replace(claimed, visma_job_id=visma_job_id)
+            await _resolve_from(sessions, visma, adopted, data, settings)
+            return
+    await _wait_for_visma_id(sessions, claimed.id, settings)
+
+
+async def _adopt(
+    sessions: async_sessionmaker[AsyncSession],
+    job_id: str,
+    visma_job_id: str,
+    data: dict[str, Any],
+) -> bool:
+    """Give the job the Visma job id Visma's state showed to be its own; False if it cannot
+    take it (it moved on, or another job holds the id)."""
+    now = utcnow()
+    async with locked_job(sessions, job_id) as (session, job):
+        if job is None or job.state != JobState.SUBMITTED or job.visma_job_id is not None:
+            return False
+        if await store.job_holding(session, visma_job_id) is not None:
+            return False
+        job.visma_job_id = visma_job_id
+        job.state = JobState.ACCEPTED
+        job.accepted_at = now
+        job.last_modified_at = now
+        await store.add_event(
+            session,
+            job_id,
+            kind=EventKind.ADOPTED,
+            source="webhook",
+            at=now,
+            detail={
+                "vismaJobId": visma_job_id,
+                "originalUri": data.get("originalUri"),
+                "note": "no 202 came; the webhook named this Visma job and its state matches",
+            },
+        )
+    return True
 
 
 async def _apply_state(
@@ -127,18 +221,21 @@ async def _apply_state(
 ) -> None:
     now = utcnow()
     job_id = claimed.id
-    async with sessions.begin() as session:
-        job = await store.get_job(session, job_id, for_update=True)
+    async with locked_job(sessions, job_id) as (session, job):
         if job is None:
             return
         resolver = _resolver(job)
         summary = {"status": data.get("status"), "statusCode": data.get("statusCode")}
         if outcome is None:
             job.last_modified_at = now
-            job.next_check_at = _next_check(job, now, settings)
-            if job.last_webhook_at is not None and job.last_webhook_at >= claimed.claimed_at:
-                # Its webhook came while we were reading: Visma is done, read again now.
-                job.next_check_at = now
+            job.next_check_at = next_check_after_read(
+                settings.pacing,
+                attempts=job.check_attempts,
+                submitted_at=job.submitted_at,
+                now=now,
+                read_claimed_at=claimed.claimed_at,
+                last_webhook_at=job.last_webhook_at,
+            )
             await store.add_event(
                 session, job_id, kind=EventKind.STATE_READ, source=resolver, at=now, detail=summary
             )
@@ -157,28 +254,48 @@ async def _apply_state(
 
 async def _record_read_failure(
     sessions: async_sessionmaker[AsyncSession],
-    job_id: str,
+    claimed: store.ClaimedJob,
     exc: VismaError,
     settings: ResolveSettings,
 ) -> None:
-    """Try again later; once the TTL has passed, the job is expired instead."""
+    """Try again later; once the TTL has passed, the job is expired instead. An answer that
+    never heals (403) ends the job now."""
     now = utcnow()
-    async with sessions.begin() as session:
-        job = await store.get_job(session, job_id, for_update=True)
+    job_id = claimed.id
+    async with locked_job(sessions, job_id) as (session, job):
         if job is None or job.state not in _OPEN:
             return
         source = _resolver(job)
-        if now >= settings.deadline(job):
-            if isinstance(exc, VismaNotFound):
-                reason = EXPIRED_FORGOTTEN.format(status=exc.status)
-            else:
-                reason = EXPIRED_NO_ANSWER.format(message=exc.message)
-            await _expire(
-                session, job, reason, settings, source=source, at=now, http_status=exc.status
+        detail = {"vismaJobId": claimed.visma_job_id, "vismaHttpStatus": exc.status}
+        ended = decide_read_failure(exc.status) or decide_expiry(
+            settings.pacing,
+            submitted_at=job.submitted_at,
+            now=now,
+            not_found=isinstance(exc, VismaNotFound),
+            http_status=exc.status,
+            message=exc.message,
+        )
+        if ended is not None:
+            resolved_by = source if ended.state is JobState.FAILED else None
+            await record_outcome(
+                session,
+                job,
+                ended,
+                source=source,
+                at=now,
+                detail=detail,
+                resolved_by=resolved_by,
+                alerts=settings.alerts,
             )
             return
         retry_after = exc.retry_after if isinstance(exc, VismaUnavailable) else None
-        job.next_check_at = _next_check(job, now, settings, at_least=retry_after)
+        job.next_check_at = next_check(
+            settings.pacing,
+            attempts=job.check_attempts,
+            submitted_at=job.submitted_at,
+            now=now,
+            at_least_seconds=retry_after,
+        )
         job.last_modified_at = now
         await store.add_event(
             session,
@@ -201,53 +318,26 @@ async def _wait_for_visma_id(
 ) -> None:
     """No Visma id (the 202 was lost): wait for the webhook until the TTL, then expire."""
     now = utcnow()
-    async with sessions.begin() as session:
-        job = await store.get_job(session, job_id, for_update=True)
+    async with locked_job(sessions, job_id) as (session, job):
         if job is None or job.state not in _OPEN:
             return
         if job.visma_job_id is not None:
             # The 202 or a webhook named Visma's id while this claim was open: read it now.
             job.next_check_at = now
             return
-        if now >= settings.deadline(job):
-            await _expire(session, job, EXPIRED_UNKNOWN_SUBMISSION, settings, source="poll", at=now)
+        uncertain = await store.last_event(session, job_id, EventKind.SUBMIT_UNCERTAIN)
+        expired = decide_unknown_submission(
+            settings.pacing,
+            submitted_at=job.submitted_at,
+            now=now,
+            why=(uncertain.detail or {}).get("message") if uncertain else None,
+        )
+        if expired is not None:
+            await record_outcome(
+                session, job, expired, source="poll", at=now, alerts=settings.alerts
+            )
             return
-        job.next_check_at = settings.deadline(job)
-
-
-async def _expire(
-    session: AsyncSession,
-    job: store.Job,
-    reason: str,
-    settings: ResolveSettings,
-    *,
-    source: str,
-    at: datetime,
-    http_status: int | None = None,
-) -> None:
-    outcome = Outcome(state=JobState.EXPIRED, http_status=None, note=reason)
-    await record_outcome(
-        session,
-        job,
-        outcome,
-        source=source,
-        at=at,
-        detail={"vismaHttpStatus": http_status},
-        alerts=settings.alerts,
-    )
-
-
-def _next_check(
-    job: store.Job, now: datetime, settings: ResolveSettings, *, at_least: float | None = None
-) -> datetime:
-    """The next read: growing intervals, never past the TTL (so expiry is on time)."""
-    wait = settings.recheck_after(job.check_attempts)
-    if at_least is not None:
-        wait = max(wait, timedelta(seconds=at_least))
-    deadline = settings.deadline(job)
-    if now < deadline:
-        return min(now + wait, deadline)
-    return now + wait
+        job.next_check_at = settings.pacing.deadline(job.submitted_at)
 
 
 def _resolver(job: store.Job) -> str:

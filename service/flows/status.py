@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import store
 from service.domain import (
+    CLOSED_STATUSES,
     INCIDENT_STATUSES,
     AlertPolicy,
     ComponentChange,
@@ -19,7 +20,6 @@ from service.domain import (
     is_newer,
     parse_status_payload,
 )
-from service.domain.status import CLOSED_STATUSES
 from service.flows.alerts import raise_component_alert, raise_incident_alert
 
 DELIVERY_KIND = "status"
@@ -47,10 +47,11 @@ async def record_status_delivery(
 ) -> StatusReceipt:
     """Store the delivery; apply what it says if it is newer than what we know."""
     event, problem = parse_status_payload(body)
-    delivery = await store.add_delivery(
+    delivery_id = str(uuid.uuid4())
+    await store.add_delivery(
         session,
-        store.Delivery(
-            id=str(uuid.uuid4()),
+        store.DeliveryRecord(
+            id=delivery_id,
             kind=DELIVERY_KIND,
             # Statuspage sends no delivery id; a repeat is stored again and changes nothing.
             notification_id=None,
@@ -69,7 +70,7 @@ async def record_status_delivery(
     elif isinstance(event, IncidentReport):
         changed = await _apply_incident(session, event, policy=policy)
     return StatusReceipt(
-        delivery_id=delivery.id, event=event_name(event), changed=changed, problem=problem
+        delivery_id=delivery_id, event=event_name(event), changed=changed, problem=problem
     )
 
 

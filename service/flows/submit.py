@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -13,21 +12,25 @@ from service.domain import (
     AlertPolicy,
     EventKind,
     InvalidState,
+    JobRequest,
     JobState,
     NotConfigured,
     NotFound,
     Outcome,
+    Pacing,
     background_header,
     can_move,
     decide_completed,
     decide_not_sent,
-    decide_rejection,
+    decide_submit_failure,
+    first_check,
+    poll_at,
 )
 from service.flows.clock import utcnow
+from service.flows.locking import locked_job
 from service.flows.outcomes import record_outcome
 from service.visma import (
     SubmitAccepted,
-    SubmitCompleted,
     VismaClient,
     VismaError,
     VismaNotSent,
@@ -37,15 +40,11 @@ from service.visma import (
 
 
 @dataclass(frozen=True)
-class JobRequest:
-    """A validated request to run something in Visma as a background call."""
+class SubmitSettings:
+    """What a submission needs: when its job is read, and how its outcome alerts."""
 
-    method: str
-    path: str
-    body: bytes | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    if_match: str | None = None
-    notify: bool = True
+    pacing: Pacing = field(default_factory=Pacing)
+    alerts: AlertPolicy = field(default_factory=AlertPolicy)
 
 
 async def submit_job(
@@ -54,9 +53,7 @@ async def submit_job(
     request: JobRequest,
     *,
     source: str,
-    poll_after_seconds: float,
-    job_ttl_seconds: float,
-    alerts: AlertPolicy,
+    settings: SubmitSettings,
     job_id: str | None = None,
     resent_from: str | None = None,
 ) -> str:
@@ -85,9 +82,7 @@ async def submit_job(
                 submitted_at=now,
                 last_modified_at=now,
                 resent_from=resent_from,
-                # Whatever happens next (even this process dying before the 202 is recorded),
-                # the job is looked at again by its TTL at the latest, never left pending.
-                next_check_at=now + timedelta(seconds=job_ttl_seconds),
+                next_check_at=first_check(settings.pacing, submitted_at=now),
             ),
         )
         await store.add_event(
@@ -111,27 +106,21 @@ async def submit_job(
             background=header,
             if_match=request.if_match,
         )
-    except VismaRejected as exc:
-        rejection = decide_rejection(exc.status or 0, exc.body)
-        await _record_answer(sessions, job_id, rejection, alerts=alerts)
     except VismaNotSent as exc:
-        await _record_answer(
-            sessions, job_id, decide_not_sent(exc.message, status=exc.status), alerts=alerts
-        )
-    except VismaUnavailable as exc:
-        if exc.status is not None:  # Visma answered (429 until we gave up, or 5xx): refused
-            rejection = decide_rejection(exc.status, exc.body)
-            await _record_answer(sessions, job_id, rejection, alerts=alerts)
-        else:
-            await _record_uncertain(sessions, job_id, exc, job_ttl_seconds=job_ttl_seconds)
-    except VismaError as exc:
-        await _record_uncertain(sessions, job_id, exc, job_ttl_seconds=job_ttl_seconds)
+        outcome: Outcome | str = decide_not_sent(exc.message, status=exc.status)
+    except (VismaRejected, VismaUnavailable) as exc:
+        outcome = decide_submit_failure(exc.status, exc.body, message=exc.message)
+    except VismaError as exc:  # a 202 we could not read: Visma has the job
+        outcome = decide_submit_failure(None, exc.body, message=exc.message)
     else:
-        if isinstance(answer, SubmitCompleted):
-            outcome = decide_completed(answer.status, location=answer.location)
-            await _record_answer(sessions, job_id, outcome, alerts=alerts)
-        else:
-            await _record_accepted(sessions, job_id, answer, poll_after_seconds=poll_after_seconds)
+        if isinstance(answer, SubmitAccepted):
+            await _record_accepted(sessions, job_id, answer, pacing=settings.pacing)
+            return job_id
+        outcome = decide_completed(answer.status, location=answer.location)
+    if isinstance(outcome, str):
+        await _record_uncertain(sessions, job_id, outcome)
+    else:
+        await _record_answer(sessions, job_id, outcome, alerts=settings.alerts)
     return job_id
 
 
@@ -141,9 +130,7 @@ async def resend_job(
     job_id: str,
     *,
     source: str,
-    poll_after_seconds: float,
-    job_ttl_seconds: float,
-    alerts: AlertPolicy,
+    settings: SubmitSettings,
 ) -> str:
     """Send a job's request again, deliberately, as a new job linked to the old one.
 
@@ -151,8 +138,7 @@ async def resend_job(
     idempotent, and re-sending could create the invoice twice.
     """
     new_id = str(uuid.uuid4())
-    async with sessions.begin() as session:
-        old = await store.get_job(session, job_id, for_update=True)
+    async with locked_job(sessions, job_id) as (session, old):
         if old is None:
             raise NotFound(f"no job with id {job_id!r}")
         if old.state in (JobState.ACCEPTED, JobState.SUCCEEDED):
@@ -181,11 +167,9 @@ async def resend_job(
         visma,
         request,
         source=source,
-        poll_after_seconds=poll_after_seconds,
-        job_ttl_seconds=job_ttl_seconds,
+        settings=settings,
         job_id=new_id,
         resent_from=job_id,
-        alerts=alerts,
     )
 
 
@@ -194,11 +178,10 @@ async def _record_accepted(
     job_id: str,
     accepted: SubmitAccepted,
     *,
-    poll_after_seconds: float,
+    pacing: Pacing,
 ) -> None:
     now = utcnow()
-    async with sessions.begin() as session:
-        job = await store.get_job(session, job_id, for_update=True)
+    async with locked_job(sessions, job_id) as (session, job):
         if job is None:
             return
         job.accepted_at = now
@@ -208,11 +191,7 @@ async def _record_accepted(
         moved = can_move(JobState(job.state), JobState.ACCEPTED)
         if moved:
             job.state = JobState.ACCEPTED
-            # Polling fallback: read the state ourselves if no webhook has come by then. A
-            # webhook that beat the 202 has already made the read due sooner; keep that.
-            poll_at = now + timedelta(seconds=poll_after_seconds)
-            if job.next_check_at is None or job.next_check_at > poll_at:
-                job.next_check_at = poll_at
+            job.next_check_at = poll_at(pacing, accepted_at=now, next_check=job.next_check_at)
         await store.add_event(
             session,
             job_id,
@@ -235,32 +214,25 @@ async def _record_answer(
     alerts: AlertPolicy,
 ) -> None:
     now = utcnow()
-    async with sessions.begin() as session:
-        job = await store.get_job(session, job_id, for_update=True)
+    async with locked_job(sessions, job_id) as (session, job):
         if job is None:
             return
         await record_outcome(session, job, outcome, source="visma", at=now, alerts=alerts)
 
 
 async def _record_uncertain(
-    sessions: async_sessionmaker[AsyncSession],
-    job_id: str,
-    exc: VismaError,
-    *,
-    job_ttl_seconds: float,
+    sessions: async_sessionmaker[AsyncSession], job_id: str, why: str
 ) -> None:
     """The request may have reached Visma: leave the job submitted, waiting for its webhook.
 
-    Its webhook still finds it (vh-job-id) and names Visma's id; without one it expires.
+    Its webhook still finds it (vh-job-id) and names Visma's id (which the resolver checks
+    before the job takes it); without one it expires at its backstop check, saying why.
     """
     now = utcnow()
-    async with sessions.begin() as session:
-        job = await store.get_job(session, job_id, for_update=True)
+    async with locked_job(sessions, job_id) as (session, job):
         if job is None:
             return
         job.last_modified_at = now
-        if job.state == JobState.SUBMITTED and job.next_check_at is None:
-            job.next_check_at = job.submitted_at + timedelta(seconds=job_ttl_seconds)
         await store.add_event(
             session,
             job_id,
@@ -268,7 +240,7 @@ async def _record_uncertain(
             source="visma",
             at=now,
             detail={
-                "message": exc.message,
+                "message": why,
                 "note": "not re-sent automatically: the job waits for its webhook",
             },
         )

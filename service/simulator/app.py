@@ -7,7 +7,7 @@ import binascii
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -16,11 +16,10 @@ from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.domain.status import parse_time
 from service.simulator.chaos_http import ChaosMiddleware, chaos_routes, drop_response
 from service.simulator.config import SimulatorConfig
 from service.simulator.jobs import (
@@ -31,6 +30,7 @@ from service.simulator.jobs import (
 )
 from service.simulator.outcomes import (
     API_PREFIXES,
+    GATEWAY_PAGE,
     JSON_CONTENT_TYPE,
     CallTarget,
     Outcome,
@@ -52,8 +52,10 @@ UNAUTHORIZED_MESSAGE = "Authorization has been denied for this request."
 JOB_NOT_FOUND_MESSAGE = "Background request not found."
 NO_CONTENT_MESSAGE = "Background request has no content."
 BACKGROUND_METHOD_MESSAGE = "Background requests can only be read."
+# The wording of Visma's 403 for another company's job is not documented.
+FORBIDDEN_MESSAGE = "The background request was made by another company or user."
 # After forget_after_seconds. Which of 404/410 the state endpoint answers for an expired job is
-# not documented (DESIGN 1.6 gives 410 for "removed after 24 hours" under content), hence
+# not documented (the reference gives 410, "removed after 24 hours", for content), hence
 # SimulatorConfig.forgotten_state_status; the content endpoint answers 410.
 JOB_REMOVED_MESSAGE = "Background request has been removed."
 
@@ -178,6 +180,9 @@ class _Endpoints:
         _note_job(request, job.id)
         if job.accept_dropped:
             drop_response(request.scope)  # the job runs; its 202 never reaches the caller
+        if outcome.gateway_status is not None:  # the job runs; a gateway's page replaces the 202
+            page = GATEWAY_PAGE.format(status=outcome.gateway_status)
+            return HTMLResponse(page, status_code=outcome.gateway_status)
         return JSONResponse({"id": job.id, "stateLocation": job.state_location}, status_code=202)
 
     def _answer_now(self, target: CallTarget, outcome: Outcome) -> Response:
@@ -200,6 +205,9 @@ class _Endpoints:
         job = self.sim.lookup(job_id)
         if job is None:
             return _message(JOB_NOT_FOUND_MESSAGE, 404)
+        if job.outcome.state_status is not None:
+            status = job.outcome.state_status
+            return _message(FORBIDDEN_MESSAGE if status == 403 else f"HTTP {status}", status)
         if self.sim.forgotten(job):
             self.sim.chaos.counters.forgotten_reads += 1
             gone = JOB_NOT_FOUND_MESSAGE if forgotten_status == 404 else JOB_REMOVED_MESSAGE
@@ -374,10 +382,11 @@ def _time(data: dict[str, Any], name: str) -> datetime | None:
     value = data.get(name)
     if value is None:
         return None
-    parsed = parse_time(value)
-    if parsed is None:
-        raise ValueError(f"{name} must be an ISO 8601 date-time")
-    return parsed
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"{name} must be an ISO 8601 date-time") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _parse_form(body: bytes) -> dict[str, str]:

@@ -22,8 +22,8 @@ from service.simulator.config import SimulatorConfig
 from service.simulator.dispatcher import DeliveryAttempt, Notification, WebhookDispatcher
 
 FaultReason = Literal["rate_limit", "rate_limit_share", "server_error"]
-# Visma's docs name the headers and say Reset and Retry-After count seconds (DESIGN 1.6 and
-# docs.vismasoftware.no "Rate Limits"); Visma's own limit is a fixed window per hour per
+# Visma's docs name the headers and say Reset and Retry-After count seconds
+# (docs.vismasoftware.no, "Rate Limits"); Visma's own limit is a fixed window per hour per
 # company and client ("4-fixed-window"). The simulator uses a per-second token bucket instead
 # so tests of pacing run in seconds; the policy name says so.
 RATE_LIMIT_POLICY = "simulator-token-bucket"

@@ -92,12 +92,14 @@ async def _close_without_answer(receive: Receive) -> None:
     # ASGI has no message for "close the connection without answering". Under uvicorn,
     # `receive` is a method of the request cycle, which holds the socket's transport: abort it
     # and wait for uvicorn to see the disconnect, so it neither logs an error nor sends a 500.
+    # uvloop's transports are not asyncio.Transport subclasses, so look for `abort` itself.
     transport = getattr(getattr(receive, "__self__", None), "transport", None)
-    if not isinstance(transport, asyncio.Transport):
+    abort = getattr(transport, "abort", None)
+    if not callable(abort):
         # In process (httpx.ASGITransport) this exception reaches the client, which is what an
         # httpx client on a socket would raise. Other servers would answer 500 instead.
         raise httpx.RemoteProtocolError("the simulator closed the connection without answering")
-    transport.abort()
+    abort()
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(_DISCONNECT_WAIT_SECONDS):
             while (await receive())["type"] != "http.disconnect":

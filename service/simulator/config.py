@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_SUBSCRIPTION_ID = "5d0f6a3e-2b8c-4e71-9a4d-3c6b8e1f0a27"
-# DESIGN 1.6: "404: no state or no content; 410: removed after 24 hours".
+# Visma's API reference: "404: no state or no content; 410: removed after 24 hours".
 FORGOTTEN_STATE_STATUSES = (404, 410)
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 
+from service.simulator import wire
 from service.simulator.config import SimulatorConfig
 from service.simulator.outcomes import dump_json
-from service.visma import signatures
 
 
 def _now_ms() -> int:
@@ -45,7 +45,7 @@ class Notification:
         custom_headers: Mapping[str, str],
     ) -> Notification:
         """The notification for a finished job."""
-        # The body is undocumented (DESIGN.md 1.5); this is the variant the examples show.
+        # Visma does not document the body; this is the variant seen most (id and locations).
         payload = {"id": job_id, "stateLocation": state_location}
         if content_location is not None:
             payload["contentLocation"] = content_location
@@ -122,16 +122,16 @@ class WebhookDispatcher:
         config = self._config
         headers = {
             "Content-Type": "application/json",
-            signatures.SIGNATURE_HEADER: signatures.sign(notification.body, config.webhook_secret),
-            signatures.NOTIFICATION_ID_HEADER: notification.id,
-            signatures.EVENT_ID_HEADER: signatures.BACKGROUND_EVENT,
-            signatures.SUBSCRIPTION_ID_HEADER: config.subscription_id,
-            signatures.TENANT_ID_HEADER: config.tenant_id,
-            signatures.APPLICATION_ID_HEADER: config.application_id,
-            signatures.APPLICATION_VERSION_HEADER: "1",
-            signatures.GROUP_ID_HEADER: notification.group_id,
-            signatures.NOTIFICATION_TIMESTAMP_HEADER: str(notification.created_ms),
-            signatures.WEBHOOK_TIMESTAMP_HEADER: str(_now_ms()),
+            wire.SIGNATURE: wire.signature(notification.body, config.webhook_secret),
+            wire.NOTIFICATION_ID: notification.id,
+            wire.EVENT_ID: wire.BACKGROUND_API_RESPONSE,
+            wire.SUBSCRIPTION_ID: config.subscription_id,
+            wire.TENANT_ID: config.tenant_id,
+            wire.APPLICATION_ID: config.application_id,
+            wire.APPLICATION_VERSION: "1",
+            wire.GROUP_ID: notification.group_id,
+            wire.NOTIFICATION_TIMESTAMP: str(notification.created_ms),
+            wire.WEBHOOK_TIMESTAMP: str(_now_ms()),
         }
         headers.update(notification.custom_headers)
         return headers

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from service.simulator.outcomes import JobResult, JobStatus, Outcome
-from service.visma.signatures import DISPATCHER_HEADER_PREFIX
+from service.simulator.wire import DISPATCHER_PREFIX
 
 BACKGROUND_HEADER = "erp-api-background"
 WebhookAddress = Literal["subscription", "none"]
@@ -54,7 +54,7 @@ def parse_background_header(value: str) -> BackgroundRequest:
         if not _TOKEN.match(key):
             raise BackgroundHeaderError(f"{BACKGROUND_HEADER}: {key!r} is not a header name")
         lowered = key.lower()
-        if lowered in _RESERVED_KEYS or lowered.startswith(DISPATCHER_HEADER_PREFIX):
+        if lowered in _RESERVED_KEYS or lowered.startswith(DISPATCHER_PREFIX):
             raise BackgroundHeaderError(f"{BACKGROUND_HEADER}: {key!r} is a reserved header")
         if lowered in (existing.lower() for existing in custom):
             raise BackgroundHeaderError(f"{BACKGROUND_HEADER}: {key!r} is given twice")

@@ -16,7 +16,7 @@ OutcomeKind = Literal[
 WebhookMode = Literal["send", "drop"]
 JobStatus = Literal["Started", "Finished", "Failed"]
 
-# `/v1/...` today; `/api/v1/...` and `/API/controller/api/v1/...` in older documents (DESIGN 1.3).
+# `/v1/...` today; `/api/v1/...` and `/API/controller/api/v1/...` in older documents.
 API_PREFIXES = ("", "/api", "/API/controller/api")
 _API_PATH = re.compile(
     r"^(?P<prefix>(?:/API/controller)?/api)?/(?P<version>v[12])/(?P<resource>[^/]*)"
@@ -32,6 +32,11 @@ DEFAULT_IPP_MESSAGE = "An error has occurred."
 DEFAULT_IPP_FAULT_CODE = "10000"
 DEFAULT_FAILED_MESSAGE = "The background request failed to execute."
 DEFAULT_REJECT_MESSAGE = "The request is invalid."
+# A gateway's error page (nginx's, say): HTML, nothing of Visma's JSON error shape.
+GATEWAY_PAGE = (
+    "<html><head><title>{status} Gateway Error</title></head>"
+    "<body><center><h1>{status} Gateway Error</h1></center></body></html>"
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,13 @@ class Outcome:
     """The status a `reject` outcome answers the submission with."""
     drop_accept: bool = False
     """Accept the call (the job runs, its webhook goes out) but lose the 202 on the way."""
+    gateway_status: int | None = None
+    """Accept the call (the job runs, its webhook goes out), but a gateway in front of the API
+    answers the caller with this 5xx and an HTML page instead of the 202 (Visma's own error
+    bodies are JSON; a proxy's are not)."""
+    state_status: int | None = None
+    """The job's state and content reads answer this status instead: 403 is Visma's answer
+    when the job was made by another company or user."""
 
     def __post_init__(self) -> None:
         if self.kind not in get_args(OutcomeKind):
@@ -69,6 +81,10 @@ class Outcome:
             raise ValueError("times must be at least 1, or null for a standing rule")
         if self.path is not None:
             re.compile(self.path)  # fail when scripted, not at the call it was meant for
+        if self.gateway_status is not None and not 500 <= self.gateway_status <= 599:
+            raise ValueError("gateway_status must be a 5xx status")
+        if self.state_status is not None and not 400 <= self.state_status <= 599:
+            raise ValueError("state_status must be a 4xx or 5xx status")
 
     @classmethod
     def from_json(cls, data: object) -> Outcome:
@@ -114,6 +130,8 @@ _JSON_TYPES: dict[str, Any] = {
     "webhook_before_accept": (bool,),
     "reject_status": (int,),
     "drop_accept": (bool,),
+    "gateway_status": _OPTIONAL_INT,
+    "state_status": _OPTIONAL_INT,
 }
 
 

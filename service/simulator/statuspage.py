@@ -1,4 +1,4 @@
-"""The simulated status page (status.visma.com): sends Statuspage-format webhooks (DESIGN.md 1.7).
+"""The simulated status page (status.visma.com): sends Statuspage-format webhooks.
 
 It keeps its own components and incidents, so each webhook carries the component's old status,
 or the incident's whole update history, as a real page would. Every payload it sent is kept, so

@@ -15,7 +15,13 @@ from service.store.alerts import (
     lock_window,
     next_alert_due_at,
 )
-from service.store.deliveries import add_delivery, count_deliveries, list_deliveries
+from service.store.deliveries import (
+    add_delivery,
+    count_deliveries,
+    linked_visma_ids,
+    list_deliveries,
+    unlink_deliveries,
+)
 from service.store.engine import (
     DatabaseUrlError,
     async_url,
@@ -35,6 +41,8 @@ from service.store.jobs import (
     count_jobs_in,
     get_job,
     job_events,
+    job_holding,
+    last_event,
     list_jobs,
 )
 from service.store.models import (
@@ -125,6 +133,10 @@ __all__ = [
     "compact_job_counts",
     "count_jobs_in",
     "TimelineEntry",
+    "job_holding",
+    "last_event",
+    "linked_visma_ids",
     "list_deliveries",
     "list_jobs",
+    "unlink_deliveries",
 ]

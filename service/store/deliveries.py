@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.store.ingest import DeliveryRecord
 from service.store.models import Delivery
 
 
@@ -42,8 +43,30 @@ async def count_deliveries(session: AsyncSession) -> int:
     return (await session.execute(select(func.count()).select_from(Delivery))).scalar_one()
 
 
-async def add_delivery(session: AsyncSession, delivery: Delivery) -> Delivery:
-    """Insert one delivery through the ORM (low-volume kinds; the Visma hot path uses ingest)."""
-    session.add(delivery)
-    await session.flush()
-    return delivery
+async def add_delivery(session: AsyncSession, delivery: DeliveryRecord) -> None:
+    """Insert one delivery in the caller's transaction (the status page's: it is linked to no
+    job; Visma's deliveries go through the ingest writer), with the columns ingest writes."""
+    await session.execute(insert(Delivery).values(delivery.values()))
+
+
+async def linked_visma_ids(session: AsyncSession, job_id: str, *, limit: int) -> list[str]:
+    """The Visma job ids named by the deliveries linked to a job, oldest delivery first."""
+    query = (
+        select(Delivery.visma_job_id)
+        .where(Delivery.job_id == job_id, Delivery.visma_job_id.is_not(None))
+        .group_by(Delivery.visma_job_id)
+        .order_by(func.min(Delivery.received_at))
+        .limit(limit)
+    )
+    return [str(value) for value in (await session.execute(query)).scalars()]
+
+
+async def unlink_deliveries(
+    session: AsyncSession, *, job_id: str, visma_job_id: str, problem: str
+) -> None:
+    """Unlink from a job the deliveries that named `visma_job_id`, naming their problem."""
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.job_id == job_id, Delivery.visma_job_id == visma_job_id)
+        .values(job_id=None, problem=problem)
+    )

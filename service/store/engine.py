@@ -87,10 +87,10 @@ def sqlite_pragmas(*, busy_timeout_seconds: float = 30.0) -> list[str]:
     WAL, and `synchronous=FULL`: a commit is on disk before anyone is told. The checkpoint
     size is per connection, so it is set on every one: whichever commits past it checkpoints.
     Each delivery dirties a few random index pages, and a checkpoint copies each page of the
-    WAL back once however often it was written: checkpointing every 40 MB of WAL instead of
-    every 4 MB (SQLite's default) writes each hot page back far fewer times (about 15% more
-    deliveries per second on the bench, docs/benchmarks.md). The size limit keeps the WAL
-    file from staying that large after a burst.
+    WAL back once however often it was written: checkpointing every 10,000 pages of WAL
+    instead of SQLite's 1,000 writes each hot page back far fewer times (docs/benchmarks.md
+    has what it gained). The size limit keeps the WAL file from staying that large after a
+    burst.
     """
     return [
         "journal_mode=WAL",

@@ -1,24 +1,23 @@
-"""The ingest writer: group commit for the webhook hot path (DESIGN.md 4).
+"""The ingest writer: group commit for the webhook hot path.
 
 Requests hand their delivery to one writer and wait. The writer takes everything queued, writes
-it with a few bulk statements in one transaction, commits once, and only then wakes each request
-with its own answer. So every acknowledgement still means "committed", but concurrent requests
-share the cost of the commit.
+it with a few set-based statements in one transaction, commits once, and only then wakes each
+request with its own answer. So every acknowledgement still means "committed", but concurrent
+requests share the cost of the commit.
 
-What a batch writes: one inbox row per new delivery (naming its job when the job exists: that
-row is the `webhook` entry of the job's timeline), and for each job that is not yet settled
-(`not_settled`) its webhook time, its Visma job id if it had none, and, while it is open, a
-state read due now. A webhook for a settled job (Visma's late or repeated deliveries, and
-the usual case after a poll resolved the job) writes nothing but its inbox row.
+One write path, whatever the database: a batch is `deliveries_insert` (every delivery, linked to
+the job its header names when the link rules allow it, with its problem named when they do not;
+a notification id already stored makes its row a no-op), then `jobs_touch` (each open job a new
+delivery was linked to: its webhook time, and its state read due now). A webhook for a finished
+job writes nothing but its inbox row, which is the `webhook` entry of the job's timeline.
+If a batch fails as a whole, the same statements run again one delivery at a time, each in a
+savepoint of one transaction, so a single bad row fails alone: the others are still committed
+and acknowledged, and the bad one gets `FAILED` (503).
 
-The writer talks to the driver directly, not through SQLAlchemy: stdlib `sqlite3` in a process of
-its own (`ingest_sqlite.py`, `sqlite_writer_process.py`) or one asyncpg connection
+The writer talks to the driver directly, not through SQLAlchemy: stdlib `sqlite3` in a process
+of its own (`ingest_sqlite.py`, `sqlite_writer_process.py`) or one asyncpg connection
 (`ingest_postgres.py`). The ORM and the engine's pool stay for everything else; the commit, not
 the framework, is the cost here, and the ORM's per-row work would be most of what is left.
-
-If a batch fails as a whole, the writer writes it again with one savepoint per delivery in one
-transaction, so a single bad row fails alone: the others are still committed and acknowledged,
-and the bad one (or every one, when even that transaction cannot commit) gets `FAILED` (503).
 """
 
 from __future__ import annotations
@@ -26,38 +25,25 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import enum
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger(__name__)
 
-OPEN_STATES = ("submitted", "accepted")
-"""Job states whose Visma state read a webhook makes due now (as in `domain.OPEN_STATES`)."""
-
-
-OPEN_STATES_SQL = ", ".join(f"'{state}'" for state in OPEN_STATES)
-"""`OPEN_STATES` as an SQL list, for `state IN (...)`."""
-
-
-def not_settled(jobs: str) -> str:
-    """SQL that holds for a row of `jobs` (a table name or alias) a webhook can still change.
-
-    A settled job is finished and its Visma job id is known: a webhook changes nothing on it,
-    so its row is left alone (its inbox row, which names the job, is its timeline entry).
-    Both parts only ever move one way, so a job read as settled stays settled. Both backends
-    take the rule from here.
-    """
-    return f"({jobs}.visma_job_id IS NULL OR {jobs}.state IN ({OPEN_STATES_SQL}))"
-
 
 class IngestUnavailable(Exception):
     """The delivery could not be stored; the sender should retry (503)."""
+
+
+class BatchRefused(Exception):
+    """The database refused a batch as a whole (a bad row, say); nothing of it was committed."""
 
 
 class Stored(enum.Enum):
@@ -72,7 +58,9 @@ class Stored(enum.Enum):
 
 @dataclass
 class DeliveryRecord:
-    """One verified delivery, ready to insert. `claimed_job_id` is the job its header names."""
+    """One verified delivery, ready to insert: its fields are the inbox columns it brings, in
+    order (`DELIVERY_COLUMNS`). `claimed_job_id` is the job its header names; whether the row
+    links to it (`deliveries.job_id`) is the writer's decision."""
 
     id: str
     kind: str
@@ -86,9 +74,91 @@ class DeliveryRecord:
     visma_job_id: str | None = None
     problem: str | None = None
 
-    def job_id_in(self, existing: Collection[str]) -> bool:
-        """Whether the job this delivery names is one of `existing`."""
-        return self.claimed_job_id is not None and self.claimed_job_id in existing
+    def values(self) -> dict[str, Any]:
+        """The inbox columns of this delivery."""
+        return {name: getattr(self, name) for name in DELIVERY_COLUMNS}
+
+
+DELIVERY_COLUMNS = tuple(field.name for field in dataclasses.fields(DeliveryRecord))
+"""The inbox columns a delivery brings, in the order every statement and row uses."""
+
+
+class LinkRules(Protocol):
+    """The domain's rules for linking a delivery to the job it names (`domain.LINK_RULES`),
+    as plain values; the writer compiles them into its statement."""
+
+    @property
+    def open_states(self) -> tuple[str, ...]: ...
+
+    @property
+    def adopting_state(self) -> str: ...
+
+    @property
+    def visma_id_differs(self) -> str: ...
+
+    @property
+    def visma_id_taken(self) -> str: ...
+
+    @property
+    def cannot_adopt(self) -> str: ...
+
+
+def deliveries_insert(rules: LinkRules, *, source: str, returning: bool) -> str:
+    """INSERT of the deliveries in `source` (a derived table with `DELIVERY_COLUMNS`), each
+    linked to its named job when `rules` allow; with `returning`, it returns what it inserted.
+
+    `j` is the named job, `h` the job that holds the body's Visma job id (unique, so one).
+    The first copy of a notification id wins; later ones are no-ops.
+    """
+    refusal = f"""CASE
+            WHEN j.id IS NULL OR d.visma_job_id IS NULL OR j.visma_job_id = d.visma_job_id
+                THEN NULL
+            WHEN j.visma_job_id IS NOT NULL THEN {_literal(rules.visma_id_differs)}
+            WHEN h.id IS NOT NULL THEN {_literal(rules.visma_id_taken)}
+            WHEN j.state <> {_literal(rules.adopting_state)} THEN {_literal(rules.cannot_adopt)}
+        END"""
+    picked = [
+        "coalesce(refusal, problem)" if name == "problem" else name for name in DELIVERY_COLUMNS
+    ]
+    # `WHERE true`: without a WHERE, SQLite cannot tell the upsert's ON from a join's.
+    return f"""
+INSERT INTO deliveries ({", ".join(DELIVERY_COLUMNS)}, job_id)
+SELECT {", ".join(picked)}, CASE WHEN refusal IS NULL THEN named_job END
+FROM (
+    SELECT d.*, j.id AS named_job, {refusal} AS refusal
+    FROM {source} AS d
+    LEFT JOIN jobs AS j ON j.id = d.claimed_job_id
+    LEFT JOIN jobs AS h ON h.visma_job_id = d.visma_job_id
+) AS linked
+WHERE true
+ORDER BY notification_id
+ON CONFLICT (notification_id) DO NOTHING
+{"RETURNING id, job_id, received_at" if returning else ""}
+"""
+
+
+def jobs_touch(rules: LinkRules, *, inserted: str, also: str = "true") -> str:
+    """UPDATE of each open job that a delivery in `inserted` (a derived table of inbox rows) is
+    linked to: its webhook time is the latest delivery's, and its state read is due now.
+    Returns the jobs it made due."""
+    return f"""
+UPDATE jobs SET last_webhook_at = u.at, last_modified_at = u.at, next_check_at = u.at
+FROM (
+    SELECT job_id, max(received_at) AS at FROM {inserted} AS i
+    WHERE job_id IS NOT NULL GROUP BY job_id
+) AS u
+WHERE jobs.id = u.job_id AND jobs.state IN ({sql_list(rules.open_states)}) AND {also}
+RETURNING jobs.id
+"""
+
+
+def sql_list(values: Collection[str]) -> str:
+    """`values` as an SQL list of string literals, for `IN (...)`."""
+    return ", ".join(_literal(value) for value in values)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def first_of_each_notification(records: Sequence[DeliveryRecord]) -> list[DeliveryRecord]:
@@ -111,17 +181,11 @@ class BatchResult:
 
     outcomes: list[Stored]
     due_job_ids: list[str]
-    """Matched jobs still open: their Visma state read is due now (the resolver's work)."""
-
-
-def due_job_ids(matched: Sequence[DeliveryRecord], states: Mapping[str, str]) -> list[str]:
-    """The jobs named by `matched` (in order, once each) whose state is open."""
-    due = {r.claimed_job_id: None for r in matched if r.claimed_job_id}
-    return [job_id for job_id in due if states.get(job_id) in OPEN_STATES]
+    """Jobs still open that a stored delivery is linked to: their state read is due now."""
 
 
 class BatchWriter(Protocol):
-    """A database backend: writes one batch in one transaction (else one by one) and commits."""
+    """A database backend: runs the write path's statements and commits."""
 
     @property
     def concurrency(self) -> int:
@@ -130,7 +194,16 @@ class BatchWriter(Protocol):
 
     async def open(self) -> None: ...
 
-    async def write(self, records: Sequence[DeliveryRecord]) -> BatchResult: ...
+    async def write_together(
+        self, records: Sequence[DeliveryRecord]
+    ) -> tuple[Collection[str], list[str]]:
+        """Write every delivery in one transaction: the ids it inserted and the jobs it made due.
+        Raises BatchRefused if the database refused the batch (rolled back)."""
+        ...
+
+    async def write_each(self, records: Sequence[DeliveryRecord]) -> BatchResult:
+        """Write each delivery in a savepoint of its own, in one transaction."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -144,18 +217,20 @@ class _Pending:
 class IngestWriter:
     """Stores deliveries in shared transactions; `store()` returns once its row is committed.
 
-    `on_matched` is called after each commit with the matched jobs whose state read is now
-    due (open jobs): it wakes the resolver. A webhook for a finished job makes nothing due.
+    `rules` decide which job a delivery is linked to (`domain.LINK_RULES`). `on_matched` is
+    called after each commit with the open jobs whose state read is now due: it wakes the
+    resolver. A webhook for a finished job makes nothing due.
     """
 
     def __init__(
         self,
         engine: AsyncEngine,
         *,
+        rules: LinkRules,
         max_batch: int = 512,
         on_matched: Callable[[Sequence[str]], None] | None = None,
     ) -> None:
-        self._backend = _backend_for(engine)
+        self._backend = _backend_for(engine, rules)
         self._max_batch = max_batch
         self._on_matched = on_matched
         self._queue: collections.deque[_Pending] = collections.deque()
@@ -237,7 +312,7 @@ class IngestWriter:
 
     async def _write(self, batch: list[_Pending]) -> None:
         try:
-            result = await self._backend.write([p.record for p in batch])
+            result = await self._write_records([p.record for p in batch])
         except Exception:
             # Not even one delivery could be committed (the database is gone, say): all retry.
             log.exception("ingest: could not store a batch of %d deliveries", len(batch))
@@ -254,21 +329,33 @@ class IngestWriter:
         if result.due_job_ids and self._on_matched is not None:
             self._on_matched(result.due_job_ids)
 
+    async def _write_records(self, records: Sequence[DeliveryRecord]) -> BatchResult:
+        try:
+            inserted, due = await self._backend.write_together(first_of_each_notification(records))
+        except BatchRefused as exc:
+            if len(records) == 1:
+                log.error("ingest: could not store delivery %s: %s", records[0].id, exc)
+                return BatchResult([Stored.FAILED], [])
+            log.warning("ingest: batch of %d failed (%s); one savepoint each", len(records), exc)
+            return await self._backend.write_each(records)
+        outcomes = [Stored.NEW if r.id in inserted else Stored.DUPLICATE for r in records]
+        return BatchResult(outcomes, due)
 
-def _backend_for(engine: AsyncEngine) -> BatchWriter:
+
+def _backend_for(engine: AsyncEngine, rules: LinkRules) -> BatchWriter:
     # Imported here so that each backend's driver is loaded only when it is used.
     if engine.dialect.name == "postgresql":
         from service.store.ingest_postgres import PostgresBatchWriter
 
         _args, connect_kwargs = engine.dialect.create_connect_args(engine.url)
-        return PostgresBatchWriter(connect_kwargs)
+        return PostgresBatchWriter(connect_kwargs, rules=rules)
     if engine.dialect.name == "sqlite":
         from service.store.ingest_sqlite import SqliteBatchWriter
 
         database = engine.url.database
         if not database or database == ":memory:":
             raise ValueError("the ingest writer needs a SQLite file, not an in-memory database")
-        return SqliteBatchWriter(database)
+        return SqliteBatchWriter(database, rules=rules)
     raise ValueError(f"no ingest writer for the {engine.dialect.name} dialect")
 
 

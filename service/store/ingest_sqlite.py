@@ -5,6 +5,10 @@ The writing itself (statements, transaction, the one-by-one path) is in
 one it spent its time waiting for the event loop's thread, and the loop for it. This side
 starts it, sends each batch as plain values, and turns its answer back into `Stored` outcomes.
 
+It sends the process the write path's statements (`ingest.py`, with SQLite's VALUES as the
+source) once, at setup, and each delivery as the values to bind, in the forms SQLAlchemy writes
+and reads on SQLite (`UtcDateTime`: naive UTC text; `JSON`: text).
+
 If the process dies, a new one writes the batch in hand again (what the old one had committed
 comes back as duplicates, by notification id); if that fails too, the batch gets 503 and the
 sender retries.
@@ -14,27 +18,52 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-import operator
 import pickle
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from service.store import ingest
 from service.store.engine import sqlite_pragmas
-from service.store.ingest import OPEN_STATES_SQL, BatchResult, DeliveryRecord, Stored, not_settled
-from service.store.sqlite_writer_process import FRAME, Row, Setup, frame
+from service.store.ingest import DELIVERY_COLUMNS, BatchResult, DeliveryRecord, Stored
+from service.store.sqlite_writer_process import FRAME, Setup, frame
 
 log = logging.getLogger(__name__)
 
 _PROCESS_SCRIPT = Path(__file__).with_name("sqlite_writer_process.py")
 _STOP_TIMEOUT_SECONDS = 10.0
 _RESTART_BACKOFF_SECONDS = 1.0
-# A delivery as the process takes it: `Row`'s fields, read by name from the record.
-_row_values = operator.attrgetter(*Row._fields)
+_HEADERS = DELIVERY_COLUMNS.index("headers")
+_RECEIVED_AT = DELIVERY_COLUMNS.index("received_at")
+_VERIFIED = DELIVERY_COLUMNS.index("verified")
+# `DELIVERY_COLUMNS` named over SQLite's VALUES columns (column1, column2, ...).
+_SOURCE = "(SELECT {} FROM (VALUES {{rows}}))".format(
+    ", ".join(f"column{n} AS {name}" for n, name in enumerate(DELIVERY_COLUMNS, 1))
+)
+_INSERTED = "(SELECT job_id, received_at FROM deliveries WHERE id IN ({ids}))"
+_OUTCOMES = {"stored": Stored.NEW, "duplicate": Stored.DUPLICATE, "failed": Stored.FAILED}
+
+
+def sqlite_timestamp(at: datetime) -> str:
+    """`at` as SQLAlchemy stores a UTC datetime in SQLite (naive UTC text, microseconds)."""
+    if at.tzinfo is UTC:  # what the webhook endpoint makes: drop the "+00:00"
+        return at.isoformat(" ", "microseconds")[:-6]
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _row(record: DeliveryRecord) -> tuple[Any, ...]:
+    """The values the process binds for one delivery, in `DELIVERY_COLUMNS` order."""
+    row = [getattr(record, name) for name in DELIVERY_COLUMNS]
+    row[_RECEIVED_AT] = sqlite_timestamp(record.received_at)
+    row[_HEADERS] = json.dumps(record.headers)
+    row[_VERIFIED] = 1 if record.verified else 0
+    return tuple(row)
 
 
 class WriterProcessGone(Exception):
@@ -46,13 +75,19 @@ class SqliteBatchWriter:
 
     concurrency = 1  # SQLite has one writer at a time anyway
 
-    def __init__(self, path: str, *, busy_timeout_seconds: float = 30.0) -> None:
+    def __init__(
+        self, path: str, *, rules: ingest.LinkRules, busy_timeout_seconds: float = 30.0
+    ) -> None:
         self._setup = Setup(
             path=path,
             busy_timeout_seconds=busy_timeout_seconds,
             pragmas=sqlite_pragmas(busy_timeout_seconds=busy_timeout_seconds),
-            open_states_sql=OPEN_STATES_SQL,
-            not_settled_jobs_sql=not_settled("jobs"),
+            # Without RETURNING: a row per inserted delivery was a step, and a round into
+            # Python, of its own; the count says whether any was a duplicate.
+            insert_sql=ingest.deliveries_insert(rules, source=_SOURCE, returning=False),
+            row_sql="(" + ", ".join("?" * len(DELIVERY_COLUMNS)) + ")",
+            touch_sql=ingest.jobs_touch(rules, inserted=_INSERTED),
+            existing_sql="SELECT json_group_array(id) FROM deliveries WHERE id IN ({ids})",
         )
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.StreamReader | None = None
@@ -68,30 +103,41 @@ class SqliteBatchWriter:
     async def open(self) -> None:
         await self._start()
 
-    async def write(self, records: Sequence[DeliveryRecord]) -> BatchResult:
-        rows = [_row_values(r) for r in records]
+    async def write_together(
+        self, records: Sequence[DeliveryRecord]
+    ) -> tuple[Collection[str], list[str]]:
+        reply = await self._send(("together", [_row(r) for r in records]))
+        if reply[0] == "refused":
+            raise ingest.BatchRefused(reply[1])
+        _ok, inserted, due = reply
+        return set(inserted), list(due)
+
+    async def write_each(self, records: Sequence[DeliveryRecord]) -> BatchResult:
+        _ok, outcomes, due = await self._send(("each", [_row(r) for r in records]))
+        return BatchResult([_OUTCOMES[outcome] for outcome in outcomes], list(due))
+
+    async def close(self) -> None:
+        await self._stop()
+
+    async def _send(self, message: tuple[str, list[tuple[Any, ...]]]) -> Any:
         try:
-            reply = await self._write_rows(rows)
+            reply = await self._exchange_with_process(message)
         except WriterProcessGone:
             # It died, before this batch or while writing it: a new process writes the batch
             # again. What the old one had committed comes back as duplicates of itself (the
             # notification id), never stored twice.
             log.warning("the SQLite writer process went away; starting another")
-            reply = await self._write_rows(rows)
-        if reply[0] != "ok":
+            reply = await self._exchange_with_process(message)
+        if reply[0] not in ("ok", "refused"):
             raise RuntimeError(f"the SQLite writer could not store the batch: {reply[1]}")
-        _ok, outcomes, due_job_ids = reply
-        return BatchResult([Stored(outcome) for outcome in outcomes], list(due_job_ids))
+        return reply
 
-    async def close(self) -> None:
-        await self._stop()
-
-    async def _write_rows(self, rows: list[Any]) -> Any:
+    async def _exchange_with_process(self, message: Any) -> Any:
         if self._process is None or self._process.returncode is not None:
             await self._kill()
             await self._start()
         try:
-            return await self._exchange(rows)
+            return await self._exchange(message)
         except BaseException:
             # The socket is out of step (an answer may still be on its way, say this task was
             # cancelled), or the process is gone: either way, this one is done with.

@@ -210,7 +210,7 @@ async def claim_due_jobs(
     Only open jobs have a `next_check_at` (`flows.record_outcome` clears it when a job
     finishes), so the query names no state: with `state IN (...)` beside it, PostgreSQL took the
     two conditions for independent, expected a handful of rows, and read and sorted every due
-    job (3.4 ms with 1M jobs) instead of the first `limit` of `ix_jobs_due` in order (0.3 ms).
+    job instead of the first `limit` of `ix_jobs_due` in order (docs/benchmarks.md).
     """
     due = (
         select(Job.id)
@@ -219,8 +219,8 @@ async def claim_due_jobs(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    # One statement: claim and lease together, one round trip (the claim was two: a select,
-    # then an update of what it found, ~2 ms more on SQLite's thread hops).
+    # One statement: claim and lease together, one round trip (not a select, then an update
+    # of what it found).
     claim = (
         update(Job)
         .where(Job.id.in_(due.scalar_subquery()))
@@ -232,3 +232,20 @@ async def claim_due_jobs(
         ClaimedJob(row.id, row.visma_job_id, row.submitted_at, now)
         for row in await session.execute(claim)
     ]
+
+
+async def job_holding(session: AsyncSession, visma_job_id: str) -> str | None:
+    """The id of the job that holds this Visma job id, if one does."""
+    query = select(Job.id).where(Job.visma_job_id == visma_job_id)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def last_event(session: AsyncSession, job_id: str, kind: str) -> JobEvent | None:
+    """The newest timeline event of this kind that the job has, if any."""
+    query = (
+        select(JobEvent)
+        .where(JobEvent.job_id == job_id, JobEvent.kind == kind)
+        .order_by(JobEvent.at.desc(), JobEvent.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(query)).scalar_one_or_none()

@@ -71,7 +71,8 @@ class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    visma_job_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Unique: a Visma job belongs to one job (a webhook never hands it to a second).
+    visma_job_id: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
     state: Mapped[str] = mapped_column(String(16))
     method: Mapped[str] = mapped_column(String(8))
     path: Mapped[str] = mapped_column(Text)

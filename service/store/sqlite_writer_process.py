@@ -2,29 +2,30 @@
 
 `ingest_sqlite.SqliteBatchWriter` starts it as a script (`python -I <this file> <socket fd>`), not
 through the `service.store` package, so it loads only the standard library: it starts in a
-fraction of a second and adds ~15 MB, not the service's ~50.
+fraction of a second and needs a fraction of the service's memory.
 
 Why a process of its own: `sqlite3` gives up the GIL for every statement and takes it back after.
 As a thread of the service it waited for the event loop's thread each time, and made that thread
 wait for it; the service's event loop spent more CPU per webhook on that contention than on the
 request itself (docs/benchmarks.md). Here the writer has a GIL of its own.
 
-One connection, set up as every connection to the file is (the parent sends
-`engine.sqlite_pragmas()`), and `BEGIN IMMEDIATE`, so the service's other connections
-queue for the write lock instead of failing. Values are written in the forms SQLAlchemy writes
-and reads on SQLite (`UtcDateTime`, `JSON`). A batch is a few set-based statements, whatever
-its size: each statement is a round into SQLite's C code, so rows are never written one
-statement each (only on the one-by-one path, after a batch failed).
+It knows no rule of its own: the parent sends the write path's statements (`ingest.py`) and each
+delivery as the tuple of values to bind, and this process runs them. One connection, set up as
+every connection to the file is (the parent sends `engine.sqlite_pragmas()`), and
+`BEGIN IMMEDIATE`, so the service's other connections queue for the write lock instead of
+failing. A batch is a few set-based statements, whatever its size: each statement is a round
+into SQLite's C code, so rows are never written one statement each (only on the one-by-one
+path, after a batch failed).
 
-Protocol, one batch at a time (the parent waits for each answer); every message is a 4-byte
+Protocol, one message at a time (the parent waits for each answer); every message is a 4-byte
 length and a pickle of plain values:
 
 - the parent sends the setup (`Setup` fields, as a dict); the answer is "ready", or
   ("error", text) when the file could not be opened;
-- then each batch is a list of row tuples (`Row` fields, in order); the answer is
-  ("ok", outcomes, due job ids): per row "stored", "duplicate" or "failed", and the jobs still
-  open that the batch made due; or ("error", text) when not even the one-by-one path could
-  commit;
+- ("together", rows): all in one transaction; the answer is ("ok", inserted ids, due job ids),
+  or ("refused", text) when SQLite refused it (rolled back, nothing committed);
+- ("each", rows): each row in a savepoint of one transaction; the answer is
+  ("ok", per row "stored" | "duplicate" | "failed", due job ids), or ("error", text);
 - None, or the socket closing (the service stopped or died), ends the process.
 """
 
@@ -41,8 +42,7 @@ import sqlite3
 import struct
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO, NamedTuple, TypeVar
 
 log = logging.getLogger("visma-hooks.ingest-sqlite")
@@ -59,75 +59,28 @@ class Setup(NamedTuple):
     busy_timeout_seconds: float
     pragmas: Sequence[str]
     """Every `PRAGMA` the service's own connections run (`engine.sqlite_pragmas`)."""
-    open_states_sql: str
-    """`ingest.OPEN_STATES_SQL`: jobs whose state read a webhook makes due."""
-    not_settled_jobs_sql: str
-    """`ingest.not_settled("jobs")`: jobs a webhook can still change (the rule lives there)."""
+    insert_sql: str
+    """The deliveries' INSERT, with `{rows}` where the VALUES rows go."""
+    row_sql: str
+    """One row of those VALUES: `(?, ?, ...)`."""
+    touch_sql: str
+    """The jobs' UPDATE ... RETURNING id, with `{ids}` where the batch's delivery ids go."""
+    existing_sql: str
+    """A SELECT of the JSON array of the ids among `{ids}` that the inbox holds."""
 
 
-class Row(NamedTuple):
-    """One delivery to insert (`ingest.DeliveryRecord`'s fields, as plain values)."""
-
-    id: str
-    kind: str
-    notification_id: str | None
-    event_id: str | None
-    received_at: datetime
-    headers: dict[str, str]
-    body: bytes
-    verified: bool
-    claimed_job_id: str | None
-    visma_job_id: str | None
-    problem: str | None
-
-
-class Reply(NamedTuple):
-    ok: str  # "ok": tells it from ("error", text)
-    outcomes: list[str]
-    due_job_ids: list[str]
-
-
-_DELIVERY_COLUMNS = (
-    "id, kind, notification_id, event_id, received_at, headers, body, verified, job_id,"
-    " claimed_job_id, visma_job_id, problem"
-)
-# The job named by the header, if it exists, by a lookup in the insert itself; a notification
-# id already stored makes its row a no-op (a conflict on the primary key is still an error).
-# It starts with INSERT, not WITH: Python 3.11's sqlite3 reports `rowcount` only for
-# statements that begin with INSERT/UPDATE/DELETE/REPLACE, and the writer relies on it.
-_INSERT_DELIVERIES = """
-INSERT INTO deliveries ({columns})
-SELECT column1, column2, column3, column4, column5, column6, column7, column8,
-       (SELECT jobs.id FROM jobs WHERE jobs.id = column9), column9, column10, column11
-FROM (VALUES {values}) WHERE true
-ON CONFLICT (notification_id) DO NOTHING
-"""
-# Settled jobs (see ingest.not_settled) are left out by the statement itself.
-_TOUCH_JOBS = """
-UPDATE jobs SET last_webhook_at = u.at, last_modified_at = u.at,
-    visma_job_id = coalesce(jobs.visma_job_id, u.visma_job_id),
-    next_check_at = CASE WHEN jobs.state IN ({open_states}) THEN u.at
-                         ELSE jobs.next_check_at END
-FROM (SELECT column1 AS id, column2 AS at, column3 AS visma_job_id FROM (VALUES {values})) AS u
-WHERE jobs.id = u.id AND {not_settled}
-"""
 # Rows per multi-row statement: well under SQLite's limit of 32,766 bound parameters.
 _CHUNK = 200
 # Each batch size makes statements of its own text; with sqlite3's default cache of 128 they
-# were parsed and compiled again for most batches (~10% of the writer's CPU per row).
+# were parsed and compiled again for most batches.
 _CACHED_STATEMENTS = 1024
 _LOCK_RETRY_SECONDS = 0.0005
-
-
-def sqlite_timestamp(at: datetime) -> str:
-    """`at` as SQLAlchemy stores a UTC datetime in SQLite (naive UTC text, microseconds)."""
-    if at.tzinfo is UTC:  # what the webhook endpoint makes: drop the "+00:00"
-        return at.isoformat(" ", "microseconds")[:-6]
-    return at.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+# What SQLite (or binding a value: a text it cannot encode) raises for a statement it refused.
+_REFUSED = (sqlite3.Error, ValueError)
 
 
 class BatchWriter:
-    """Writes batches on one `sqlite3` connection: all in one transaction, else one by one."""
+    """Runs the write path on one `sqlite3` connection: a batch together, or row by row."""
 
     def __init__(self, setup: Setup) -> None:
         self._conn = sqlite3.connect(
@@ -144,66 +97,48 @@ class BatchWriter:
         # a temporary file (created and unlinked for every batch): keep it in memory.
         self._conn.execute("PRAGMA temp_store=MEMORY")
         self._lock_wait_seconds = setup.busy_timeout_seconds
-        self._open_states = setup.open_states_sql
-        self._touch_jobs_sql = _TOUCH_JOBS.replace("{open_states}", setup.open_states_sql)
-        self._touch_jobs_sql = self._touch_jobs_sql.replace(
-            "{not_settled}", setup.not_settled_jobs_sql
-        )
+        self._setup = setup
 
     def close(self) -> None:
         self._conn.close()
 
-    def write(self, rows: Sequence[Row]) -> Reply:
-        """Write one batch: all in one transaction, else one savepoint each."""
-        try:
-            return self._write_together(rows)
-        except Exception as exc:
-            self._rollback()
-            if len(rows) == 1:
-                log.error("could not store delivery %s: %s", rows[0].id, exc)
-                return Reply("ok", [FAILED], [])
-            log.warning("batch of %d failed (%s); one savepoint each", len(rows), exc)
-        try:
-            return self._write_one_by_one(rows)
-        except Exception:
-            self._rollback()
-            raise
-
-    def _write_together(self, rows: Sequence[Row]) -> Reply:
-        conn = self._conn
-        unique = _first_of_each_notification(rows)
-        # Each delivery's time as stored, once: the delivery and its job both carry it.
-        stamps = {r.id: sqlite_timestamp(r.received_at) for r in unique}
+    def together(self, rows: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
+        """Write every row in one transaction."""
         self._begin()
-        new = self._insert_deliveries(unique, stamps)
-        due = self._touch_jobs(new, stamps)
-        conn.execute("COMMIT")
-        inserted = {r.id for r in new}
-        return Reply("ok", [STORED if r.id in inserted else DUPLICATE for r in rows], due)
+        try:
+            inserted = self._insert(rows)
+            due = self._touch(inserted)
+            self._conn.execute("COMMIT")
+        except _REFUSED as exc:
+            self._rollback()
+            return ("refused", f"{type(exc).__name__}: {exc}")
+        return ("ok", inserted, due)
 
-    def _write_one_by_one(self, rows: Sequence[Row]) -> Reply:
-        # Each delivery in a savepoint of its own: a bad row is rolled back alone.
+    def each(self, rows: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
+        """Write each row in a savepoint of its own: a bad row is rolled back alone."""
         conn = self._conn
         outcomes: list[str] = []
-        due: list[str] = []
+        due: dict[str, None] = {}
         self._begin()
-        for row in rows:
-            conn.execute("SAVEPOINT delivery")
-            try:
-                stamps = {row.id: sqlite_timestamp(row.received_at)}
-                new = self._insert_deliveries([row], stamps)
-                due_now = self._touch_jobs(new, stamps)
-            except Exception as exc:
-                conn.execute("ROLLBACK TO delivery")
+        try:
+            for row in rows:
+                conn.execute("SAVEPOINT delivery")
+                try:
+                    inserted = self._insert([row])
+                    due.update(dict.fromkeys(self._touch(inserted)))
+                except _REFUSED as exc:
+                    conn.execute("ROLLBACK TO delivery")
+                    conn.execute("RELEASE delivery")
+                    outcomes.append(FAILED)
+                    log.error("could not store delivery %s: %s", row[0], exc)
+                    continue
                 conn.execute("RELEASE delivery")
-                outcomes.append(FAILED)
-                log.error("could not store delivery %s: %s", row.id, exc)
-                continue
-            conn.execute("RELEASE delivery")
-            outcomes.append(STORED if new else DUPLICATE)
-            due += [job_id for job_id in due_now if job_id not in due]
-        conn.execute("COMMIT")
-        return Reply("ok", outcomes, due)
+                outcomes.append(STORED if inserted else DUPLICATE)
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        return ("ok", outcomes, list(due))
 
     def _begin(self) -> None:
         """BEGIN IMMEDIATE, waiting for the write lock in steps of 0.5 ms.
@@ -222,90 +157,35 @@ class BatchWriter:
                     raise
             time.sleep(_LOCK_RETRY_SECONDS)
 
-    def _insert_deliveries(self, rows: Sequence[Row], stamps: Mapping[str, str]) -> list[Row]:
-        """Insert the deliveries whose notification id is not stored yet; those it inserted."""
+    def _insert(self, rows: Sequence[tuple[Any, ...]]) -> list[str]:
+        """Insert the rows; the ids of those it inserted (a known notification id: none)."""
         inserted = 0
         for chunk in _chunks(rows, _CHUNK):
-            params: list[Any] = []
-            for r in chunk:
-                params += (
-                    r.id,
-                    r.kind,
-                    r.notification_id,
-                    r.event_id,
-                    stamps[r.id],
-                    json.dumps(r.headers),
-                    r.body,
-                    1 if r.verified else 0,
-                    r.claimed_job_id,
-                    r.visma_job_id,
-                    r.problem,
-                )
-            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
-            statement = _INSERT_DELIVERIES.format(values=values, columns=_DELIVERY_COLUMNS)
+            values = ", ".join([self._setup.row_sql] * len(chunk))
+            statement = self._setup.insert_sql.replace("{rows}", values)
+            params = [value for row in chunk for value in row]
             inserted += self._conn.execute(statement, params).rowcount
+        ids = [row[0] for row in rows]
         if inserted == len(rows):
-            return list(rows)  # the usual case: every one was new, no need to ask which
-        stored = self._existing("deliveries", [r.id for r in rows])
-        return [r for r in rows if r.id in stored]
-
-    def _touch_jobs(self, rows: Sequence[Row], stamps: Mapping[str, str]) -> list[str]:
-        """Record the webhook on each named job that is not settled; the open ones, now due."""
-        # One row per job, as if the deliveries had been applied in order: the last one's
-        # time, and the first Visma job id unless the job already has one.
-        latest: dict[str, tuple[str, str | None]] = {}
-        for r in rows:
-            if r.claimed_job_id:
-                _at, visma_job_id = latest.get(r.claimed_job_id, ("", None))
-                latest[r.claimed_job_id] = (stamps[r.id], visma_job_id or r.visma_job_id)
-        touched = 0
-        jobs = [(job_id, at, visma) for job_id, (at, visma) in latest.items()]
-        for chunk in _chunks(jobs, _CHUNK):
-            params = [value for job in chunk for value in job]
-            values = ", ".join(["(?, ?, ?)"] * len(chunk))
-            statement = self._touch_jobs_sql.replace("{values}", values)
-            touched += self._conn.execute(statement, params).rowcount
-        if not touched:
-            return []  # every named job was settled (or unknown): nothing to read from Visma
-        # `+state`: without the unary plus, SQLite answered this from ix_jobs_state_submitted_at_id
-        # (which covers id and state), scanning every open job (1.9 ms a batch with 10,000
-        # open), not looking the ids up by primary key (0.09 ms).
-        open_jobs = self._existing("jobs", list(latest), f"+state IN ({self._open_states})")
-        return [job_id for job_id in latest if job_id in open_jobs]
-
-    def _existing(self, table: str, ids: list[str], condition: str = "true") -> set[str]:
-        """Which of `ids` are in `table` (and meet `condition`), one aggregate row per chunk."""
+            return ids  # the usual case: every one was new, no need to ask which
         found: set[str] = set()
         for chunk in _chunks(ids, 500):
-            marks = ", ".join("?" * len(chunk))
-            (ids_json,) = self._conn.execute(
-                f"SELECT json_group_array(id) FROM {table} WHERE id IN ({marks}) AND {condition}",
-                chunk,
-            ).fetchone()
-            found.update(json.loads(ids_json))
-        return found
+            statement = self._setup.existing_sql.replace("{ids}", ", ".join("?" * len(chunk)))
+            (found_json,) = self._conn.execute(statement, chunk).fetchone()
+            found.update(json.loads(found_json))
+        return [delivery_id for delivery_id in ids if delivery_id in found]
+
+    def _touch(self, inserted: Sequence[str]) -> list[str]:
+        """Touch the open jobs the inserted rows are linked to; the jobs now due."""
+        due: list[str] = []
+        for chunk in _chunks(inserted, 500):
+            statement = self._setup.touch_sql.replace("{ids}", ", ".join("?" * len(chunk)))
+            due += [row[0] for row in self._conn.execute(statement, chunk)]
+        return due
 
     def _rollback(self) -> None:
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
-
-
-def _first_of_each_notification(rows: Sequence[Row]) -> list[Row]:
-    """`rows` less later copies of a notification id; the first copy wins.
-
-    The rule of `ingest.first_of_each_notification`, written again for rows: this process
-    imports nothing of the service (see the module's docstring).
-    """
-    seen: set[str] = set()
-    unique: list[Row] = []
-    for row in rows:
-        key = row.notification_id
-        if key is not None:
-            if key in seen:
-                continue
-            seen.add(key)
-        unique.append(row)
-    return unique
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -343,11 +223,12 @@ def serve(stream: BinaryIO) -> None:
         return
     try:
         _answer(stream, "ready")
-        while (batch := read_message(stream)) is not None:
+        while (message := read_message(stream)) is not None:
+            how, rows = message
             try:
-                reply: Any = tuple(writer.write([Row._make(row) for row in batch]))
+                reply = writer.together(rows) if how == "together" else writer.each(rows)
             except Exception as exc:
-                log.exception("could not store a batch of %d deliveries", len(batch))
+                log.exception("could not store a batch of %d deliveries", len(rows))
                 reply = ("error", f"{type(exc).__name__}: {exc}")
             if not _answer(stream, reply):
                 return  # the parent gave up on this batch (and on this process)

@@ -9,9 +9,20 @@ from service.visma.errors import (
     VismaRejected,
     VismaUnavailable,
 )
-from service.visma.signatures import sign, verify
+from service.visma.signatures import (
+    EVENT_ID_HEADER,
+    NOTIFICATION_ID_HEADER,
+    SIGNATURE_HEADER,
+    TENANT_ID_HEADER,
+    sign,
+    verify,
+)
 
 __all__ = [
+    "EVENT_ID_HEADER",
+    "NOTIFICATION_ID_HEADER",
+    "SIGNATURE_HEADER",
+    "TENANT_ID_HEADER",
     "Content",
     "SubmitAccepted",
     "SubmitCompleted",

@@ -1,4 +1,4 @@
-"""The async Visma.net client: token, background submission, state and content (DESIGN.md 1.6).
+"""The async Visma.net client: token, background submission, state and content.
 
 httpx types never leave this module: every failure becomes one of `service.visma.errors`.
 """
@@ -129,9 +129,11 @@ class VismaClient:
     ) -> SubmitAccepted | SubmitCompleted:
         """Send a background call. Not retried once it may have reached Visma (not idempotent).
 
-        Raises VismaRejected for a 4xx/5xx answer, VismaNotSent when nothing reached Visma,
-        VismaUnavailable when the request may or may not have arrived (timeout) or Visma kept
-        answering 429, and VismaError for a 202 we cannot read (it was accepted: uncertain).
+        Raises VismaRejected for a 4xx answer, VismaUnavailable for a 5xx (with its status and
+        body: Visma's own refusal or a gateway's), for a request that may or may not have
+        arrived (no status: timeout, connection closed) or when Visma kept answering 429,
+        VismaNotSent when nothing reached Visma, and VismaError for a 202 we cannot read (it
+        was accepted: uncertain).
         """
         headers = {BACKGROUND_HEADER: background}
         if body is not None:
@@ -141,6 +143,8 @@ class VismaClient:
         response = await self._send(method, path, headers=headers, content=body, resend=False)
         if 200 <= response.status_code < 300 and response.status_code != 202:
             return SubmitCompleted(response.status_code, response.headers.get("location"))
+        if response.status_code >= 500:
+            raise _unavailable(response)
         if response.status_code != 202:
             raise VismaRejected(
                 f"Visma answered {response.status_code} instead of 202",

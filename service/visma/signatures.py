@@ -1,4 +1,4 @@
-"""Webhook Dispatcher signatures and header names (DESIGN.md 1.5).
+"""Webhook Dispatcher signatures and header names.
 
 Visma documents the signature scheme but not the header names; the names below come from public
 integrations that verify real deliveries. They live here, and only here, so that a correction is

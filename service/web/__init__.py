@@ -1,1 +1,36 @@
 """The HTTP layer: parse, call a flow or a store query, serialise. Nothing else."""
+
+from service.web.alerts_api import list_alerts
+from service.web.auth import BearerAuth
+from service.web.deliveries_api import list_deliveries
+from service.web.errors import domain_error, http_error, server_error, storage_error
+from service.web.fast_lane import FastLane, RequestErrorHandler
+from service.web.health import healthz, metrics, readyz
+from service.web.jobs_api import create_job, get_job, list_jobs
+from service.web.state import State
+from service.web.status_api import list_components, list_incidents
+from service.web.status_webhooks import receive_status_webhook
+from service.web.webhooks import receive_visma_webhook
+
+__all__ = [
+    "BearerAuth",
+    "FastLane",
+    "RequestErrorHandler",
+    "State",
+    "create_job",
+    "domain_error",
+    "get_job",
+    "healthz",
+    "http_error",
+    "list_alerts",
+    "list_components",
+    "list_deliveries",
+    "list_incidents",
+    "list_jobs",
+    "metrics",
+    "readyz",
+    "receive_status_webhook",
+    "receive_visma_webhook",
+    "server_error",
+    "storage_error",
+]

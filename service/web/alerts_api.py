@@ -7,7 +7,7 @@ from starlette.responses import JSONResponse, Response
 
 from service import store
 from service.domain import MAX_PAGE_SIZE, parse_alert_query
-from service.flows.clock import utcnow
+from service.flows import utcnow
 from service.web.schemas import alert_json, page_json
 from service.web.state import State
 

@@ -13,12 +13,14 @@ from service.domain import (
     NotFound,
     TimeCondition,
     decode_id,
+    job_json,
+    parse_job_create,
     parse_job_query,
 )
 from service.flows import submit_job
 from service.web.auth import require_write
 from service.web.errors import error_response
-from service.web.schemas import etag_of, job_json, page_json, parse_job_create
+from service.web.schemas import etag_of, page_json
 from service.web.state import State
 from service.web.webhooks import BodyTooLarge, read_body
 
@@ -39,9 +41,7 @@ async def create_job(request: Request[State]) -> Response:
         state["visma"],
         job_create.to_request(),
         source="api",
-        poll_after_seconds=state["settings"].POLL_AFTER_SECONDS,
-        job_ttl_seconds=state["settings"].JOB_TTL_SECONDS,
-        alerts=state["alert_policy"],
+        settings=state["submit_settings"],
     )
     data, etag = await _job_view(request, job_id)
     location = request.url_for("get_job", job_id=job_id).path

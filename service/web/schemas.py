@@ -1,134 +1,48 @@
-"""JSON in and out of the API (names as in DESIGN.md section 2)."""
+"""JSON the HTTP layer alone shows (the inbox, alerts with their attempts, pages), and ETags.
+
+Jobs and status-page state are shown as `domain.views` renders them, as alerts carry them."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
-
-from service.domain import (
-    InvalidInput,
-    Page,
-    validate_if_match,
-    validate_method,
-    validate_path,
-    validate_tags,
-)
-from service.domain.jsontext import parse_json
-from service.flows import JobRequest
-from service.flows.views import component_json, incident_json, iso, job_json
+from service.domain import Page, iso
 from service.store import Alert, AlertAttempt, AlertDelivery, Delivery
+from service.visma import SIGNATURE_HEADER
 
 __all__ = [
-    "JobCreate",
     "alert_json",
-    "component_json",
     "delivery_json",
     "etag_of",
-    "incident_json",
-    "iso",
-    "job_json",
     "page_json",
-    "parse_job_create",
+    "redact_headers",
     "redact_url",
-    "validation_detail",
 ]
-
-_In = TypeVar("_In")
-_Out = TypeVar("_Out")
-
-BODY_NOT_JSON = "request body must be a JSON object"
-
-
-class JobCreate(BaseModel):
-    """`POST /api/v1/jobs`."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    method: str
-    path: str
-    body: Any = None
-    tags: dict[str, Any] = {}
-    ifMatch: str | None = None
-    notify: bool = True
-
-    @field_validator("method")
-    @classmethod
-    def _method(cls, value: str) -> str:
-        return _domain_check(validate_method, value)
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, value: str) -> str:
-        return _domain_check(validate_path, value)
-
-    @field_validator("ifMatch")
-    @classmethod
-    def _if_match(cls, value: str | None) -> str | None:
-        return None if value is None else _domain_check(validate_if_match, value)
-
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, value: dict[str, Any]) -> dict[str, str]:
-        return _domain_check(validate_tags, value)
-
-    def to_request(self) -> JobRequest:
-        body = None
-        if self.body is not None:
-            body = json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
-        return JobRequest(
-            method=self.method,
-            path=self.path,
-            body=body,
-            tags=dict(self.tags),
-            if_match=self.ifMatch,
-            notify=self.notify,
-        )
-
-
-def parse_job_create(raw: bytes) -> JobCreate:
-    """The submission in `raw`, or InvalidInput that says which field is wrong and why."""
-    try:
-        data = parse_json(raw)
-    except ValueError:
-        raise InvalidInput(f"{BODY_NOT_JSON}; it is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidInput(BODY_NOT_JSON)
-    try:
-        return JobCreate.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidInput(validation_detail(exc)) from None
-
-
-def validation_detail(exc: ValidationError) -> str:
-    """Pydantic's errors as one line: `field: message; field: message`."""
-    parts = []
-    for error in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in error["loc"]) or "body"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown field"
-        parts.append(f"{where}: {message}")
-    return "; ".join(parts)
-
-
-def _domain_check(check: Callable[[_In], _Out], value: _In) -> _Out:
-    # Domain checks raise InvalidInput; pydantic wants ValueError to report the field.
-    try:
-        return check(value)
-    except InvalidInput as exc:
-        raise ValueError(exc.detail) from None
 
 
 def etag_of(data: dict[str, Any]) -> str:
     """A strong ETag over the representation, so any change to the job or its timeline shows."""
     raw = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
     return '"' + hashlib.sha256(raw).hexdigest()[:32] + '"'
+
+
+REDACTED = "[redacted]"
+# A signature and its body are all a replay needs: the inbox keeps them for audit, the API
+# never shows them (nor credentials a sender may have put in a header).
+_SECRET_HEADERS = frozenset({SIGNATURE_HEADER, "authorization", "proxy-authorization", "cookie"})
+
+
+def redact_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """`headers` with the values that could be replayed or reused replaced by `REDACTED`."""
+    return {
+        name: REDACTED if name.lower() in _SECRET_HEADERS else value
+        for name, value in headers.items()
+    }
 
 
 def delivery_json(delivery: Delivery) -> dict[str, Any]:
@@ -144,7 +58,7 @@ def delivery_json(delivery: Delivery) -> dict[str, Any]:
         "claimedJobId": delivery.claimed_job_id,
         "vismaJobId": delivery.visma_job_id,
         "problem": delivery.problem,
-        "headers": delivery.headers,
+        "headers": redact_headers(delivery.headers),
         "body": delivery.body.decode("utf-8", errors="replace"),
     }
 

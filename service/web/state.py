@@ -7,6 +7,7 @@ from typing import TypedDict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.domain import AlertPolicy
+from service.flows import SubmitSettings
 from service.settings import Settings
 from service.store import IngestWriter
 from service.visma import VismaClient
@@ -20,3 +21,4 @@ class State(TypedDict):
     visma: VismaClient
     ingest: IngestWriter
     alert_policy: AlertPolicy
+    submit_settings: SubmitSettings

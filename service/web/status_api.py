@@ -6,8 +6,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from service import store
-from service.domain import MAX_PAGE_SIZE, parse_component_query, parse_incident_query
-from service.web.schemas import component_json, incident_json, page_json
+from service.domain import (
+    MAX_PAGE_SIZE,
+    component_json,
+    incident_json,
+    parse_component_query,
+    parse_incident_query,
+)
+from service.web.schemas import page_json
 from service.web.state import State
 
 

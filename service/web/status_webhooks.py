@@ -1,4 +1,4 @@
-"""`POST /webhooks/status/{token}`: status-page deliveries (DESIGN.md 1.7).
+"""`POST /webhooks/status/{token}`: deliveries of the Visma Cloud Services status page.
 
 The page signs nothing: the secret token in the URL is the only check, so a wrong (or unset)
 token answers 404, as if the route did not exist, and stores nothing. STATUS_ALLOWED_SOURCE_IPS
@@ -14,8 +14,7 @@ import hmac
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from service.flows import record_status_delivery
-from service.flows.clock import utcnow
+from service.flows import record_status_delivery, utcnow
 from service.web.errors import error_response
 from service.web.sources import client_address, in_networks
 from service.web.state import State

@@ -13,19 +13,23 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive, Scope, Send
 
-from service.domain import job_id_from_headers, read_background_body, time_ordered_uuid
-from service.domain.correlation import JOB_ID_KEY
-from service.domain.deliveries import PROBLEM_NO_NOTIFICATION_ID
+from service.domain import (
+    JOB_ID_KEY,
+    PROBLEM_NO_NOTIFICATION_ID,
+    job_id_from_headers,
+    read_background_body,
+    time_ordered_uuid,
+)
 from service.store import DeliveryRecord, IngestUnavailable
-from service.visma import signatures
+from service.visma import EVENT_ID_HEADER, NOTIFICATION_ID_HEADER, SIGNATURE_HEADER, verify
 from service.web.errors import error_response
 from service.web.sources import Address, Network, client_address, in_networks
 
 NO_SECRETS = "VISMA_WEBHOOK_SECRETS is not set: every delivery is refused"
-BAD_SIGNATURE = f"missing or invalid {signatures.SIGNATURE_HEADER} signature"
+BAD_SIGNATURE = f"missing or invalid {SIGNATURE_HEADER} signature"
 NOT_STORED = "the delivery could not be stored; retry later"
 SOURCE_NOT_ALLOWED = "this source address is not in ALLOWED_SOURCE_IPS"
-_SIGNATURE_HEADER = signatures.SIGNATURE_HEADER.encode("latin-1")
+_SIGNATURE_HEADER = SIGNATURE_HEADER.encode("latin-1")
 _RETRY_LATER = {"Retry-After": "5"}
 
 
@@ -34,7 +38,7 @@ class BodyTooLarge(Exception):
 
 
 class VismaWebhook:
-    """The endpoint, as a plain ASGI app: the hot path of every delivery (DESIGN.md 4).
+    """The endpoint, as a plain ASGI app: the hot path of every delivery.
 
     It reads what it needs straight from the ASGI scope and `receive`, builds only the inbox
     row, and sends its answer as ready-made bytes, instead of a Starlette `Request`, a `Headers`
@@ -68,7 +72,7 @@ class VismaWebhook:
             await error_response(401, "unauthorized", NO_SECRETS)(scope, receive, send)
             return
         signature = _first(raw_headers, _SIGNATURE_HEADER)
-        if not signatures.verify(body, signature, secrets):
+        if not verify(body, signature, secrets):
             await error_response(401, "unauthorized", BAD_SIGNATURE)(scope, receive, send)
             return
         record = delivery_record(headers, body)
@@ -115,7 +119,7 @@ receive_visma_webhook = VismaWebhook()
 def delivery_record(headers: dict[str, str], body: bytes) -> DeliveryRecord:
     """A verified delivery as an inbox row; an unusable body is kept with its problem named."""
     notice, problem = read_background_body(body)
-    notification_id = headers.get(signatures.NOTIFICATION_ID_HEADER) or None
+    notification_id = headers.get(NOTIFICATION_ID_HEADER) or None
     if notification_id is None:
         problem = PROBLEM_NO_NOTIFICATION_ID if problem is None else problem
     visma_job_id = notice.visma_job_id if notice else None
@@ -126,7 +130,7 @@ def delivery_record(headers: dict[str, str], body: bytes) -> DeliveryRecord:
         id=time_ordered_uuid(int(received_at.timestamp() * 1000), random.getrandbits(74)),
         kind="visma",
         notification_id=notification_id,
-        event_id=headers.get(signatures.EVENT_ID_HEADER),
+        event_id=headers.get(EVENT_ID_HEADER),
         received_at=received_at,
         headers=headers,
         body=body,

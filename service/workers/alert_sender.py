@@ -23,6 +23,7 @@ from standardwebhooks.webhooks import Webhook
 from service import store
 from service.domain import slack_message
 from service.flows import (
+    SLACK,
     OutboxSettings,
     SendResult,
     claim_deliveries,
@@ -30,7 +31,6 @@ from service.flows import (
     next_due,
     record_send,
 )
-from service.flows.alert_outbox import SLACK
 from service.workers.background import BackgroundLoop
 
 log = logging.getLogger(__name__)

@@ -127,10 +127,13 @@ def fetch_value(url: str, query: str, *args: Any) -> Any:
     return asyncio.run(run())
 
 
-def count_deliveries(url: str, prefix: str) -> int:
-    """How many deliveries are stored whose notification id starts with `prefix`."""
+def count_deliveries(url: str, prefix: str, *, linked: bool = False) -> int:
+    """How many deliveries are stored whose notification id starts with `prefix` (with
+    `linked`, only those linked to the job they name)."""
     placeholder = "?" if is_sqlite(url) else "$1"
     query = f"SELECT count(*) FROM deliveries WHERE notification_id LIKE {placeholder}"
+    if linked:
+        query += " AND job_id IS NOT NULL"
     return int(fetch_value(url, query, f"{prefix}-%"))
 
 

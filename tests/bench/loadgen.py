@@ -66,7 +66,9 @@ def make_deliveries(secret: str, job_ids: Sequence[str], count: int) -> list[Del
     """`count` signed bodies shaped like the simulator's, naming `job_ids` in turn."""
     deliveries = []
     for i in range(count):
-        visma_id = str(uuid.uuid4())
+        job_id = job_ids[i % len(job_ids)] if job_ids else None
+        # A named job's own Visma job id (`databases.seed_jobs`), as Visma's webhooks carry it.
+        visma_id = f"v-{job_id}" if job_id else str(uuid.uuid4())
         body = json.dumps(
             {
                 "id": visma_id,
@@ -75,7 +77,6 @@ def make_deliveries(secret: str, job_ids: Sequence[str], count: int) -> list[Del
             },
             separators=(",", ":"),
         ).encode()
-        job_id = job_ids[i % len(job_ids)] if job_ids else None
         deliveries.append(Delivery(job_id, signatures.sign(body, secret), body))
     return deliveries
 

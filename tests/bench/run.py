@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     job_ids = [str(uuid.uuid4()) for _ in range(MATCHED_JOBS)]
     requests_file = work / "deliveries.tsv"
     write_deliveries(requests_file, make_deliveries(SECRET, job_ids, DISTINCT_BODIES))
-    # The second variant: no `vh-job-id`, so no job to correlate (DESIGN.md 4's verify + insert).
+    # The second variant: no `vh-job-id`, so no job to correlate (verify + insert only).
     unmatched_file = work / "deliveries-no-job.tsv"
     write_deliveries(unmatched_file, make_deliveries(SECRET, [], DISTINCT_BODIES))
     env = {"VISMA_WEBHOOK_SECRETS": SECRET, "API_TOKENS": API_TOKEN}
@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
             rss = server.peak_rss_mb()
             stored = databases.count_deliveries(url, prefix)
             problems = check_counts(load, stored)
+            linked = databases.count_deliveries(url, prefix, linked=True)
+            if matched and linked != stored:  # else the load measured another path
+                problems.append(f"{stored - linked} of {stored} deliveries not linked to a job")
             row = Row(label, database, workers, load, stored, rss, problems, matched, open_jobs)
             row.cpu_us_per_request = _cpu_us(load)
             if load.not_ok or row.problems:
