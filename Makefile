@@ -6,15 +6,32 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run migrate test lint bench demo simulate clean
+.PHONY: install lock run migrate test lint bench demo simulate clean
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+# uv installs exactly what uv.lock pins. It comes from PyPI into the venv itself (a fresh
+# machine has only python3 and pip), and never downloads a Python of its own.
+UV_VERSION := 0.13.9
+UV := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(BIN)/uv
+
+# The venv and, in it, the pinned uv (installed again only when the pin changes).
+define BOOTSTRAP_UV
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/uv --version 2>/dev/null | grep -qF 'uv $(UV_VERSION) ' || \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check 'uv==$(UV_VERSION)'
+endef
+
+# --compile-bytecode: uv leaves it to the first import otherwise, which never writes it where
+# PYTHONDONTWRITEBYTECODE is set: each command would compile the libraries again (seconds).
+$(STAMP): pyproject.toml uv.lock
+	$(BOOTSTRAP_UV)
+	$(UV) sync --locked --extra test --compile-bytecode --python $(BIN)/python
 	touch $(STAMP)
 
-install: $(STAMP)  ## the .venv with the service and the test extras
+install: $(STAMP)  ## the .venv with the service and the test extras, as uv.lock pins them
+
+lock:  ## update uv.lock after a change to the dependencies in pyproject.toml
+	$(BOOTSTRAP_UV)
+	$(UV) lock --python $(BIN)/python
 
 migrate: $(STAMP)
 	$(BIN)/visma-hooks migrate

@@ -1,4 +1,9 @@
-"""`visma-hooks`: serve, migrate, submit, jobs, job, simulate."""
+"""`visma-hooks`: receive Visma.net background-call webhooks and record how every job ended.
+
+Settings come from the environment or `.env` (see `.env.example`). Every mistake in them, or in
+the command line, is one line on stderr and exit status 2; `--debug` (or LOG_LEVEL=debug) adds
+the traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +11,34 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import sys
+import traceback
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from rich.console import Console
-from rich.table import Table
-
-from service.settings import Settings, SettingsError, get_settings
+from service.domain import METHODS, JobState
+from service.settings import Settings, get_settings
+from service.terminal import (
+    print_error,
+    print_job,
+    print_jobs,
+    print_json,
+    print_line,
+    print_note,
+    print_warning,
+)
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-STATE_STYLES = {
-    "submitted": "yellow",
-    "accepted": "cyan",
-    "succeeded": "green",
-    "failed": "red",
-    "expired": "magenta",
-    "rejected": "red",
-}
+    from service.store import Migration
+
+JOB_STATES = tuple(state.value for state in JobState)
+_DEBUG_HELP = "show the traceback behind an error (so does LOG_LEVEL=debug)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,77 +49,207 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         result: int = args.run(args)
-    except Exception as exc:  # one clear line for the terminal, not a traceback
-        from service.domain import DomainError
-
-        if isinstance(exc, DomainError | SettingsError):
-            Console(stderr=True).print(f"[red]error:[/red] {exc.detail}", soft_wrap=True)
-            return 1
-        raise
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        return _report(exc, debug=_wants_traceback(args))
     return result
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="visma-hooks", description=__doc__)
-    commands = parser.add_subparsers(dest="command")
+def _report(exc: Exception, *, debug: bool) -> int:
+    """One line for the terminal (the traceback too with --debug); the exit status."""
+    from service.domain import DomainError
+    from service.preflight import ConfigError
 
-    serve = commands.add_parser("serve", help="run the receiver and its workers")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--ssl-certfile")
-    serve.add_argument("--ssl-keyfile")
+    if debug:
+        traceback.print_exception(exc)
+    if isinstance(exc, ConfigError):
+        print_error(str(exc))
+        return 2
+    if isinstance(exc, DomainError):
+        print_error(exc.detail)
+        return 1
+    more = "" if debug else " (run again with --debug for the traceback)"
+    print_error(f"{type(exc).__name__}: {exc}{more}")
+    return 1
+
+
+def _wants_traceback(args: argparse.Namespace) -> bool:
+    from pydantic import ValidationError
+
+    if getattr(args, "debug", False):
+        return True
+    try:
+        return get_settings().LOG_LEVEL == "debug"
+    except ValidationError:  # the settings are what is wrong: read the one that matters here
+        return os.environ.get("LOG_LEVEL", "").strip().lower() == "debug"
+
+
+def _settings() -> Settings:
+    """The settings, or a ConfigError that names every invalid one."""
+    from pydantic import ValidationError
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        from service.preflight import settings_error
+
+        raise settings_error(exc) from exc
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake said in one line like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        print_error(f"{message} (see `{self.prog} --help`)")
+        raise SystemExit(2)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Adds each flag's default to its help, when it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or not action.option_strings
+            or default is None
+            or default is False
+            or default == []
+            or default is argparse.SUPPRESS
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _version() -> str:
+    try:
+        return version("visma-hooks")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="visma-hooks",
+        description="Receive Visma.net background-call webhooks and record how every job ended.",
+        epilog="Settings: the environment or .env (see .env.example). "
+        "`visma-hooks COMMAND --help` tells more.",
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
+    common = _Parser(add_help=False)
+    # SUPPRESS: a subcommand without --debug leaves the top-level flag's value alone.
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text[0].upper() + help_text[1:] + ".",
+            parents=[common],
+            formatter_class=_HelpFormatter,
+        )
+        return sub
+
+    serve = command("serve", "run the receiver, its API and its workers")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 for all")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes")
+    serve.add_argument("--ssl-certfile", metavar="PEM", help="TLS certificate: serve HTTPS")
+    serve.add_argument("--ssl-keyfile", metavar="PEM", help="TLS private key for --ssl-certfile")
+    serve.add_argument(
+        "--migrate",
+        action="store_true",
+        help="upgrade a PostgreSQL schema that is behind before serving (safe when replicas "
+        "start at once: they take turns); without it such a schema stops the start. SQLite is "
+        "always upgraded",
+    )
     serve.set_defaults(run=_serve)
 
-    migrate = commands.add_parser("migrate", help="bring the database schema up to date")
+    migrate = command("migrate", "create the database schema, or upgrade it to this version's")
     migrate.set_defaults(run=_migrate)
 
-    submit = commands.add_parser("submit", help="send a request to Visma as a background job")
-    submit.add_argument("--method", default="POST")
-    submit.add_argument("--path", help="e.g. /v1/customer")
+    submit = command("submit", "send a request to Visma as a background job")
+    submit.add_argument(
+        "--method", default="POST", type=str.upper, choices=METHODS, help="HTTP method"
+    )
+    submit.add_argument("--path", help="ERP API path, e.g. /v1/customer (needed unless --resend)")
     submit.add_argument(
         "--resend",
         metavar="JOB",
-        help="send JOB's request again as a new job (never done automatically: it may create "
-        "the same thing twice)",
+        help="send JOB's request again as a new job: an id, or its first characters (never "
+        "done automatically: it may create the same thing twice)",
     )
     body = submit.add_mutually_exclusive_group()
-    body.add_argument("--body", help="JSON text")
-    body.add_argument("--body-file", type=Path, help="a file holding the JSON body")
-    submit.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
-    submit.add_argument("--if-match")
-    submit.add_argument("--no-notify", action="store_true", help="ask Visma for no webhook")
+    body.add_argument("--body", metavar="JSON", help="the request body, as JSON text")
+    body.add_argument(
+        "--body-file", metavar="FILE", type=_text_file, help="a file holding the JSON body"
+    )
+    submit.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        type=_key_value,
+        metavar="KEY=VALUE",
+        help="a tag to find the job by; repeat for more",
+    )
+    submit.add_argument(
+        "--if-match", metavar="ETAG", help="send If-Match: Visma answers 412 if the record changed"
+    )
+    submit.add_argument(
+        "--no-notify", action="store_true", help="ask Visma for no webhook: the job is polled"
+    )
     submit.add_argument("--json", action="store_true", help="print the job as JSON")
     submit.set_defaults(run=_submit)
 
-    jobs = commands.add_parser("jobs", help="list jobs")
-    jobs.add_argument("--state")
-    jobs.add_argument("--visma-job-id")
-    jobs.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
-    jobs.add_argument("--page-size", default="50")
-    jobs.add_argument("--page", default="1")
-    jobs.add_argument("--json", action="store_true")
+    jobs = command("jobs", "list jobs, newest first")
+    jobs.add_argument(
+        "--state",
+        type=_states,
+        metavar="STATE[,STATE]",
+        help=f"only jobs in these states, of: {', '.join(JOB_STATES)}",
+    )
+    jobs.add_argument("--visma-job-id", metavar="ID", help="only the job Visma knows by ID")
+    jobs.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        type=_key_value,
+        metavar="KEY=VALUE",
+        help="only jobs with this tag; repeat for more (all must match)",
+    )
+    jobs.add_argument("--page-size", default="50", metavar="N", help="jobs per page, at most 500")
+    jobs.add_argument("--page", default="1", metavar="N", help="page number, from 1")
+    jobs.add_argument("--json", action="store_true", help="print the page as JSON")
     jobs.set_defaults(run=_jobs)
 
-    poll = commands.add_parser("poll", help="read the state of jobs whose poll is due")
+    job = command("job", "show one job and its timeline")
+    job.add_argument(
+        "job_id",
+        metavar="ID",
+        help="the job's id, or its first characters (`jobs` shows 8): any unique prefix",
+    )
+    job.add_argument("--json", action="store_true", help="print the job as JSON")
+    job.set_defaults(run=_job)
+
+    poll = command("poll", "read from Visma the state of jobs whose poll is due")
     poll.add_argument("--loop", action="store_true", help="keep polling until interrupted")
     poll.add_argument("--interval", type=float, default=5.0, help="seconds between passes")
     poll.set_defaults(run=_poll)
 
-    job = commands.add_parser("job", help="show one job and its timeline")
-    job.add_argument("job_id")
-    job.add_argument("--json", action="store_true")
-    job.set_defaults(run=_job)
-
-    demo = commands.add_parser(
-        "demo", help="rehearse Visma's outcomes and failure modes against the simulator"
+    demo = command("demo", "rehearse Visma's outcomes and failure modes against the simulator")
+    demo.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds every job has to reach its end"
     )
-    demo.add_argument("--timeout", type=float, default=30.0)
     demo.set_defaults(run=_demo)
 
-    simulate = commands.add_parser("simulate", help="run the Visma.net simulator")
-    simulate.add_argument("--host", default="127.0.0.1")
-    simulate.add_argument("--port", type=int, default=8090)
+    simulate = command("simulate", "run the Visma.net simulator")
+    simulate.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    simulate.add_argument("--port", type=int, default=8090, help="port to listen on")
     simulate.add_argument(
         "--webhook-url",
         default="http://127.0.0.1:8000/webhooks/visma",
@@ -179,38 +320,60 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     from service.server import run_server
 
+    settings = _settings()
+    _before_serving(settings, migrate=args.migrate)
     return run_server(
-        get_settings(),
+        settings,
         host=args.host,
         port=args.port,
         workers=args.workers,
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
+        log_level=settings.LOG_LEVEL,
     )
 
 
+def _before_serving(settings: Settings, *, migrate: bool) -> None:
+    """SQLite (any database with --migrate) is upgraded to head; a PostgreSQL schema that is
+    not at head stops the start, saying what to run. Then a warning per empty security
+    setting."""
+    from service.preflight import (
+        SERVE_MIGRATE,
+        check_schema,
+        check_url,
+        security_warnings,
+        upgrade,
+    )
+    from service.store import is_sqlite
+
+    check_url(settings.DATABASE_URL)
+    if migrate or is_sqlite(settings.DATABASE_URL):
+        print_note(upgrade(settings.DATABASE_URL, on_wait=print_note).summary())
+    else:
+        asyncio.run(check_schema(settings.DATABASE_URL, hint=SERVE_MIGRATE))
+    for warning in security_warnings(settings):
+        print_warning(warning)
+
+
 def alembic_config(database_url: str) -> Config:
-    """Alembic's configuration for the migrations of this repository, on `database_url`."""
-    from alembic.config import Config
+    """Alembic's configuration for the packaged migrations, on `database_url`."""
+    from service.store import alembic_config as config
 
-    config = Config(str(REPO_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(REPO_ROOT / "migrations"))
-    config.attributes["database_url"] = database_url
-    config.attributes["configure_logging"] = False
-    return config
+    return config(database_url)
 
 
-def migrate(database_url: str) -> None:
-    """Upgrade the database at `database_url` to the newest schema."""
-    from alembic import command
+def migrate(database_url: str) -> Migration:
+    """Upgrade the database at `database_url` to the newest schema (creating a SQLite file)."""
+    from service.store import migrate as upgrade
 
-    command.upgrade(alembic_config(database_url), "head")
+    return upgrade(database_url)
 
 
 def _migrate(_args: argparse.Namespace) -> int:
-    settings = get_settings()
-    migrate(settings.DATABASE_URL)
-    Console().print(f"database is up to date: {_safe_url(settings.DATABASE_URL)}")
+    from service.preflight import upgrade
+
+    settings = _settings()
+    print_line(upgrade(settings.DATABASE_URL, on_wait=print_note).summary())
     return 0
 
 
@@ -218,31 +381,31 @@ def _submit(args: argparse.Namespace) -> int:
     from service.domain import parse_job_create
 
     if args.resend:
-        data = asyncio.run(_resend_and_show(get_settings(), args.resend))
-        _print_job(data, as_json=args.json)
+        data = asyncio.run(_resend_and_show(_settings(), args.resend))
+        _show_job(data, as_json=args.json)
         return 0 if data["state"] not in ("rejected", "failed") else 1
     if not args.path:
-        Console(stderr=True).print("[red]error:[/red] --path is required (or --resend JOB)")
+        print_error("--path is required (or --resend JOB)")
         return 2
 
-    raw_body = args.body_file.read_text() if args.body_file else args.body
+    raw_body = args.body_file if args.body_file is not None else args.body
     request: dict[str, Any] = {
         "method": args.method,
         "path": args.path,
-        "tags": _pairs(args.tag),
+        "tags": dict(args.tag),
         "notify": not args.no_notify,
     }
     if raw_body is not None:
         try:
             request["body"] = json.loads(raw_body)
         except ValueError:
-            Console(stderr=True).print("[red]error:[/red] --body is not valid JSON")
+            print_error(f"{'--body-file' if args.body_file is not None else '--body'} is not JSON")
             return 2
     if args.if_match:
         request["ifMatch"] = args.if_match
     job_create = parse_job_create(json.dumps(request).encode())
-    data = asyncio.run(_submit_and_show(get_settings(), job_create.to_request()))
-    _print_job(data, as_json=args.json)
+    data = asyncio.run(_submit_and_show(_settings(), job_create.to_request()))
+    _show_job(data, as_json=args.json)
     return 0 if data["state"] not in ("rejected", "failed") else 1
 
 
@@ -250,7 +413,7 @@ async def _submit_and_show(settings: Settings, request: Any) -> dict[str, Any]:
     from service.app import submit_settings, visma_client
     from service.flows import submit_job
 
-    engine, sessions = _open_db(settings)
+    engine, sessions = await _open_db(settings)
     visma = visma_client(settings)
     try:
         job_id = await submit_job(
@@ -268,16 +431,15 @@ async def _submit_and_show(settings: Settings, request: Any) -> dict[str, Any]:
 
 async def _resend_and_show(settings: Settings, job_id: str) -> dict[str, Any]:
     from service.app import submit_settings, visma_client
-    from service.domain import decode_id
-    from service.flows import resend_job
+    from service.flows import find_job_id, resend_job
 
-    engine, sessions = _open_db(settings)
+    engine, sessions = await _open_db(settings)
     visma = visma_client(settings)
     try:
         new_id = await resend_job(
             sessions,
             visma,
-            decode_id(job_id),
+            await find_job_id(sessions, job_id),
             source="cli",
             settings=submit_settings(settings),
         )
@@ -288,13 +450,13 @@ async def _resend_and_show(settings: Settings, job_id: str) -> dict[str, Any]:
 
 
 def _poll(args: argparse.Namespace) -> int:
-    settings = get_settings()
+    settings = _settings()
 
     async def poll() -> int:
         from service.app import resolve_settings, visma_client
         from service.workers import ResolverWorker
 
-        engine, sessions = _open_db(settings)
+        engine, sessions = await _open_db(settings)
         visma = visma_client(settings)
         worker = ResolverWorker(
             sessions, visma, resolve_settings(settings), idle_seconds=args.interval
@@ -311,7 +473,7 @@ def _poll(args: argparse.Namespace) -> int:
         count = asyncio.run(poll())
     except KeyboardInterrupt:
         return 0
-    Console().print(f"read the state of {count} job(s)")
+    print_line(f"read the state of {count} job(s)")
     return 0
 
 
@@ -323,28 +485,13 @@ def _jobs(args: argparse.Namespace) -> int:
         pairs.append(("state", args.state))
     if args.visma_job_id:
         pairs.append(("vismaJobId", args.visma_job_id))
-    pairs += [(f"tag.{k}", v) for k, v in _pairs(args.tag).items()]
+    pairs += [(f"tag.{k}", v) for k, v in args.tag]
     job_filter, page = parse_job_query(pairs)
-    items, total = asyncio.run(_list(get_settings(), job_filter, page))
+    items, total = asyncio.run(_list(_settings(), job_filter, page))
     if args.json:
-        print(json.dumps({"items": items, "totalCount": total}, indent=2))
-        return 0
-    table = Table(title=f"jobs {page.offset + 1}-{page.offset + len(items)} of {total}")
-    for column in ("id", "state", "method", "path", "vismaJobId", "httpStatus", "submittedAt"):
-        # Ids are for copying: wrap them, never cut them short.
-        table.add_column(column, overflow="fold")
-    for item in items:
-        style = STATE_STYLES.get(item["state"], "")
-        table.add_row(
-            item["id"],
-            f"[{style}]{item['state']}[/{style}]",
-            item["method"],
-            item["path"],
-            item["vismaJobId"] or "",
-            str(item["httpStatus"] or ""),
-            item["submittedAt"] or "",
-        )
-    Console().print(table)
+        print_json({"items": items, "totalCount": total})
+    else:
+        print_jobs(items, first=page.offset + 1, total=total)
     return 0
 
 
@@ -352,7 +499,7 @@ async def _list(settings: Settings, job_filter: Any, page: Any) -> tuple[list[di
     from service import store
     from service.domain import job_json
 
-    engine, sessions = _open_db(settings)
+    engine, sessions = await _open_db(settings)
     try:
         async with sessions.begin() as session:
             jobs, total = await store.list_jobs(
@@ -369,18 +516,18 @@ async def _list(settings: Settings, job_filter: Any, page: Any) -> tuple[list[di
 
 
 def _job(args: argparse.Namespace) -> int:
-    from service.domain import decode_id
+    from service.flows import find_job_id
 
-    settings = get_settings()
+    settings = _settings()
 
     async def load() -> dict[str, Any]:
-        engine, sessions = _open_db(settings)
+        engine, sessions = await _open_db(settings)
         try:
-            return await _load_job(sessions, decode_id(args.job_id))
+            return await _load_job(sessions, await find_job_id(sessions, args.job_id))
         finally:
             await engine.dispose()
 
-    _print_job(asyncio.run(load()), as_json=args.json)
+    _show_job(asyncio.run(load()), as_json=args.json)
     return 0
 
 
@@ -395,43 +542,16 @@ async def _load_job(sessions: Any, job_id: str) -> dict[str, Any]:
         return job_json(job, await store.job_events(session, job_id))
 
 
-def _print_job(data: dict[str, Any], *, as_json: bool) -> None:
+def _show_job(data: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(data, indent=2))
-        return
-    console = Console()
-    style = STATE_STYLES.get(data["state"], "")
-    console.print(f"[bold]job {data['id']}[/bold]  [{style}]{data['state']}[/{style}]")
-    for key in (
-        "method",
-        "path",
-        "vismaJobId",
-        "httpStatus",
-        "createdResourceId",
-        "resolvedBy",
-        "submittedAt",
-        "acceptedAt",
-        "finishedAt",
-    ):
-        if data.get(key) is not None:
-            console.print(f"  {key}: {data[key]}")
-    if data.get("tags"):
-        console.print(f"  tags: {', '.join(f'{k}={v}' for k, v in data['tags'].items())}")
-    if data.get("error"):
-        error = data["error"]
-        fault = f" (fault {error['faultCode']})" if error.get("faultCode") else ""
-        console.print(f"  [red]error:[/red] {error['message']}{fault}")
-    if data.get("hint"):
-        console.print(f"  [yellow]hint:[/yellow] {data['hint']}")
-    events = Table(title="timeline")
-    for column in ("at", "kind", "source", "detail"):
-        events.add_column(column)
-    for event in data.get("events", []):
-        events.add_row(event["at"], event["kind"], event["source"], json.dumps(event["detail"]))
-    console.print(events)
+        print_json(data)
+    else:
+        print_job(data)
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from service.demo import run_demo
 
     return 0 if asyncio.run(run_demo(Console(), timeout=args.timeout)) else 1
@@ -484,10 +604,11 @@ def _rate(text: str) -> float:
 
 def _simulate(args: argparse.Namespace) -> int:
     import uvicorn
+    from rich.console import Console
 
     from service.simulator import SimulatorConfig, create_simulator_app
 
-    settings = get_settings()
+    settings = _settings()
     secret = args.webhook_secret or next(iter(settings.webhook_secrets()), None)
     chaos = {
         field: getattr(args, flag)
@@ -520,27 +641,40 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_db(settings: Settings) -> Any:
-    from service.store import create_engine, create_sessionmaker
+async def _open_db(
+    settings: Settings,
+) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
+    """The configured database, which must exist with its schema at head (never created)."""
+    from service.preflight import open_database
+    from service.store import create_sessionmaker
 
-    engine = create_engine(settings.DATABASE_URL)
+    engine = await open_database(settings.DATABASE_URL)
     return engine, create_sessionmaker(engine)
 
 
-def _pairs(items: list[str]) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--tag wants KEY=VALUE, got {item!r}")
-        pairs[key] = value
-    return pairs
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"wants KEY=VALUE, got {text!r}")
+    return key, value
 
 
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
+def _states(text: str) -> str:
+    for state in (s.strip() for s in text.split(",")):
+        if state not in JOB_STATES:
+            raise argparse.ArgumentTypeError(
+                f"{state!r} is not a job state; the states are {', '.join(JOB_STATES)}"
+            )
+    return text
 
-    return make_url(url).render_as_string(hide_password=True)
+
+def _text_file(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {path!r}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise argparse.ArgumentTypeError(f"{path!r} is not UTF-8 text") from None
 
 
 if __name__ == "__main__":

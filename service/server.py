@@ -98,6 +98,7 @@ def run_server(
     workers: int = 1,
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
+    log_level: str | None = None,
 ) -> int:
     """Serve the application until interrupted (what `visma-hooks serve` does); the exit code."""
     config = server_config(
@@ -109,6 +110,7 @@ def run_server(
         workers=workers,
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
+        log_level=log_level,
     )
     server = uvicorn.Server(config)
     try:

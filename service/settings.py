@@ -6,9 +6,9 @@ import base64
 import binascii
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SCOPES = (
@@ -31,15 +31,6 @@ CommaList = Annotated[list[str], NoDecode]
 SecretList = Annotated[list[SecretStr], NoDecode]
 Network = IPv4Network | IPv6Network
 NetworkList = Annotated[list[Network], NoDecode]
-
-
-class SettingsError(ValueError):
-    """A setting has a value the service cannot run with; `detail` is one line naming it (and
-    never its value: it may be a secret)."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
 
 
 def _split(value: object) -> object:
@@ -177,6 +168,14 @@ class Settings(BaseSettings):
     MAX_RESULT_BYTES: int = Field(default=1_048_576, gt=0)
     """Largest finished-request content kept per job."""
 
+    LOG_LEVEL: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    """The usual levels, any case; `debug` also shows the traceback behind a CLI error."""
+
+    @field_validator("LOG_LEVEL", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator(
         "VISMA_WEBHOOK_SECRETS",
         "API_TOKENS",
@@ -264,25 +263,7 @@ def signing_secret_problem(secret: str) -> str | None:
     return None
 
 
-def settings_problem(exc: ValidationError) -> str:
-    """Pydantic's errors as one line naming each setting, without the values (secrets)."""
-    parts = []
-    for error in exc.errors(include_url=False, include_input=False):
-        message = error["msg"].removeprefix("Value error, ")
-        where = str(error["loc"][0]) if error["loc"] else ""
-        parts.append(f"{where}: {message}" if where else message)
-    return " ".join("; ".join(parts).split())
-
-
-def load_settings() -> Settings:
-    """The settings from the environment and `.env`; SettingsError (one line) if one is bad."""
-    try:
-        return Settings()
-    except ValidationError as exc:
-        raise SettingsError(f"invalid settings: {settings_problem(exc)}") from None
-
-
 @lru_cache
 def get_settings() -> Settings:
     """The process's settings, read once."""
-    return load_settings()
+    return Settings()

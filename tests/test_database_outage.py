@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from service.cli import migrate
 from service.store import is_sqlite
 from service.web.errors import DATABASE_UNAVAILABLE
+from service.web.health import DATABASE_NOT_REACHABLE
 from tests.harness import in_process
 
 TOKEN = "status-token-outage"
@@ -79,6 +80,10 @@ async def test_an_unreachable_database_answers_503_and_the_retry_is_stored(
                 assert response.status_code == 503, (path, response.text)
                 assert response.json() == {"error": "unavailable", "detail": DATABASE_UNAVAILABLE}
                 assert response.headers["retry-after"] == "5"
+            # Readiness says it in words, never with the driver's exception text.
+            ready = await harness.client.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json() == {"error": "unavailable", "detail": DATABASE_NOT_REACHABLE}
         finally:
             await close_database(own_database, accept=True)
         again = await harness.client.post(f"/webhooks/status/{TOKEN}", content=body)

@@ -20,7 +20,7 @@ from service.simulator import SimulatorState, create_simulator_app
 from service.simulator.config import SimulatorConfig
 from service.store import create_engine
 from service.web.auth import READ_ONLY
-from service.web.health import DATABASE_UNREACHABLE
+from service.web.health import DATABASE_NOT_REACHABLE
 from tests.conftest import API_TOKEN
 from tests.harness import Harness, in_process
 
@@ -220,6 +220,6 @@ async def test_readyz_says_what_is_wrong_in_words(harness: Harness) -> None:
     finally:
         await dead.dispose()
     assert response.status_code == 503
-    assert response.json() == {"error": "unavailable", "detail": DATABASE_UNREACHABLE}
+    assert response.json() == {"error": "unavailable", "detail": DATABASE_NOT_REACHABLE}
     for secret in ("127.0.0.1", ":9", "hunter2", "visma", "Error", "("):
         assert secret not in response.text

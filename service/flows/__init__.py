@@ -14,6 +14,7 @@ from service.flows.alert_outbox import (
     record_send,
 )
 from service.flows.clock import utcnow
+from service.flows.lookup import find_job_id
 from service.flows.resolve import ResolveSettings, read_and_apply, resolve_due_jobs
 from service.flows.status import StatusReceipt, record_status_delivery
 from service.flows.submit import SubmitSettings, resend_job, submit_job
@@ -27,6 +28,7 @@ __all__ = [
     "SubmitSettings",
     "claim_deliveries",
     "dispatch_due_alerts",
+    "find_job_id",
     "next_due",
     "read_and_apply",
     "record_send",

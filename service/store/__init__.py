@@ -42,8 +42,21 @@ from service.store.jobs import (
     get_job,
     job_events,
     job_holding,
+    job_ids_starting_with,
     last_event,
     list_jobs,
+)
+from service.store.migrations import (
+    Migration,
+    SchemaError,
+    SchemaState,
+    alembic_config,
+    current_revisions,
+    head_revision,
+    migrate,
+    safe_url,
+    schema_state,
+    sqlite_path,
 )
 from service.store.models import (
     Alert,
@@ -75,6 +88,16 @@ from service.store.status import (
 )
 
 __all__ = [
+    "Migration",
+    "SchemaError",
+    "SchemaState",
+    "alembic_config",
+    "current_revisions",
+    "head_revision",
+    "migrate",
+    "safe_url",
+    "schema_state",
+    "sqlite_path",
     "Alert",
     "AlertAttempt",
     "AlertDelivery",
@@ -130,6 +153,7 @@ __all__ = [
     "get_job",
     "is_sqlite",
     "job_events",
+    "job_ids_starting_with",
     "compact_job_counts",
     "count_jobs_in",
     "TimelineEntry",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -15,17 +15,23 @@ from sqlalchemy.ext.asyncio import (
 )
 
 _READ_ONLY = "visma_hooks_read_only"
+_FORMS = "use sqlite:///path or postgresql://user:password@host:port/database"
 
 
 class DatabaseUrlError(ValueError):
-    """DATABASE_URL names a database we do not support."""
+    """DATABASE_URL is not a URL, or names a database we do not support."""
 
 
 def async_url(url: str) -> str:
     """DATABASE_URL with the async driver chosen (`sqlite+aiosqlite`, `postgresql+asyncpg`)."""
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://") :]
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        # The text may hold a password: show it only when it cannot.
+        shown = "" if "@" in url else f" ({url!r})"
+        raise DatabaseUrlError(f"DATABASE_URL is not a database URL{shown}: {_FORMS}") from None
     backend, _, driver = parsed.drivername.partition("+")
     if backend == "sqlite":
         return str(parsed.set(drivername="sqlite+aiosqlite"))
@@ -34,7 +40,7 @@ def async_url(url: str) -> str:
             raise DatabaseUrlError(f"DATABASE_URL driver {driver!r} is not async; use asyncpg")
         return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
     raise DatabaseUrlError(
-        f"DATABASE_URL must be sqlite:///path or postgresql://..., got {parsed.drivername!r}"
+        f"DATABASE_URL names a {backend!r} database, which visma-hooks cannot use: {_FORMS}"
     )
 
 
@@ -46,9 +52,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine for DATABASE_URL; SQLite gets WAL, foreign keys and a busy timeout."""
     full = async_url(url)
     if is_sqlite(full):
-        database = make_url(full).database
-        if database and database != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
+        # No folder is made here: only `migrate` (and `serve` on SQLite) creates a database.
         engine = create_async_engine(full, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
@@ -60,11 +64,14 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def read_only(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for transactions that only read: on SQLite they do not take the write lock."""
+    return engine.execution_options(**{_READ_ONLY: True})
+
+
 def create_readers(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions for transactions that only read: on SQLite they do not take the write lock."""
-    return async_sessionmaker(
-        engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
-    )
+    return async_sessionmaker(read_only(engine), expire_on_commit=False)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -37,6 +37,23 @@ async def get_job(session: AsyncSession, job_id: str, *, for_update: bool = Fals
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def job_ids_starting_with(session: AsyncSession, prefix: str, *, limit: int) -> list[str]:
+    """Up to `limit` ids of jobs that start with `prefix`, in order (the CLI's short ids).
+
+    A scan of the ids, where PostgreSQL's collation keeps LIKE off the index: it serves a
+    person at a terminal, once per command, after the whole id was not found.
+    """
+    if "\x00" in prefix:
+        return []
+    query = (
+        select(Job.id)
+        .where(Job.id.startswith(prefix, autoescape=True))
+        .order_by(Job.id)
+        .limit(limit)
+    )
+    return list((await session.execute(query)).scalars())
+
+
 async def add_event(
     session: AsyncSession,
     job_id: str,

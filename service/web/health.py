@@ -1,4 +1,4 @@
-"""Liveness, database readiness and Prometheus metrics."""
+"""Liveness, readiness (the database answers, its schema at head) and Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import asyncio
 import logging
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from service.store import SchemaState, current_revisions, head_revision
 from service.web.errors import error_response
 from service.web.state import State
 
@@ -17,9 +17,7 @@ log = logging.getLogger(__name__)
 
 READY_TIMEOUT_SECONDS = 5.0
 """A readiness probe gives up on the database after this, rather than hang with it."""
-# `/readyz` is unauthenticated: it says what is wrong in words, never the driver's text (which
-# names hosts, ports, users and files); the log has the rest.
-DATABASE_UNREACHABLE = "the database cannot be reached or refused the connection"
+DATABASE_NOT_REACHABLE = "the database cannot be reached"
 DATABASE_SLOW = f"the database did not answer within {READY_TIMEOUT_SECONDS:g} s"
 
 
@@ -31,13 +29,17 @@ async def readyz(request: Request[State]) -> Response:
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
             async with request.state["readers"]() as session:
-                await session.execute(text("SELECT 1"))
+                current = await current_revisions(await session.connection())
     except TimeoutError:
-        log.warning("readiness: the database did not answer in time")
+        log.warning("not ready: the database did not answer within %g s", READY_TIMEOUT_SECONDS)
         return error_response(503, "unavailable", DATABASE_SLOW)
     except Exception as exc:  # any driver error means "not ready", never a 500
-        log.warning("readiness: the database is not reachable: %r", exc)
-        return error_response(503, "unavailable", DATABASE_UNREACHABLE)
+        # The reason goes to the log, once per probe; the answer says it in words.
+        log.warning("not ready: %s: %s", type(exc).__name__, " ".join(str(exc).split())[:300])
+        return error_response(503, "unavailable", DATABASE_NOT_REACHABLE)
+    problem = SchemaState(current, head_revision()).problem()
+    if problem is not None:
+        return error_response(503, "unavailable", problem)
     return JSONResponse({"status": "ready"})
 
 
