@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -20,9 +21,10 @@ from service.simulator import SimulatorState, create_simulator_app
 from service.simulator.config import SimulatorConfig
 from service.store import create_engine
 from service.web.auth import READ_ONLY
-from service.web.health import DATABASE_NOT_REACHABLE
+from service.web.health import DATABASE_NOT_REACHABLE, DATABASE_SLOW, READY_TIMEOUT_SECONDS
 from tests.conftest import API_TOKEN
 from tests.harness import Harness, in_process
+from tests.servers import bind_loopback
 
 READ_TOKEN = "test-read-token"
 JOB = {"method": "POST", "path": "/v1/customer", "body": {"name": "Acme AS"}}
@@ -207,19 +209,39 @@ def test_a_token_in_both_lists_is_a_settings_error() -> None:
         Settings(_env_file=None, API_TOKENS="a,b", API_READ_TOKENS="b")  # type: ignore[call-arg]
 
 
-async def test_readyz_says_what_is_wrong_in_words(harness: Harness) -> None:
-    # A database nobody listens on, with a password in its URL: none of it may show.
-    dead = create_engine("postgresql://visma:hunter2@127.0.0.1:9/erp")
+async def readyz_with_database(harness: Harness, url: str) -> httpx.Response:
+    """`/readyz` of the service when its database is the one at `url`."""
+    engine = create_engine(url)
     try:
-        resources = dataclasses.replace(harness.resources, engine=dead)
+        resources = dataclasses.replace(harness.resources, engine=engine)
         app = create_app(resources=resources)
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver", timeout=30
         ) as client:
-            response = await client.get("/readyz")
+            return await client.get("/readyz")
     finally:
-        await dead.dispose()
+        await engine.dispose()
+
+
+async def test_readyz_says_what_is_wrong_in_words(harness: Harness) -> None:
+    # A database nobody listens on, with a password in its URL: none of it may show.
+    response = await readyz_with_database(harness, "postgresql://visma:hunter2@127.0.0.1:9/erp")
     assert response.status_code == 503
     assert response.json() == {"error": "unavailable", "detail": DATABASE_NOT_REACHABLE}
     for secret in ("127.0.0.1", ":9", "hunter2", "visma", "Error", "("):
         assert secret not in response.text
+
+
+async def test_readyz_gives_up_on_a_database_that_never_answers(harness: Harness) -> None:
+    # A port that takes connections and never says a word, as a hung database server does.
+    silent = bind_loopback()
+    silent.listen()
+    started = time.monotonic()
+    try:
+        port = silent.getsockname()[1]
+        response = await readyz_with_database(harness, f"postgresql://u@127.0.0.1:{port}/erp")
+    finally:
+        silent.close()
+    assert response.status_code == 503
+    assert response.json() == {"error": "unavailable", "detail": DATABASE_SLOW}
+    assert time.monotonic() - started < READY_TIMEOUT_SECONDS + 2
