@@ -217,7 +217,13 @@ def create_app(
         Mount(
             "/api/v1",
             routes=api,
-            middleware=[Middleware(BearerAuth, tokens=settings.api_tokens())],
+            middleware=[
+                Middleware(
+                    BearerAuth,
+                    tokens=settings.api_tokens(),
+                    read_tokens=settings.api_read_tokens(),
+                )
+            ],
         ),
     ]
     exception_handlers: dict[Any, RequestErrorHandler] = {

@@ -318,23 +318,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from service.server import run_server
 
     settings = _settings()
     _before_serving(settings, migrate=args.migrate)
-    uvicorn.run(
-        "service.app:create_app",
-        factory=True,
+    return run_server(
+        settings,
         host=args.host,
         port=args.port,
         workers=args.workers,
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
-        proxy_headers=False,  # X-Forwarded-For is judged by TRUSTED_PROXIES, not uvicorn
-        access_log=False,
         log_level=settings.LOG_LEVEL,
     )
-    return 0
 
 
 def _before_serving(settings: Settings, *, migrate: bool) -> None:

@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from standardwebhooks.webhooks import Webhook
 
 DEFAULT_SCOPES = (
     "vismanet_erp_service_api:create vismanet_erp_service_api:read "
     "vismanet_erp_service_api:update vismanet_erp_service_api:delete"
 )
 
-BAD_SIGNING_SECRET = "ALERT_SIGNING_SECRET must be whsec_ followed by base64 (Standard Webhooks)"
+BAD_SIGNING_SECRET = (
+    "must be whsec_ followed by the base64 of 24 to 64 random bytes (Standard Webhooks), "
+    "e.g. whsec_$(openssl rand -base64 32)"
+)
 UNSIGNED_ALERTS = (
     "ALERT_WEBHOOK_URLS is set but ALERT_SIGNING_SECRET is empty: JSON alerts are signed"
 )
+TOKEN_IN_BOTH = "a token is in both API_TOKENS and API_READ_TOKENS; give each token one role"
+SIGNING_SECRET_BYTES = (24, 64)
+"""How long a Standard Webhooks secret must be once decoded (the spec's range)."""
 
 CommaList = Annotated[list[str], NoDecode]
 SecretList = Annotated[list[SecretStr], NoDecode]
+Network = IPv4Network | IPv6Network
+NetworkList = Annotated[list[Network], NoDecode]
 
 
 def _split(value: object) -> object:
@@ -64,6 +74,10 @@ class Settings(BaseSettings):
     API_TOKENS: SecretList = Field(default_factory=list)
     """Comma-separated bearer tokens for `/api/` and the dashboard. Empty: the API answers 401."""
 
+    API_READ_TOKENS: SecretList = Field(default_factory=list)
+    """Comma-separated bearer tokens that may only read: submitting, resending or replaying
+    answers 403 (a monitoring dashboard's token cannot send work to the ERP). Empty: none."""
+
     POLL_AFTER_SECONDS: float = Field(default=120, gt=0)
     """An accepted job with no webhook after this long is polled."""
 
@@ -102,17 +116,21 @@ class Settings(BaseSettings):
     """Failed jobs with the same fault code within this window after the first one's alert are
     counted into one `jobs.burst` alert, sent when the window closes. 0: off."""
 
-    ALERT_RETRY_BASE_SECONDS: float = Field(default=10, gt=0)
+    ALERT_RETRY_BASE_SECONDS: float = Field(default=5, gt=0)
     """Wait before the first retry of a failed alert send; doubles with each further attempt."""
 
-    ALERT_RETRY_MAX_SECONDS: float = Field(default=3600, gt=0)
-    """Longest wait between two attempts at one alert send."""
+    ALERT_RETRY_MAX_SECONDS: float = Field(default=36000, gt=0)
+    """Longest wait between two attempts at one alert send (10 h, Standard Webhooks' longest)."""
 
-    ALERT_MAX_ATTEMPTS: int = Field(default=12, ge=1)
-    """Attempts per alert and target before it is given up (`failed` in `/api/v1/alerts`)."""
+    ALERT_MAX_ATTEMPTS: int = Field(default=16, ge=1)
+    """Attempts per alert and target before it is given up (`failed` in `/api/v1/alerts`).
 
-    ALERT_TIMEOUT_SECONDS: float = Field(default=10, gt=0)
-    """How long one alert send waits for the target's answer."""
+    With the defaults the retries wait 5 s, 10 s, 20 s ... doubling up to 10 h apart: the 16th
+    and last attempt comes about 31 hours after the first, past a day as Standard Webhooks
+    asks. A target answering 410 Gone is not retried at all (`gone`)."""
+
+    ALERT_TIMEOUT_SECONDS: float = Field(default=15, gt=0)
+    """How long one alert send waits for the target's answer (Standard Webhooks: 15-30 s)."""
 
     ALERT_POLL_SECONDS: float = Field(default=1, gt=0)
     """How often the alert sender looks for alerts raised by other processes or replicas."""
@@ -120,11 +138,32 @@ class Settings(BaseSettings):
     MAX_BODY_BYTES: int = Field(default=1_048_576, gt=0)
     """Largest webhook body accepted; larger ones get 413."""
 
-    ALLOWED_SOURCE_IPS: CommaList = Field(default_factory=list)
-    """Optional allow-list of source IPs for `/webhooks/visma`. Empty: all."""
+    MAX_SUBMIT_BYTES: int = Field(default=1_048_576, gt=0)
+    """Largest `POST /api/v1/jobs` body accepted; larger ones get 413."""
 
-    TRUSTED_PROXIES: CommaList = Field(default_factory=list)
-    """Peers whose `X-Forwarded-For` header is believed."""
+    ALLOWED_SOURCE_IPS: NetworkList = Field(default_factory=list)
+    """Optional allow-list for `/webhooks/visma`: addresses or CIDR ranges, IPv4 or IPv6,
+    comma-separated (an IPv4-mapped IPv6 peer matches its IPv4 entry). Empty: all."""
+
+    STATUS_ALLOWED_SOURCE_IPS: NetworkList = Field(default_factory=list)
+    """Optional allow-list for `/webhooks/status/{token}`, in the same form. Empty: all."""
+
+    TRUSTED_PROXIES: NetworkList = Field(default_factory=list)
+    """Peers (addresses or CIDR ranges) whose `X-Forwarded-For` header is believed."""
+
+    MAX_HEADER_BYTES: int = Field(default=8192, ge=1024)
+    """Largest request line or single header line; larger ones get 414 or 431."""
+
+    MAX_HEAD_BYTES: int = Field(default=65536, ge=1024)
+    """Largest request head (request line and every header); larger ones get 431."""
+
+    HEAD_TIMEOUT_SECONDS: float = Field(default=10, gt=0)
+    """Time a client has to send a whole request head, from its connection (or, on a
+    kept-alive connection, from the head's first byte); after that it is closed."""
+
+    MAX_CONNECTIONS: int = Field(default=1000, ge=1)
+    """Open connections per server process. At the limit a new connection pushes out the one
+    that has waited longest for a request head; if none waits, the new one gets 503."""
 
     MAX_RESULT_BYTES: int = Field(default=1_048_576, gt=0)
     """Largest finished-request content kept per job."""
@@ -140,32 +179,46 @@ class Settings(BaseSettings):
     @field_validator(
         "VISMA_WEBHOOK_SECRETS",
         "API_TOKENS",
+        "API_READ_TOKENS",
         "ALERT_WEBHOOK_URLS",
         "ALERT_SLACK_URLS",
         "WATCH_COMPONENTS",
-        "ALLOWED_SOURCE_IPS",
-        "TRUSTED_PROXIES",
         mode="before",
     )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split(value)
 
+    @field_validator(
+        "ALLOWED_SOURCE_IPS", "STATUS_ALLOWED_SOURCE_IPS", "TRUSTED_PROXIES", mode="before"
+    )
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        items = _split(value)
+        if not isinstance(items, list):
+            return items
+        return [parse_network(item) if isinstance(item, str) else item for item in items]
+
     @field_validator("ALERT_SIGNING_SECRET")
     @classmethod
     def _signing_secret(cls, value: SecretStr) -> SecretStr:
         secret = value.get_secret_value()
         if secret:
-            try:
-                Webhook(secret)
-            except Exception:
-                raise ValueError(BAD_SIGNING_SECRET) from None
+            problem = signing_secret_problem(secret)
+            if problem:
+                raise ValueError(f"{BAD_SIGNING_SECRET}; this one {problem}")
         return value
 
     @model_validator(mode="after")
     def _alert_hooks_are_signed(self) -> Settings:
         if self.ALERT_WEBHOOK_URLS and not self.ALERT_SIGNING_SECRET.get_secret_value():
             raise ValueError(UNSIGNED_ALERTS)
+        return self
+
+    @model_validator(mode="after")
+    def _one_role_per_token(self) -> Settings:
+        if set(self.api_tokens()) & set(self.api_read_tokens()):
+            raise ValueError(TOKEN_IN_BOTH)
         return self
 
     def webhook_secrets(self) -> list[str]:
@@ -175,6 +228,39 @@ class Settings(BaseSettings):
     def api_tokens(self) -> list[str]:
         """The configured API bearer tokens as plain strings."""
         return [t.get_secret_value() for t in self.API_TOKENS]
+
+    def api_read_tokens(self) -> list[str]:
+        """The read-only API bearer tokens as plain strings."""
+        return [t.get_secret_value() for t in self.API_READ_TOKENS]
+
+
+def parse_network(text: str) -> Network:
+    """An address or CIDR range; an IPv4-mapped IPv6 one becomes its IPv4 form, so it matches
+    the addresses a dual-stack socket reports."""
+    try:
+        network = ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address or CIDR range") from None
+    mapped = network.network_address.ipv4_mapped if network.version == 6 else None
+    if mapped is not None and network.prefixlen >= 96:
+        return IPv4Network(f"{mapped}/{network.prefixlen - 96}")
+    return network
+
+
+def signing_secret_problem(secret: str) -> str | None:
+    """Why `secret` is no Standard Webhooks secret (`whsec_` + base64 of 24-64 bytes), or None.
+
+    The reason never repeats the secret."""
+    if not secret.startswith("whsec_"):
+        return "does not start with whsec_"
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        return "is not base64 after whsec_"
+    low, high = SIGNING_SECRET_BYTES
+    if not low <= len(key) <= high:
+        return f"decodes to {len(key)} bytes"
+    return None
 
 
 @lru_cache

@@ -10,6 +10,9 @@ from collections.abc import AsyncIterator
 import uvicorn
 from starlette.types import ASGIApp
 
+from service.server import DEFAULT_LIMITS, ServerLimits, server_config
+from service.settings import Settings
+
 
 def bind_loopback() -> socket.socket:
     """A listening socket on a free loopback port (bound first, so URLs are known up front)."""
@@ -20,14 +23,18 @@ def bind_loopback() -> socket.socket:
 
 
 def url_of(sock: socket.socket) -> str:
-    host, port = sock.getsockname()
-    return f"http://{host}:{port}"
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 @contextlib.asynccontextmanager
-async def serving(app: ASGIApp, sock: socket.socket) -> AsyncIterator[str]:
-    """Serve `app` on `sock` until the block ends."""
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+async def serving(
+    app: ASGIApp, sock: socket.socket, *, settings: Settings | None = None
+) -> AsyncIterator[str]:
+    """Serve `app` on `sock` until the block ends, configured as `visma-hooks serve` is (with
+    the request-head limits of `settings`, else the defaults)."""
+    limits = ServerLimits.from_settings(settings) if settings else DEFAULT_LIMITS
+    config = server_config(app, limits, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

@@ -44,11 +44,14 @@ class Sink:
     hits: list[Hit] = field(default_factory=list)
     fail_next: dict[str, int] = field(default_factory=dict)
     """Per path: how many of the next requests answer 500."""
+    gone: set[str] = field(default_factory=set)
+    """Paths that answer 410 Gone (a receiver that was switched off for good)."""
     secret: str = SIGNING_SECRET
 
     def reset(self) -> None:
         self.hits.clear()
         self.fail_next.clear()
+        self.gone.clear()
 
     def delivered(self, path: str) -> list[Hit]:
         """Requests to `path` that the sink accepted (2xx), in arrival order."""
@@ -68,9 +71,11 @@ class Sink:
     async def receive(self, request: Request) -> Response:
         body = await request.body()
         path = request.url.path
-        if self.fail_next.get(path, 0) > 0:
+        if path in self.gone:
+            answer: Response = PlainTextResponse("this hook was removed", status_code=410)
+        elif self.fail_next.get(path, 0) > 0:
             self.fail_next[path] -= 1
-            answer: Response = PlainTextResponse("sink is down", status_code=500)
+            answer = PlainTextResponse("sink is down", status_code=500)
         elif path.startswith("/slack"):
             problem = slack_problem(body)
             # Slack answers 400 with a short reason for a payload it will not post, else "ok".

@@ -129,7 +129,7 @@ async def running_stack(
     )
     async with (
         serving(simulator_app, simulator_sock),
-        serving(create_app(settings), service_sock),
+        serving(create_app(settings), service_sock, settings=settings),
         httpx.AsyncClient(
             base_url=service_url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30
         ) as api,

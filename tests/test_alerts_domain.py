@@ -265,7 +265,8 @@ def test_slack_message_has_text_and_escaped_blocks() -> None:
         },
     }
     message = slack_message(alert)
-    assert message["text"] == alert["summary"]
+    # The fallback text is mrkdwn too: outside text in it is escaped as in the blocks.
+    assert message["text"] == "Job failed: POST /v1/x: &lt;b&gt;&amp;&lt;/b&gt;"
     section = message["blocks"][0]["text"]["text"]
     assert "&lt;b&gt;&amp;&lt;/b&gt;" in section and "<b>" not in section
     assert "*Tags:* orderRef=SO-1" in section and "(fault 12027)" in section

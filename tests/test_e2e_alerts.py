@@ -92,7 +92,7 @@ async def test_status_alerts_reach_json_and_slack_sinks_once_per_transition(
         assert alert["component"]["status"] == "major_outage"
         assert hook.headers["webhook-id"] == alert["id"]
         assert slack_problem(slack.body) is None
-        assert slack.json()["text"] == alert["summary"]
+        assert slack.json()["text"] == "Visma.net ERP API: operational -&gt; major outage"
 
         # The same delivery again, and an update stamped before the outage: nothing new.
         assert (await page.resend(outage.index)).status_code == 200

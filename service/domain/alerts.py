@@ -241,76 +241,111 @@ def _duration(seconds: float) -> str:
 
 
 # Slack: the alert as an incoming-webhook message (`text`, plus `blocks` for the detail).
+#
+# Slack reads `&`, `<` and `>` as control characters in `text` and in mrkdwn blocks alike:
+# `<!channel>` notifies a whole channel, `<https://x|y>` is a link. Everything that came from
+# outside (Visma's errors, the status page's names and bodies, a job's path and tags) is
+# escaped wherever it goes, and texts are cut to Slack's limits between whole entities.
 
 SLACK_TEXT_LIMIT = 3000
-"""Slack refuses a section whose text is longer."""
+"""Slack refuses a section whose text is longer; `text` and the context are held to it too."""
+_ELLIPSIS = "…"
 
 
 def slack_message(alert: Mapping[str, Any]) -> dict[str, Any]:
     """The Slack incoming-webhook payload for an alert's JSON body."""
-    summary = str(alert.get("summary") or alert.get("kind") or "alert")
-    lines = [f"*{_slack_escape(summary)}*", *_detail_lines(alert)]
-    text = "\n".join(lines)
-    if len(text) > SLACK_TEXT_LIMIT:
-        text = text[: SLACK_TEXT_LIMIT - 1] + "…"
-    context = f"{alert.get('kind')} · {alert.get('at')} · alert {alert.get('id')}"
+    summary = slack_escape(str(alert.get("summary") or alert.get("kind") or "alert"))
+    text = "\n".join([f"*{summary}*", *_detail_lines(alert)])
+    context = slack_escape(f"{alert.get('kind')} · {alert.get('at')} · alert {alert.get('id')}")
     return {
-        "text": summary,
+        "text": slack_cut(summary, SLACK_TEXT_LIMIT),
         "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": _slack_escape(context)}]},
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": slack_cut(text, SLACK_TEXT_LIMIT)},
+            },
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": slack_cut(context, SLACK_TEXT_LIMIT)}],
+            },
         ],
     }
 
 
+def slack_escape(text: str) -> str:
+    """Outside text made literal for Slack: its three control characters as entities."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_cut(text: str, limit: int) -> str:
+    """Escaped `text` held to `limit` characters, with an ellipsis: cut before an entity or a
+    link it would split, never inside one (half an `&amp;` shows as text, half a link breaks)."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - len(_ELLIPSIS)]
+    amp = head.rfind("&")
+    if amp != -1 and ";" not in head[amp:]:
+        head = head[:amp]
+    # Outside text has no `<` left after escaping: one here opens a link of ours.
+    link = head.rfind("<")
+    if link != -1 and ">" not in head[link:]:
+        head = head[:link]
+    return head + _ELLIPSIS
+
+
 def _detail_lines(alert: Mapping[str, Any]) -> list[str]:
+    esc = _escaped
     lines: list[str] = []
     jobs = _dict(alert.get("jobs"))
     if jobs:
         ids = [str(i) for i in jobs.get("ids") or []]
-        shown = ", ".join(f"`{_slack_escape(i)}`" for i in ids[:10])
+        shown = ", ".join(f"`{esc(i)}`" for i in ids[:10])
         more = f" and {len(ids) - 10} more" if len(ids) > 10 else ""
-        lines.append(f"*Jobs:* {jobs.get('count')}: {shown}{more}")
+        lines.append(f"*Jobs:* {esc(jobs.get('count'))}: {shown}{more}")
     job = _dict(alert.get("job"))
     if job:
         lines.append(
-            f"*Job:* `{_slack_escape(str(job.get('id')))}` "
-            f"{_slack_escape(str(job.get('method')))} {_slack_escape(str(job.get('path')))}"
+            f"*Job:* `{esc(job.get('id'))}` {esc(job.get('method'))} {esc(job.get('path'))}"
         )
         tags = _dict(job.get("tags"))
         if tags:
             pairs = ", ".join(f"{k}={v}" for k, v in tags.items())
-            lines.append(f"*Tags:* {_slack_escape(pairs)}")
+            lines.append(f"*Tags:* {esc(pairs)}")
         error = _dict(job.get("error"))
         if error:
-            fault = f" (fault {error['faultCode']})" if error.get("faultCode") else ""
-            lines.append(f"*Error:* {_slack_escape(str(error.get('message')))}{fault}")
+            fault = f" (fault {esc(error['faultCode'])})" if error.get("faultCode") else ""
+            lines.append(f"*Error:* {esc(error.get('message'))}{fault}")
         if job.get("hint"):
-            lines.append(f"*Hint:* {_slack_escape(str(job['hint']))}")
+            lines.append(f"*Hint:* {esc(job['hint'])}")
     component = _dict(alert.get("component"))
     if component:
-        lines.append(
-            f"*Component:* {_slack_escape(str(component.get('name')))} is "
-            f"{_words(component.get('status'))}"
-        )
+        status = esc(_words(component.get("status")))
+        lines.append(f"*Component:* {esc(component.get('name'))} is {status}")
     incident = _dict(alert.get("incident"))
     if incident:
-        name = _slack_escape(str(incident.get("name")))
-        link = incident.get("shortlink")
-        title = f"<{_slack_escape(str(link))}|{name}>" if link else name
-        lines.append(f"*Incident:* {title}: {_words(incident.get('status'))}")
+        name = esc(incident.get("name"))
+        link = _slack_link(incident.get("shortlink"))
+        title = f"<{link}|{name}>" if link else name
+        lines.append(f"*Incident:* {title}: {esc(_words(incident.get('status')))}")
         names = [str(c.get("name") or c.get("id")) for c in incident.get("components") or []]
         if names:
-            lines.append(f"*Components:* {_slack_escape(', '.join(names))}")
+            lines.append(f"*Components:* {esc(', '.join(names))}")
         updates = incident.get("updates") or []
         if updates and updates[0].get("body"):
-            lines.append(f"> {_slack_escape(str(updates[0]['body']))}")
+            lines.append(f"> {esc(updates[0]['body'])}")
     return lines
 
 
-def _slack_escape(text: str) -> str:
-    # Slack's mrkdwn reserves these three; everything else is literal.
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def _escaped(value: object) -> str:
+    return slack_escape(str(value))
+
+
+def _slack_link(value: object) -> str | None:
+    """A status page's link as the target of a Slack link, or None if it is no web address."""
+    if not isinstance(value, str) or not value.startswith(("https://", "http://")):
+        return None
+    # `|` ends a link's target in Slack: keep it inside, percent-encoded.
+    return slack_escape(value.replace("|", "%7C"))
 
 
 def _dict(value: object) -> dict[str, Any]:
@@ -325,12 +360,17 @@ class SendOutcome(StrEnum):
     RETRY = "retry"
     FAILED = "failed"
     """Given up after the last attempt."""
+    GONE = "gone"
+    """The target answered 410 Gone: Standard Webhooks says stop, so it gets no more tries."""
 
 
 def send_outcome(status_code: int | None, *, attempts: int, max_attempts: int) -> SendOutcome:
-    """A 2xx is delivered; anything else (a 3xx too: we never follow redirects) is retried."""
+    """A 2xx is delivered and a 410 ends the delivery; anything else (a 3xx too: we never follow
+    redirects) is retried."""
     if status_code is not None and 200 <= status_code < 300:
         return SendOutcome.SENT
+    if status_code == 410:
+        return SendOutcome.GONE
     return SendOutcome.RETRY if attempts < max_attempts else SendOutcome.FAILED
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -15,10 +16,18 @@ from service.domain.errors import InvalidInput
 from service.domain.jsontext import parse_json
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-# Only v1 and v2 endpoints take the background header; the older layout put
-# them under /api/.
+MAX_PATH_LENGTH = 2048
+"""Longest path (query included) a job may name: far above any Visma endpoint with its filters,
+and short enough for every server and proxy on the way (many stop at 8 KiB for the whole line)."""
+# Only v1 and v2 endpoints take the background header; the older layout put them under /api/.
 _VERSIONED = re.compile(r"^/(api/)?v[12]/\S+$", re.IGNORECASE)
 _BACKGROUND = re.compile(r"^/(api/)?v1/background(/|$)", re.IGNORECASE)
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})?")
+# Unicode categories no path may carry: controls (C0, DEL, C1), invisible format characters
+# (bidirectional overrides) and line separators; written as they are, spaces too (a space in a
+# name is sent percent-encoded, %20).
+_CONTROLS = frozenset({"Cc", "Cf", "Zl", "Zp"})
+_UNPRINTABLE = _CONTROLS | {"Zs"}
 
 
 def validate_method(method: str) -> str:
@@ -30,20 +39,62 @@ def validate_method(method: str) -> str:
 
 
 def validate_path(path: str) -> str:
-    """A Visma API path such as `/v1/customer`; raises InvalidInput naming the problem."""
+    """A Visma API path such as `/v1/customer`; raises InvalidInput naming the problem.
+
+    A path that a server on the way could read as another one is refused rather than
+    rewritten: what is stored, shown and sent is exactly what the caller wrote. So the path's
+    segments are checked as Visma's server will see them, percent-decoded: no `.` or `..`
+    (`%2e%2e`), no `/` or `\\` hidden in a segment (`%2F`, `%5C`), no control characters, and no
+    empty segment (`/v1//background/x`) that a server may fold away.
+    """
+    if len(path) > MAX_PATH_LENGTH:
+        raise InvalidInput(f"path must be at most {MAX_PATH_LENGTH} characters, got {len(path)}")
     if "://" in path:
         raise InvalidInput("path is relative to VISMA_API_URL: give /v1/..., not a full URL")
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in path) or "#" in path:
+    if any(_unprintable(c) for c in path) or "#" in path:
         raise InvalidInput("path must not contain spaces, control characters or '#'")
+    if "\\" in path:
+        raise InvalidInput("path must not contain backslashes ('\\'); Visma paths use '/'")
     if not _VERSIONED.match(path):
         raise InvalidInput(
             "path must start with /v1/ or /v2/ (only those endpoints run in the background)"
         )
-    if any(segment in (".", "..") for segment in path.split("?", 1)[0].split("/")):
-        raise InvalidInput("path must not contain '.' or '..' segments")
-    if _BACKGROUND.match(path):
+    segments = [_decoded(segment) for segment in path.split("?", 1)[0].split("/")[1:]]
+    if "" in segments[:-1]:  # a trailing '/' is the only empty segment allowed
+        raise InvalidInput("path must not contain empty segments ('//')")
+    if any(segment in (".", "..") for segment in segments):
+        raise InvalidInput("path must not contain '.' or '..' segments, plain or percent-encoded")
+    if any(("/" in s or "\\" in s or any(map(_control, s))) for s in segments):
+        raise InvalidInput(
+            "path must not percent-encode '/', '\\' or control characters in a segment"
+        )
+    if _BACKGROUND.match("/" + "/".join(segments)):
         raise InvalidInput("path must not be a /v1/background endpoint")
     return path
+
+
+def _decoded(segment: str) -> str:
+    """`segment` percent-decoded as a server decodes it; InvalidInput for a broken escape."""
+    if "%" not in segment:
+        return segment
+    raw = bytearray()
+    position = 0
+    for escape in _ESCAPE.finditer(segment):
+        if escape.group(1) is None:
+            raise InvalidInput("path has a '%' that does not start an escape such as %2F")
+        raw += segment[position : escape.start()].encode()
+        raw.append(int(escape.group(1), 16))
+        position = escape.end()
+    raw += segment[position:].encode()
+    return raw.decode("utf-8", errors="replace")
+
+
+def _unprintable(char: str) -> bool:
+    return unicodedata.category(char) in _UNPRINTABLE
+
+
+def _control(char: str) -> bool:
+    return unicodedata.category(char) in _CONTROLS
 
 
 def validate_if_match(value: str) -> str:

@@ -27,9 +27,9 @@ class OutboxSettings:
 
     webhook_urls: tuple[str, ...] = ()
     slack_urls: tuple[str, ...] = ()
-    retry_base_seconds: float = 10.0
-    retry_max_seconds: float = 3600.0
-    max_attempts: int = 12
+    retry_base_seconds: float = 5.0
+    retry_max_seconds: float = 36000.0
+    max_attempts: int = 16
     # How long a claimed delivery stays ours; longer than one send may take.
     lease_seconds: float = 60.0
     batch_size: int = 20
@@ -90,7 +90,8 @@ async def record_send(
     result: SendResult,
     settings: OutboxSettings,
 ) -> SendOutcome | None:
-    """Keep the attempt; mark the delivery sent, due again after a backoff, or given up."""
+    """Keep the attempt; mark the delivery sent, due again after a backoff, given up, or gone
+    (the target answered 410 Gone: never tried again for this alert)."""
     async with sessions.begin() as session:
         delivery = await store.get_delivery(session, delivery_id, for_update=True)
         if delivery is None or delivery.state != PENDING:
@@ -111,8 +112,8 @@ async def record_send(
             delivery.state = SendOutcome.SENT
             delivery.sent_at = result.at
             delivery.next_attempt_at = None
-        elif outcome is SendOutcome.FAILED:
-            delivery.state = SendOutcome.FAILED
+        elif outcome in (SendOutcome.FAILED, SendOutcome.GONE):
+            delivery.state = outcome
             delivery.next_attempt_at = None
         else:
             wait = retry_delay(

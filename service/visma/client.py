@@ -25,6 +25,7 @@ from service.visma.errors import (
     VismaNotSent,
     VismaRejected,
     VismaUnavailable,
+    VismaUnsendable,
 )
 from service.visma.pacing import Pacer
 
@@ -247,6 +248,8 @@ class VismaClient:
             response = await self._http.request(method, url, headers=headers, content=content)
         except httpx.ConnectError as exc:
             raise VismaNotSent(f"cannot connect to Visma: {exc}") from exc
+        except httpx.InvalidURL as exc:  # not an HTTPError: it must not escape as one
+            raise VismaUnsendable(f"the request cannot be sent: {exc}") from exc
         except httpx.TimeoutException as exc:
             raise VismaUnavailable(f"Visma did not answer in time: {exc!r}") from exc
         except httpx.HTTPError as exc:
@@ -305,12 +308,16 @@ class VismaClient:
 
 
 def _retry_wait(exc: Exception) -> bool | float:
+    if isinstance(exc, VismaUnsendable):
+        return False
     if isinstance(exc, VismaUnavailable):
         return exc.retry_after if exc.retry_after is not None else True
     return False
 
 
 def _retry_wait_unsent(exc: Exception) -> bool | float:
+    if isinstance(exc, VismaUnsendable):
+        return False
     if isinstance(exc, VismaNotSent):
         return True
     if isinstance(exc, VismaUnavailable) and exc.status == 429:

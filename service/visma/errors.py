@@ -3,6 +3,7 @@
 VismaError
 ├── VismaUnavailable   timeout, connection error, 5xx or 429: try again later
 │   └── VismaNotSent   the request never left (no connection, no token): safe to resend
+│       └── VismaUnsendable  it cannot be built (a URL httpx refuses): resending fails too
 └── VismaRejected      a 4xx answer: Visma looked at the request and said no
     └── VismaNotFound  404 or 410: Visma does not know (or no longer keeps) the resource
 """
@@ -37,6 +38,11 @@ class VismaUnavailable(VismaError):
 
 class VismaNotSent(VismaUnavailable):
     """The request never reached Visma (no connection, no token), so sending it again is safe."""
+
+
+class VismaUnsendable(VismaNotSent):
+    """The request cannot even be built (httpx refuses its URL); it never left, and trying
+    again would fail the same way."""
 
 
 class VismaRejected(VismaError):

@@ -1,7 +1,7 @@
 """The HTTP layer: parse, call a flow or a store query, serialise. Nothing else."""
 
 from service.web.alerts_api import list_alerts
-from service.web.auth import BearerAuth
+from service.web.auth import BearerAuth, may_write, require_write
 from service.web.deliveries_api import list_deliveries
 from service.web.errors import domain_error, http_error, server_error, storage_error
 from service.web.fast_lane import FastLane, RequestErrorHandler
@@ -27,10 +27,12 @@ __all__ = [
     "list_deliveries",
     "list_incidents",
     "list_jobs",
+    "may_write",
     "metrics",
     "readyz",
     "receive_status_webhook",
     "receive_visma_webhook",
+    "require_write",
     "server_error",
     "storage_error",
 ]

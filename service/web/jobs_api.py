@@ -18,15 +18,24 @@ from service.domain import (
     parse_job_query,
 )
 from service.flows import submit_job
+from service.web.auth import require_write
+from service.web.errors import error_response
 from service.web.schemas import etag_of, page_json
 from service.web.state import State
+from service.web.webhooks import BodyTooLarge, read_body
 
 JOB_NOT_FOUND = "no job with id {job_id!r}"
 
 
 async def create_job(request: Request[State]) -> Response:
-    job_create = parse_job_create(await request.body())
+    require_write(request)
     state = request.state
+    limit = state["settings"].MAX_SUBMIT_BYTES
+    try:
+        raw = await read_body(request, limit)
+    except BodyTooLarge:
+        return error_response(413, "too_large", f"body is larger than MAX_SUBMIT_BYTES={limit}")
+    job_create = parse_job_create(raw)
     job_id = await submit_job(
         state["sessions"],
         state["visma"],

@@ -100,7 +100,8 @@ def alert_json(
 
 def _alert_status(alert: Alert, deliveries: Sequence[AlertDelivery], *, now: datetime) -> str:
     """held (waiting for its noise window), queued, suppressed, recorded (no targets),
-    sending, sent (every target answered 2xx) or failed (a target was given up)."""
+    sending, sent (every target answered 2xx), gone (every target is done and one answered
+    410 Gone, so it was not tried again) or failed (a target was given up)."""
     if alert.state != "dispatched":
         if alert.state == "pending":
             return "held" if alert.due_at is not None and alert.due_at > now else "queued"
@@ -110,7 +111,9 @@ def _alert_status(alert: Alert, deliveries: Sequence[AlertDelivery], *, now: dat
         return "recorded"
     if "failed" in states:
         return "failed"
-    return "sent" if states == {"sent"} else "sending"
+    if "pending" in states:
+        return "sending"
+    return "gone" if "gone" in states else "sent"
 
 
 def redact_url(url: str) -> str:

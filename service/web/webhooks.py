@@ -23,6 +23,7 @@ from service.domain import (
 from service.store import DeliveryRecord, IngestUnavailable
 from service.visma import EVENT_ID_HEADER, NOTIFICATION_ID_HEADER, SIGNATURE_HEADER, verify
 from service.web.errors import error_response
+from service.web.sources import Address, Network, client_address, in_networks
 
 NO_SECRETS = "VISMA_WEBHOOK_SECRETS is not set: every delivery is refused"
 BAD_SIGNATURE = f"missing or invalid {SIGNATURE_HEADER} signature"
@@ -52,7 +53,9 @@ class VismaWebhook:
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
         headers = _header_dict(raw_headers)
         allowed = settings.ALLOWED_SOURCE_IPS
-        if allowed and _client_ip(scope, headers, settings.TRUSTED_PROXIES) not in allowed:
+        if allowed and not in_networks(
+            _client_ip(scope, headers, settings.TRUSTED_PROXIES), allowed
+        ):
             await error_response(403, "forbidden", SOURCE_NOT_ALLOWED)(scope, receive, send)
             return
         limit = settings.MAX_BODY_BYTES
@@ -193,16 +196,14 @@ async def _receive_body(receive: Receive, declared: str | None, limit: int) -> b
             raise ClientDisconnect
 
 
-def _client_ip(scope: Scope, headers: dict[str, str], trusted_proxies: list[str]) -> str:
+def _client_ip(
+    scope: Scope, headers: dict[str, str], trusted_proxies: list[Network]
+) -> Address | None:
     """The sender's address; X-Forwarded-For counts only from a TRUSTED_PROXIES peer."""
     client = scope.get("client")
-    peer: str = client[0] if client else ""
-    if peer in trusted_proxies:
-        forwarded = headers.get("x-forwarded-for", "")
-        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
-        if hops:
-            return hops[-1]
-    return peer
+    return client_address(
+        client[0] if client else None, headers.get("x-forwarded-for"), trusted_proxies
+    )
 
 
 async def read_body(request: Request[Any], limit: int) -> bytes:

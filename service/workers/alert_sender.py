@@ -46,7 +46,7 @@ class AlertSender:
         settings: OutboxSettings,
         *,
         signing_secret: str,
-        timeout_seconds: float = 10.0,
+        timeout_seconds: float = 15.0,
         poll_seconds: float = 1.0,
         concurrency: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,

@@ -1,0 +1,362 @@
+"""The HTTP server: uvicorn, with limits on what a client may send before its request runs.
+
+uvicorn's httptools protocol (the fast one, used when httptools is installed) has no header size
+limit of its own (only the h11 protocol has one), resets its only timer on every byte it
+receives, and checks `limit_concurrency` only once a request head is complete. So one huge
+header stalls the process, and clients that send a head one byte at a time keep connections
+(and file descriptors) forever. `GuardedHttpToolsProtocol` adds what is missing:
+
+- the head's bytes are counted before the parser sees them: past MAX_HEAD_BYTES the client gets
+  431 and the connection is closed, so nothing larger is ever buffered or parsed;
+- the request line and each header line are measured: past MAX_HEADER_BYTES, 414 or 431;
+- one deadline covers the whole head (HEAD_TIMEOUT_SECONDS), armed when the connection is made
+  (or, on a kept-alive connection, at the next head's first byte) and never reset by a byte;
+- MAX_CONNECTIONS is enforced when a connection is made, not after its head: at the limit the
+  connection that has waited longest for a head makes room, else the new one gets 503.
+
+`visma-hooks serve` and the tests' servers both build their configuration with `server_config`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import json
+import logging
+import resource
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import httptools
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+from uvicorn.supervisors import Multiprocess
+
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+APP = "service.app:create_app"
+FD_HEADROOM = 64
+"""File descriptors kept free of client connections: database pool, SQLite writer, logs, the
+listening socket."""
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What a client may send before its request reaches the application."""
+
+    max_header_bytes: int
+    max_head_bytes: int
+    head_timeout_seconds: float
+    max_connections: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServerLimits:
+        return cls(
+            max_header_bytes=settings.MAX_HEADER_BYTES,
+            max_head_bytes=settings.MAX_HEAD_BYTES,
+            head_timeout_seconds=settings.HEAD_TIMEOUT_SECONDS,
+            max_connections=settings.MAX_CONNECTIONS,
+        )
+
+
+DEFAULT_LIMITS = ServerLimits.from_settings(Settings.model_construct())
+
+
+class ServiceConfig(uvicorn.Config):
+    """uvicorn's configuration plus the limits (each worker process gets a pickled copy)."""
+
+    def __init__(self, app: Any, *, limits: ServerLimits, **options: Any) -> None:
+        self.limits = limits
+        super().__init__(app, **options)
+
+
+def server_config(app: Any, limits: ServerLimits, **options: Any) -> ServiceConfig:
+    """The uvicorn configuration every server of the service runs with; `options` go to uvicorn
+    (host, port, workers, TLS files, log level...)."""
+    return ServiceConfig(
+        app,
+        limits=_within_open_files(limits),
+        http=GuardedHttpToolsProtocol,
+        # No route speaks WebSocket; an upgraded connection would leave the head limits behind.
+        ws="none",
+        # X-Forwarded-For is judged by TRUSTED_PROXIES in the application, not by uvicorn.
+        proxy_headers=False,
+        access_log=False,
+        **options,
+    )
+
+
+def run_server(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int = 1,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    log_level: str | None = None,
+) -> int:
+    """Serve the application until interrupted (what `visma-hooks serve` does); the exit code."""
+    config = server_config(
+        APP,
+        ServerLimits.from_settings(settings),
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        log_level=log_level,
+    )
+    server = uvicorn.Server(config)
+    try:
+        if config.workers > 1:
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
+            return 0
+        server.run()
+    except KeyboardInterrupt:
+        return 0
+    return 0 if server.started else 1
+
+
+def _within_open_files(limits: ServerLimits) -> ServerLimits:
+    """MAX_CONNECTIONS, lowered to what the process's open-file limit allows: past that limit
+    accept() fails and nobody, not even a health check, gets in."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or limits.max_connections <= soft - FD_HEADROOM:
+        return limits
+    allowed = max(soft - FD_HEADROOM, 1)
+    log.warning(
+        "MAX_CONNECTIONS=%d is above what the open-file limit (%d) allows; using %d",
+        limits.max_connections,
+        soft,
+        allowed,
+    )
+    return ServerLimits(
+        max_header_bytes=limits.max_header_bytes,
+        max_head_bytes=limits.max_head_bytes,
+        head_timeout_seconds=limits.head_timeout_seconds,
+        max_connections=allowed,
+    )
+
+
+class _HeadRefused(Exception):
+    """Raised from a parser callback to stop parsing a head we refuse."""
+
+
+class _Waiting:
+    """One server's connections that wait for a request head, the longest-waiting first."""
+
+    def __init__(self) -> None:
+        self._order: dict[GuardedHttpToolsProtocol, None] = {}
+
+    def add(self, protocol: GuardedHttpToolsProtocol) -> None:
+        self._order.pop(protocol, None)
+        self._order[protocol] = None
+
+    def discard(self, protocol: GuardedHttpToolsProtocol) -> None:
+        self._order.pop(protocol, None)
+
+    def evict_longest(self) -> bool:
+        """Close the connection that has waited longest for a head; False if none waits."""
+        while self._order:
+            protocol = next(iter(self._order))
+            del self._order[protocol]
+            if not protocol.transport.is_closing():
+                protocol.evict()
+                return True
+        return False
+
+
+_WAITING: weakref.WeakKeyDictionary[ServerState, _Waiting] = weakref.WeakKeyDictionary()
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with bounds on the request head and on connections."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        limits = getattr(config, "limits", None)
+        self.limits = limits if isinstance(limits, ServerLimits) else DEFAULT_LIMITS
+        self._waiting = _WAITING.setdefault(server_state, _Waiting())
+        self._in_head = True
+        self._head_bytes = 0
+        self._head_deadline: asyncio.TimerHandle | None = None
+        self._refusal: tuple[int, str, str] | None = None
+
+    # Connection events
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        crowded = len(self.connections) >= self.limits.max_connections
+        super().connection_made(transport)
+        if crowded and not self._waiting.evict_longest():
+            self._refuse(
+                503,
+                "unavailable",
+                f"the server holds MAX_CONNECTIONS={self.limits.max_connections} connections "
+                "that are all busy; retry later",
+            )
+            return
+        self._arm_deadline()
+        self._waiting.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_deadline()
+        self._waiting.discard(self)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._in_head:
+            self._feed(data)
+            return
+        if self._head_deadline is None:  # a kept-alive connection's next head begins
+            self._arm_deadline()
+        room = self.limits.max_head_bytes - self._head_bytes
+        if len(data) <= room:
+            self._head_bytes += len(data)
+            self._feed(data)
+            return
+        # More than the head may still take: parse what fits, and the rest only if the head
+        # ended within it.
+        self._head_bytes += room
+        self._feed(data[:room])
+        if self.transport.is_closing():
+            return
+        if self._in_head:
+            self._refuse(
+                431,
+                "header_too_large",
+                f"the request head is larger than MAX_HEAD_BYTES={self.limits.max_head_bytes}",
+            )
+            return
+        self._feed(data[room:])
+
+    def _feed(self, data: bytes) -> None:
+        # uvicorn's data_received, except that a head we refuse is answered as such, not 400.
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self._refusal is not None:
+                self._refuse(*self._refusal)
+                return
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+
+    # Parser callbacks
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        limit = self.limits.max_header_bytes
+        if len(self.url) > limit:
+            detail = f"the request target is longer than MAX_HEADER_BYTES={limit}"
+            self._refusal = (414, "uri_too_long", detail)
+            raise _HeadRefused
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        limit = self.limits.max_header_bytes
+        if len(name) + len(value) + 4 > limit:  # name, ": ", value, CRLF
+            detail = f"a request header is larger than MAX_HEADER_BYTES={limit}"
+            self._refusal = (431, "header_too_large", detail)
+            raise _HeadRefused
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._disarm_deadline()
+        self._waiting.discard(self)
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        # What follows on this connection is the next request's head.
+        self._in_head = True
+        self._head_bytes = 0
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._in_head and not self.transport.is_closing() and self._response_done():
+            self._waiting.add(self)  # idle, kept alive: it may make room for a new connection
+
+    # Limits
+
+    def evict(self) -> None:
+        """Make room for a new connection: this one has waited longest for a head."""
+        if self._head_bytes:
+            self._refuse(
+                503,
+                "unavailable",
+                "the server is at MAX_CONNECTIONS and this request head was the slowest",
+            )
+        else:
+            self.transport.close()
+
+    def _arm_deadline(self) -> None:
+        self._disarm_deadline()
+        self._head_deadline = self.loop.call_later(
+            self.limits.head_timeout_seconds, self._head_timed_out
+        )
+
+    def _disarm_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_timed_out(self) -> None:
+        self._head_deadline = None
+        if not self._in_head or self.transport.is_closing():
+            return
+        if not self._response_done():
+            # A pipelined head waits while the response before it is written.
+            self._arm_deadline()
+            return
+        if self._head_bytes:
+            self._refuse(
+                408,
+                "timeout",
+                "the request head did not arrive within "
+                f"HEAD_TIMEOUT_SECONDS={self.limits.head_timeout_seconds:g}",
+            )
+        else:
+            self.transport.close()
+
+    def _response_done(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _refuse(self, status: int, code: str, detail: str) -> None:
+        """Answer `status` with the error JSON and close, whatever the parser was doing."""
+        self._disarm_deadline()
+        self._waiting.discard(self)
+        self._in_head = False
+        if not self._response_done():
+            # A pipelined head, refused while the response before it is written: an answer
+            # now would land inside that response.
+            self.transport.close()
+            return
+        body = json.dumps({"error": code, "detail": detail}).encode()
+        head = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n".encode()]
+        for name, value in self.server_state.default_headers:
+            head.append(name + b": " + value + b"\r\n")
+        head.append(
+            b"content-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n"
+            b"connection: close\r\n\r\n"
+        )
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
