@@ -11,7 +11,6 @@ sent again when its lease runs out.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from datetime import UTC, datetime
@@ -93,8 +92,7 @@ class AlertSender:
             except Exception:
                 # A database or programming error must not kill the worker; it tries again.
                 log.exception("alert sender: pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            await self._loop.pause(wait, self._wake)
 
     def start(self) -> None:
         self._loop.start()

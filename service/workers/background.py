@@ -1,4 +1,11 @@
-"""The one asyncio task behind a worker's loop: started once, cancelled and awaited on stop."""
+"""The one asyncio task behind a worker's loop: started once; stopped between two passes.
+
+A pass opens database transactions. Cancelling one in the middle (say, while SQLite's
+`BEGIN IMMEDIATE` waits for the write lock in the driver's thread) can leave that connection
+holding the lock after the task is gone. So `stop` waits until the loop is between passes
+(in `pause`), and cancels only there, or once a grace period is over (a pass waiting on the
+network has no transaction open: flows never call Visma inside one).
+"""
 
 from __future__ import annotations
 
@@ -7,22 +14,48 @@ import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+GRACE_SECONDS = 3.0
+"""How long `stop` lets the pass in hand finish before it cancels it."""
+
 
 class BackgroundLoop:
-    def __init__(self, run: Callable[[], Coroutine[Any, Any, None]], *, name: str) -> None:
+    def __init__(
+        self,
+        run: Callable[[], Coroutine[Any, Any, None]],
+        *,
+        name: str,
+        grace_seconds: float = GRACE_SECONDS,
+    ) -> None:
         self._run = run
         self._name = name
+        self._grace_seconds = grace_seconds
         self._task: asyncio.Task[None] | None = None
+        self._between_passes = asyncio.Event()
 
     def start(self) -> None:
         """Start the loop, unless it runs already."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=self._name)
 
+    async def pause(self, seconds: float, wake: asyncio.Event | None = None) -> None:
+        """Wait between two passes: `seconds`, or until `wake` is set."""
+        self._between_passes.set()
+        try:
+            if wake is None:
+                await asyncio.sleep(seconds)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=seconds)
+        finally:
+            self._between_passes.clear()
+
     async def stop(self) -> None:
-        """Cancel the loop and wait until it has stopped."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Stop the loop between two passes (or after the grace period) and wait for it."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._between_passes.wait(), timeout=self._grace_seconds)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

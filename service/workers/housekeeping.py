@@ -7,7 +7,6 @@ it sees, so two at once still leave the right sums.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -37,7 +36,7 @@ class HousekeepingWorker:
                 await self.run_once()
             except Exception:
                 log.exception("housekeeping: folding job counts failed")
-            await asyncio.sleep(self._every_seconds)
+            await self._loop.pause(self._every_seconds)
 
     def start(self) -> None:
         self._loop.start()

@@ -8,7 +8,6 @@ otherwise it looks for due work every `idle_seconds`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -56,8 +55,7 @@ class ResolverWorker:
             except Exception:
                 # A database or programming error must not kill the worker; it tries again.
                 log.exception("resolver: pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._idle_seconds)
+            await self._loop.pause(self._idle_seconds, self._wake)
 
     def start(self) -> None:
         self._loop.start()
