@@ -17,7 +17,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.domain import LINK_RULES, AlertPolicy, DomainError, Pacing
+from service.domain import LINK_RULES, AlertPolicy, DomainError, Pacing, Retention
 from service.flows import OutboxSettings, ResolveSettings, SubmitSettings
 from service.settings import Settings, get_settings
 from service.store import IngestWriter, create_engine, create_readers, create_sessionmaker
@@ -58,6 +58,7 @@ class Resources:
     ingest: IngestWriter
     resolver: ResolverWorker
     alerts: AlertSender
+    housekeeping: HousekeepingWorker
 
     def state(self) -> State:
         return {
@@ -68,7 +69,19 @@ class Resources:
             "ingest": self.ingest,
             "alert_policy": alert_policy(self.settings),
             "submit_settings": submit_settings(self.settings),
+            "table_sizes": self.housekeeping.measured_tables,
         }
+
+
+def retention(settings: Settings) -> Retention:
+    """How long rows are kept, from the service settings."""
+    return Retention(
+        deliveries_days=settings.RETENTION_DELIVERIES_DAYS,
+        jobs_days=settings.RETENTION_JOBS_DAYS,
+        status_days=settings.RETENTION_STATUS_DAYS,
+        alerts_days=settings.RETENTION_ALERTS_DAYS,
+        dedupe_days=settings.RETENTION_DEDUPE_DAYS,
+    )
 
 
 def alert_policy(settings: Settings) -> AlertPolicy:
@@ -166,13 +179,18 @@ async def open_resources(
         stack.push_async_callback(ingest.close)
         await ingest.start()
         stack.push_async_callback(resolver.stop)
-        housekeeping = HousekeepingWorker(sessions)
+        housekeeping = HousekeepingWorker(
+            sessions,
+            readers=create_readers(engine),
+            retention=retention(settings),
+            every_seconds=settings.HOUSEKEEPING_INTERVAL_SECONDS,
+        )
         stack.push_async_callback(housekeeping.stop)
         if run_workers:
             resolver.start()
             alerts.start()
             housekeeping.start()
-        yield Resources(settings, engine, sessions, visma, ingest, resolver, alerts)
+        yield Resources(settings, engine, sessions, visma, ingest, resolver, alerts, housekeeping)
 
 
 def create_app(

@@ -241,6 +241,13 @@ def _parser() -> argparse.ArgumentParser:
     poll.add_argument("--interval", type=float, default=5.0, help="seconds between passes")
     poll.set_defaults(run=_poll)
 
+    purge = command("purge", "remove now what retention allows (RETENTION_*_DAYS), per table")
+    purge.add_argument(
+        "--dry-run", action="store_true", help="count what would be removed; remove nothing"
+    )
+    purge.add_argument("--json", action="store_true", help="print the counts as JSON")
+    purge.set_defaults(run=_purge)
+
     demo = command("demo", "rehearse Visma's outcomes and failure modes against the simulator")
     demo.add_argument(
         "--timeout", type=float, default=30.0, help="seconds every job has to reach its end"
@@ -474,6 +481,29 @@ def _poll(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     print_line(f"read the state of {count} job(s)")
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from service.app import retention
+    from service.flows import PurgeSettings, purge
+
+    settings = _settings()
+
+    async def run() -> dict[str, int]:
+        engine, sessions = await _open_db(settings)
+        try:
+            return await purge(sessions, retention(settings), PurgeSettings(), dry_run=args.dry_run)
+        finally:
+            await engine.dispose()
+
+    counts = asyncio.run(run())
+    if args.json:
+        print_json({"dryRun": args.dry_run, "rows": counts})
+        return 0
+    verb = "would remove" if args.dry_run else "removed"
+    for table, count in counts.items():
+        print_line(f"{verb} {count} {table}")
     return 0
 
 

@@ -168,6 +168,27 @@ class Settings(BaseSettings):
     MAX_RESULT_BYTES: int = Field(default=1_048_576, gt=0)
     """Largest finished-request content kept per job."""
 
+    RETENTION_DELIVERIES_DAYS: float = Field(default=30, ge=0)
+    """Days a webhook delivery is kept in the inbox (never one of a job still open). 0: forever."""
+
+    RETENTION_JOBS_DAYS: float = Field(default=90, ge=0)
+    """Days a finished job is kept after it finished, with its timeline (open jobs: always).
+    0: forever."""
+
+    RETENTION_STATUS_DAYS: float = Field(default=90, ge=0)
+    """Days status-page history is kept (component updates, closed incidents); each component's
+    current status always stays. 0: forever."""
+
+    RETENTION_ALERTS_DAYS: float = Field(default=90, ge=0)
+    """Days an alert that has gone out (or was given up) is kept, with its attempts. 0: forever."""
+
+    RETENTION_DEDUPE_DAYS: float = Field(default=7, gt=0)
+    """Days a notification id is refused as a duplicate even after retention removed its
+    delivery: longer than the Visma dispatcher may go on retrying it."""
+
+    HOUSEKEEPING_INTERVAL_SECONDS: float = Field(default=60, gt=0)
+    """How often each replica purges what retention allows and folds the job counts."""
+
     LOG_LEVEL: Literal["debug", "info", "warning", "error", "critical"] = "info"
     """The usual levels, any case; `debug` also shows the traceback behind a CLI error."""
 

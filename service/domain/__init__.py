@@ -89,6 +89,7 @@ from service.domain.listing import (
     parse_incident_query,
     parse_job_query,
 )
+from service.domain.retention import Cutoffs, Retention
 from service.domain.status import (
     CLOSED_STATUSES,
     COMPONENT_STATUSES,
@@ -119,6 +120,8 @@ from service.domain.views import component_json, incident_json, iso, job_json
 from service.domain.visma_errors import VismaErrorInfo, hint_for, parse_error
 
 __all__ = [
+    "Cutoffs",
+    "Retention",
     "ALERT_KINDS",
     "CLOSED_STATUSES",
     "PROBLEM_NO_NOTIFICATION_ID",

@@ -68,11 +68,23 @@ from service.store.models import (
     Job,
     JobEvent,
     JobStateCount,
+    PurgedNotification,
     StatusComponent,
     StatusComponentUpdate,
     StatusIncident,
     StatusIncidentComponent,
     StatusIncidentUpdate,
+)
+from service.store.retention import (
+    TableSize,
+    free_pages,
+    purge_alerts,
+    purge_deliveries,
+    purge_jobs,
+    purge_notification_ids,
+    purge_status_history,
+    release_space,
+    table_sizes,
 )
 from service.store.status import (
     add_component_update,
@@ -88,6 +100,16 @@ from service.store.status import (
 )
 
 __all__ = [
+    "PurgedNotification",
+    "TableSize",
+    "free_pages",
+    "purge_alerts",
+    "purge_deliveries",
+    "purge_jobs",
+    "purge_notification_ids",
+    "purge_status_history",
+    "release_space",
+    "table_sizes",
     "Migration",
     "SchemaError",
     "SchemaState",

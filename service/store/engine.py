@@ -100,6 +100,9 @@ def sqlite_pragmas(*, busy_timeout_seconds: float = 30.0) -> list[str]:
     burst.
     """
     return [
+        # Only takes effect before the first table exists: every new file gets it (an older
+        # file is rewritten once by `migrate`); retention then gives freed pages back.
+        "auto_vacuum=INCREMENTAL",
         "journal_mode=WAL",
         "synchronous=FULL",
         f"wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}",

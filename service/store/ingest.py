@@ -108,7 +108,8 @@ def deliveries_insert(rules: LinkRules, *, source: str, returning: bool) -> str:
     linked to its named job when `rules` allow; with `returning`, it returns what it inserted.
 
     `j` is the named job, `h` the job that holds the body's Visma job id (unique, so one).
-    The first copy of a notification id wins; later ones are no-ops.
+    The first copy of a notification id wins; later ones are no-ops, and so is one whose
+    delivery retention has removed while the dispatcher may still send it (`purged_notifications`).
     """
     refusal = f"""CASE
             WHEN j.id IS NULL OR d.visma_job_id IS NULL OR j.visma_job_id = d.visma_job_id
@@ -120,7 +121,7 @@ def deliveries_insert(rules: LinkRules, *, source: str, returning: bool) -> str:
     picked = [
         "coalesce(refusal, problem)" if name == "problem" else name for name in DELIVERY_COLUMNS
     ]
-    # `WHERE true`: without a WHERE, SQLite cannot tell the upsert's ON from a join's.
+    # The WHERE also keeps SQLite from taking the upsert's ON for a join's.
     return f"""
 INSERT INTO deliveries ({", ".join(DELIVERY_COLUMNS)}, job_id)
 SELECT {", ".join(picked)}, CASE WHEN refusal IS NULL THEN named_job END
@@ -130,7 +131,9 @@ FROM (
     LEFT JOIN jobs AS j ON j.id = d.claimed_job_id
     LEFT JOIN jobs AS h ON h.visma_job_id = d.visma_job_id
 ) AS linked
-WHERE true
+WHERE NOT EXISTS (
+    SELECT 1 FROM purged_notifications AS p WHERE p.notification_id = linked.notification_id
+)
 ORDER BY notification_id
 ON CONFLICT (notification_id) DO NOTHING
 {"RETURNING id, job_id, received_at" if returning else ""}

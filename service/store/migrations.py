@@ -41,6 +41,11 @@ UNKNOWN = (
     "a newer release migrated it; run that release"
 )
 WAITING = "another process is upgrading the database schema; waiting for it"
+REWRITTEN = (
+    "; the SQLite file was rewritten once (VACUUM) so that retention can give freed space back"
+)
+_INCREMENTAL = 2
+"""`PRAGMA auto_vacuum`'s value for INCREMENTAL."""
 
 
 def script_location() -> Path:
@@ -116,8 +121,13 @@ class Migration:
     before: tuple[str, ...]
     after: tuple[str, ...]
     created_file: Path | None = None
+    vacuumed: bool = False
+    """SQLite: the file was rewritten once so that retention can hand freed pages back."""
 
     def summary(self) -> str:
+        return self._what() + (REWRITTEN if self.vacuumed else "")
+
+    def _what(self) -> str:
         after = ", ".join(self.after)
         where = safe_url(self.url)
         if self.created_file is not None:
@@ -185,7 +195,8 @@ async def _migrate(database_url: str, on_wait: Callable[[str], None] | None) -> 
             before = _upgradable((await schema_state(engine)).current)
             await asyncio.to_thread(command.upgrade, config, "head")
             after = (await schema_state(engine)).current
-            return Migration(database_url, before, after)
+            vacuumed = await _use_incremental_vacuum(engine)
+            return Migration(database_url, before, after, vacuumed=vacuumed)
         async with engine.connect() as connection:
             # The lock belongs to this session, not to a transaction: autocommit keeps the
             # connection from sitting idle in one while the upgrade runs on another.
@@ -202,6 +213,22 @@ async def _migrate(database_url: str, on_wait: Callable[[str], None] | None) -> 
             return Migration(database_url, before, after)
     finally:
         await engine.dispose()
+
+
+async def _use_incremental_vacuum(engine: AsyncEngine) -> bool:
+    """A SQLite file made before incremental vacuum was turned on for new files keeps its
+    freed pages forever: rewrite it once, which turns it on. True if it was rewritten."""
+    async with engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection  # aiosqlite's: VACUUM may not run inside a transaction
+        assert driver is not None
+        async with driver.execute("PRAGMA auto_vacuum") as cursor:
+            row = await cursor.fetchone()
+        if row is not None and row[0] == _INCREMENTAL:
+            return False
+        await driver.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        await driver.execute("VACUUM")
+        return True
 
 
 def _upgradable(current: tuple[str, ...]) -> tuple[str, ...]:

@@ -117,6 +117,8 @@ class Job(Base):
         # A tag filter's count, from the index alone (SQLite; PostgreSQL's jsonb suffices and
         # its btree entries would limit the tags' size: migration a4e0c8d9b011 says why).
         Index("ix_jobs_state_tags", "state", "tags").ddl_if(dialect="sqlite"),
+        # Retention takes finished jobs oldest first (open jobs have no finished_at).
+        Index("ix_jobs_finished_at", "finished_at"),
     )
 
 
@@ -173,6 +175,17 @@ class Delivery(Base):
     problem: Mapped[str | None] = mapped_column(Text)
 
 
+class PurgedNotification(Base):
+    """The notification id of a delivery that retention removed while the dispatcher might
+    still send it again: the inbox keeps refusing it as a duplicate until `received_at` is
+    older than the dedupe window."""
+
+    __tablename__ = "purged_notifications"
+
+    notification_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class StatusComponent(Base):
     """A status-page component: its current status, set by the newest update seen."""
 
@@ -199,7 +212,7 @@ class StatusComponentUpdate(Base):
     old_status: Mapped[str | None] = mapped_column(String(32))
     new_status: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime]
-    received_at: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(index=True)
     # False when a newer update had already set the status (a late or repeated delivery).
     applied: Mapped[bool] = mapped_column(Boolean)
 

@@ -9,6 +9,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from service.domain import iso
+from service.flows import utcnow
 from service.store import SchemaState, current_revisions, head_revision
 from service.web.errors import error_response
 from service.web.state import State
@@ -40,7 +42,29 @@ async def readyz(request: Request[State]) -> Response:
     problem = SchemaState(current, head_revision()).problem()
     if problem is not None:
         return error_response(503, "unavailable", problem)
-    return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "ready", "tables": _tables(request)})
+
+
+def _tables(request: Request[State]) -> dict[str, object]:
+    """The tables retention trims: rows and the oldest row's age, as housekeeping last measured
+    them (the probe itself counts nothing: that would scan large tables on every probe)."""
+    sizes, measured_at = request.state["table_sizes"]()
+    now = utcnow()
+    return {
+        "measuredAt": iso(measured_at),
+        "items": [
+            {
+                "table": size.table,
+                "rows": size.rows,
+                "rowsEstimated": size.estimated,
+                "oldestAt": iso(size.oldest),
+                "oldestAgeSeconds": (
+                    None if size.oldest is None else round((now - size.oldest).total_seconds())
+                ),
+            }
+            for size in sizes
+        ],
+    }
 
 
 async def metrics(_request: Request[State]) -> Response:

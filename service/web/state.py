@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TypedDict
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -9,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.domain import AlertPolicy
 from service.flows import SubmitSettings
 from service.settings import Settings
-from service.store import IngestWriter
+from service.store import IngestWriter, TableSize
 from service.visma import VismaClient
 
 
@@ -22,3 +24,5 @@ class State(TypedDict):
     ingest: IngestWriter
     alert_policy: AlertPolicy
     submit_settings: SubmitSettings
+    # The tables retention trims, as housekeeping last measured them (and when).
+    table_sizes: Callable[[], tuple[Sequence[TableSize], datetime | None]]

@@ -1,0 +1,114 @@
+"""Purging: what retention says is old goes, a small batch per short transaction.
+
+Each batch is a transaction of its own, with a pause after it, so ingest and the API wait on
+a purge for one batch at most (on SQLite every transaction that writes takes the one write
+lock). Replicas may purge at once: on PostgreSQL each batch is claimed with SKIP LOCKED; on
+SQLite the lock takes them in turn. After deliveries go, SQLite hands the freed pages back to
+the file system a few at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service import store
+from service.domain import CLOSED_STATUSES, OPEN_STATES, Cutoffs, Retention
+from service.flows.clock import utcnow
+
+OPEN = sorted(state.value for state in OPEN_STATES)
+CLOSED = sorted(CLOSED_STATUSES)
+PURGED_TABLES = ("deliveries", "jobs", "status history", "alerts", "purged notification ids")
+
+
+@dataclass(frozen=True)
+class PurgeSettings:
+    """How a purge runs: batch size, the pause between batches, and how long at most."""
+
+    batch_size: int = 500
+    pause_seconds: float = 0.02
+    """After each batch: room for the webhook writer to take the write lock."""
+    max_seconds: float | None = None
+    """Stop after this long (housekeeping's share of a pass); None: until all is done."""
+    vacuum_pages: int = 256
+    """SQLite: free pages given back per step (1 MiB with 4 KiB pages)."""
+
+
+async def purge(
+    sessions: async_sessionmaker[AsyncSession],
+    retention: Retention,
+    settings: PurgeSettings,
+    *,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> dict[str, int]:
+    """Remove (or, with `dry_run`, count) what is older than `retention` allows; how many rows
+    of each kind."""
+    cutoffs = retention.cutoffs(now or utcnow())
+    deadline = None if settings.max_seconds is None else time.monotonic() + settings.max_seconds
+    removed = dict.fromkeys(PURGED_TABLES, 0)
+    for table in PURGED_TABLES:
+        while deadline is None or time.monotonic() < deadline:
+            async with sessions.begin() as session:
+                count = await _purge_batch(session, table, cutoffs, settings, dry_run)
+            removed[table] += count
+            if dry_run or count < settings.batch_size:
+                break
+            await asyncio.sleep(settings.pause_seconds)
+    if not dry_run and removed["deliveries"] + removed["jobs"] > 0:
+        await give_space_back(sessions, settings, deadline=deadline)
+    return removed
+
+
+async def _purge_batch(
+    session: AsyncSession, table: str, cutoffs: Cutoffs, settings: PurgeSettings, dry_run: bool
+) -> int:
+    limit = settings.batch_size
+    if table == "deliveries" and cutoffs.deliveries is not None:
+        return await store.purge_deliveries(
+            session,
+            before=cutoffs.deliveries,
+            dedupe_since=cutoffs.dedupe,
+            open_states=OPEN,
+            limit=limit,
+            dry_run=dry_run,
+        )
+    if table == "jobs" and cutoffs.jobs is not None:
+        return await store.purge_jobs(
+            session, before=cutoffs.jobs, open_states=OPEN, limit=limit, dry_run=dry_run
+        )
+    if table == "status history" and cutoffs.status is not None:
+        return await store.purge_status_history(
+            session, before=cutoffs.status, closed_statuses=CLOSED, limit=limit, dry_run=dry_run
+        )
+    if table == "alerts" and cutoffs.alerts is not None:
+        return await store.purge_alerts(
+            session, before=cutoffs.alerts, limit=limit, dry_run=dry_run
+        )
+    if table == "purged notification ids":
+        return await store.purge_notification_ids(
+            session, before=cutoffs.dedupe, limit=limit, dry_run=dry_run
+        )
+    return 0
+
+
+async def give_space_back(
+    sessions: async_sessionmaker[AsyncSession],
+    settings: PurgeSettings,
+    *,
+    deadline: float | None = None,
+) -> int:
+    """SQLite: shrink the file by its free pages, a step at a time; how many were free."""
+    async with sessions.begin() as session:
+        free = await store.free_pages(session)
+    left = free
+    while left > 0 and (deadline is None or time.monotonic() < deadline):
+        async with sessions.begin() as session:
+            await store.release_space(session, pages=settings.vacuum_pages)
+        left -= settings.vacuum_pages
+        await asyncio.sleep(settings.pause_seconds)
+    return free
