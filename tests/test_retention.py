@@ -31,7 +31,7 @@ RETENTION = Retention(
     alerts_days=10 * SECONDS,
     dedupe_days=60 * SECONDS,
 )
-QUICK = PurgeSettings(batch_size=3, pause_seconds=0)  # several batches even for a few rows
+QUICK = PurgeSettings(batch_size=3, duty=1.0, pause_seconds=0)  # several batches, no pauses
 
 
 @pytest.fixture(name="sessions")

@@ -12,7 +12,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +172,43 @@ def seed_jobs(url: str, job_ids: Sequence[str], *, state: str) -> None:
 
 def safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
+
+
+def seed_old_deliveries(url: str, count: int, *, days_old: float = 60) -> float:
+    """`count` small inbox rows received `days_old` days ago (past any retention), linked to no
+    job: what a purge finds to remove. Returns the seconds it took."""
+    started = datetime.now(UTC)
+    at = started - timedelta(days=days_old)
+    body = b'{"id":"old","stateLocation":"https://api.finance.visma.net/v1/background/old"}'
+    if is_sqlite(url):
+        with sqlite3.connect(make_url(url).database or "") as conn:
+            conn.execute(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
+                " INSERT INTO deliveries (id, kind, notification_id, received_at, headers, body,"
+                " verified) SELECT 'old-' || i, 'visma', 'old-n-' || i, ?, '{}', ?, 1 FROM n",
+                (count, at.strftime(SQLITE_TIME), body),
+            )
+    else:
+
+        async def run() -> None:
+            conn = await asyncpg.connect(**postgres_connect_kwargs(url))
+            try:
+                await conn.execute(
+                    "INSERT INTO deliveries (id, kind, notification_id, received_at, headers,"
+                    " body, verified) SELECT 'old-' || i, 'visma', 'old-n-' || i, $2, '{}', $3,"
+                    " true FROM generate_series(1, $1) AS i",
+                    count,
+                    at,
+                    body,
+                )
+                await conn.execute("ANALYZE deliveries")
+            finally:
+                await conn.close()
+
+        asyncio.run(run())
+    return (datetime.now(UTC) - started).total_seconds()
+
+
+def count_old_deliveries(url: str) -> int:
+    """How many of `seed_old_deliveries`'s rows are left."""
+    return int(fetch_value(url, "SELECT count(*) FROM deliveries WHERE id LIKE 'old-%'"))

@@ -56,6 +56,8 @@ MIN_WORKER_SCALING = 1.6
 MAX_RSS_MB = 150.0
 MAX_LIST_MS = 20.0
 MAX_DUE_MS = 5.0
+PURGE_MAX_COST = 0.9
+"""The main load's ratio with a purge running beside it, against the same load without."""
 
 BARE = "bare"
 """The label of the one-worker bare endpoint's runs."""
@@ -79,6 +81,8 @@ class Row:
     than req/s on a shared machine (a database server's CPU is not counted)."""
     bare_rps: float = 0.0
     """A service load's yardstick: the mean of the one-worker bare runs just before and after."""
+    purged: int | None = None
+    """With a purge running beside the load: the old rows it removed meanwhile."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,7 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         return row
 
     def service(
-        database: str, workers: int, *, matched: bool = True, open_jobs: bool = False
+        database: str,
+        workers: int,
+        *,
+        matched: bool = True,
+        open_jobs: bool = False,
+        purge_rows: int = 0,
     ) -> Row:
         url = urls[database]
         databases.reset(url)
@@ -139,9 +148,18 @@ def main(argv: list[str] | None = None) -> int:
         label += "" if matched else ", no job"
         label += ", open jobs" if open_jobs else ""
         deliveries_file = requests_file if matched else unmatched_file
-        with procs.service(url, workers=workers, env=env) as server:
+        service_env = dict(env)
+        if purge_rows:
+            # Rows past retention, and housekeeping purging them pass after pass during the load.
+            seconds = databases.seed_old_deliveries(url, purge_rows)
+            print(f"  ({purge_rows:,} old deliveries seeded in {seconds:.0f} s)")
+            label += f", purging {purge_rows:,} old rows"
+            service_env["HOUSEKEEPING_INTERVAL_SECONDS"] = "0.5"
+        with procs.service(url, workers=workers, env=service_env) as server:
+            old_before = databases.count_old_deliveries(url) if purge_rows else 0
             load, prefix = drive(server, database, deliveries_file)
             time.sleep(1.0)  # let requests still in flight when wrk stopped finish
+            purged = old_before - databases.count_old_deliveries(url) if purge_rows else None
             rss = server.peak_rss_mb()
             stored = databases.count_deliveries(url, prefix)
             problems = check_counts(load, stored)
@@ -150,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
                 problems.append(f"{stored - linked} of {stored} deliveries not linked to a job")
             row = Row(label, database, workers, load, stored, rss, problems, matched, open_jobs)
             row.cpu_us_per_request = _cpu_us(load)
+            row.purged = purged
+            if purge_rows and not purged:
+                row.problems.append("the purge removed nothing during the load")
             if load.not_ok or row.problems:
                 print(server.log_tail(), file=sys.stderr)
         _print_row(row)
@@ -167,18 +188,25 @@ def main(argv: list[str] | None = None) -> int:
             VISMA_CLIENT_SECRET="sim-secret",
             VISMA_TENANT_ID="sim-tenant",
         )
-        loads: list[tuple[str, int, bool, bool]] = []  # database, workers, matched, open jobs
+        # database, workers, matched, open jobs, old rows purged beside the load
+        loads: list[tuple[str, int, bool, bool, int]] = []
         for database in dbs:
-            loads.append((database, 1, True, False))
+            loads.append((database, 1, True, False, 0))
+            if args.purge_rows:
+                loads.append((database, 1, True, False, args.purge_rows))
             if args.unmatched:
-                loads.append((database, 1, False, False))
+                loads.append((database, 1, False, False, 0))
             if args.open_jobs:
-                loads.append((database, 1, True, True))
+                loads.append((database, 1, True, True, 0))
         if "postgresql" in dbs and args.two_workers:
-            loads.append(("postgresql", 2, True, False))
+            loads.append(("postgresql", 2, True, False, 0))
         rows.append(bare(1, BARE))
-        for database, workers, matched, open_jobs in loads:
-            rows.append(service(database, workers, matched=matched, open_jobs=open_jobs))
+        for database, workers, matched, open_jobs, purge_rows in loads:
+            rows.append(
+                service(
+                    database, workers, matched=matched, open_jobs=open_jobs, purge_rows=purge_rows
+                )
+            )
             if workers > 1:
                 rows.append(bare(workers, f"bare x{workers} workers"))
             rows.append(bare(1, BARE))
@@ -247,8 +275,34 @@ def _bracket_with_bare(rows: list[Row]) -> None:
         row.bare_rps = (before.load.rps + after.load.rps) / 2
 
 
-def _ingest_verdicts(rows: list[Row]) -> list[tuple[bool, str]]:
+def _purge_verdicts(rows: list[Row]) -> list[tuple[bool, str]]:
+    """A purge beside the load costs at most a tenth of the main load's ratio."""
     verdicts = []
+    for row in rows:
+        if row.purged is None:
+            continue
+        plain = next(
+            r
+            for r in rows
+            if r.database == row.database
+            and r.workers == 1
+            and r.matched
+            and not r.open_jobs
+            and r.purged is None
+        )
+        with_purge, without = row.load.rps / row.bare_rps, plain.load.rps / plain.bare_rps
+        verdicts.append(
+            (
+                with_purge >= PURGE_MAX_COST * without,
+                f"{row.label}: {with_purge:.2f} of bare against {without:.2f} without the purge "
+                f"({with_purge / without:.0%}; >= {PURGE_MAX_COST:.0%})",
+            )
+        )
+    return verdicts
+
+
+def _ingest_verdicts(rows: list[Row]) -> list[tuple[bool, str]]:
+    verdicts = _purge_verdicts(rows)
     for row in rows:
         if row.database is None:
             continue
@@ -334,6 +388,8 @@ def _print_row(row: Row) -> None:
         f"{row.peak_rss_mb:>8.0f}{row.cpu_us_per_request:>11.0f}",
         flush=True,
     )
+    if row.purged is not None:
+        print(f"    (housekeeping purged {row.purged:,} old rows during the load)", flush=True)
     for problem in row.problems:
         print(f"    PROBLEM: {problem}", flush=True)
 
@@ -395,6 +451,12 @@ def _parser() -> argparse.ArgumentParser:
         dest="open_jobs",
         action="store_false",
         help="skip the variant whose webhooks name open (accepted) jobs",
+    )
+    parser.add_argument(
+        "--purge-rows",
+        type=int,
+        default=1_000_000,
+        help="old deliveries housekeeping purges beside a repeat of the main load (0: skip)",
     )
     parser.add_argument("--json", help="also write the figures to this file")
     return parser
