@@ -212,6 +212,8 @@ async def test_unknown_job_route_and_method_are_json_errors(harness: Harness) ->
 
 async def test_health_and_readiness(harness: Harness) -> None:
     assert (await harness.client.get("/healthz")).json() == {"status": "ok"}
-    assert (await harness.client.get("/readyz")).json() == {"status": "ready"}
+    ready = (await harness.client.get("/readyz")).json()
+    assert ready["status"] == "ready"
+    assert ready["tables"] == {"measuredAt": None, "items": []}  # housekeeping has not run
     metrics = await harness.client.get("/metrics")
     assert metrics.status_code == 200 and "python_info" in metrics.text

@@ -139,7 +139,17 @@ def test_help_lists_every_command_and_fits_80_columns(tmp_path: Path) -> None:
     assert ran.code == 0
     assert all(len(line) <= 80 for line in ran.out.splitlines())
     listed = re.findall(r"^    (\w+) ", ran.out, flags=re.MULTILINE)
-    assert listed == ["serve", "migrate", "submit", "jobs", "job", "poll", "demo", "simulate"]
+    assert listed == [
+        "serve",
+        "migrate",
+        "submit",
+        "jobs",
+        "job",
+        "poll",
+        "purge",
+        "demo",
+        "simulate",
+    ]
 
     ran = run_cli("jobs", "--help", cwd=tmp_path)
     text = " ".join(ran.out.split())
