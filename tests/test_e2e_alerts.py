@@ -113,7 +113,10 @@ async def test_status_alerts_reach_json_and_slack_sinks_once_per_transition(
         )
         incident_id = opened.payload["incident"]["id"]
         await page.set_incident("Slow background jobs", "resolved", incident_id=incident_id)
-        hooks = await sink.wait_for("/hook/a", 4)
+        # Alerts due at once are sent side by side: they may arrive in either order.
+        hooks = sorted(
+            await sink.wait_for("/hook/a", 4), key=lambda h: datetime.fromisoformat(h.json()["at"])
+        )
         slacks = await sink.wait_for("/slack/a", 4)
         assert [h.json()["summary"] for h in hooks] == [
             "Visma.net ERP API: operational -> major outage",
@@ -126,7 +129,7 @@ async def test_status_alerts_reach_json_and_slack_sinks_once_per_transition(
         assert incident["components"][0]["name"] == ERP_API
         assert incident["updates"][0]["body"] == "Jobs take longer than usual."
         assert all(slack_problem(s.body) is None for s in slacks)
-        assert "stspg.io" in slacks[2].json()["blocks"][0]["text"]["text"]
+        assert any("stspg.io" in s.json()["blocks"][0]["text"]["text"] for s in slacks)
 
         listed = await alert_list(stack)
         assert len(listed) == 4

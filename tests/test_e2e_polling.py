@@ -87,7 +87,8 @@ async def test_running_job_is_polled_again_with_growing_intervals(clean_database
 
 async def _visma_jobs(stack: Stack, count: int) -> list[str]:
     """Background jobs created straight in the simulator (no webhook), as Visma would hold."""
-    async with httpx.AsyncClient(base_url=stack.simulator_url) as sim:
+    # 500 requests at once: on a busy machine the pool's default 5 s wait is not enough.
+    async with httpx.AsyncClient(base_url=stack.simulator_url, timeout=60) as sim:
         token = (
             await sim.post(
                 "/connect/token",
