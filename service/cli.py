@@ -658,11 +658,11 @@ def _simulate(args: argparse.Namespace) -> int:
         config.client_id = settings.VISMA_CLIENT_ID
     if settings.VISMA_CLIENT_SECRET.get_secret_value():
         config.client_secret = settings.VISMA_CLIENT_SECRET.get_secret_value()
-    if settings.VISMA_TENANT_ID:
-        config.tenant_id = settings.VISMA_TENANT_ID
+    if settings.tenant_ids:
+        config.tenant_id, *config.other_tenant_ids = settings.tenant_ids
     Console().print(
         f"simulating Visma.net on http://{args.host}:{args.port} "
-        f"(client {config.client_id}, tenant {config.tenant_id}); "
+        f"(client {config.client_id}, tenants {', '.join(config.tenants)}); "
         f"webhooks go to {config.webhook_url}"
     )
     if chaos:

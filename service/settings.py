@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     """Service client secret."""
 
     VISMA_TENANT_ID: str = ""
-    """The company's tenant id (not the customer contract's)."""
+    """The companies' tenant ids (not the customer contract's), comma-separated; the first is
+    the default for a job that names none."""
 
     VISMA_SCOPES: str = DEFAULT_SCOPES
     """Space-separated scopes asked for with each token."""
@@ -241,6 +242,15 @@ class Settings(BaseSettings):
         if set(self.api_tokens()) & set(self.api_read_tokens()):
             raise ValueError(TOKEN_IN_BOTH)
         return self
+
+    @property
+    def tenant_ids(self) -> list[str]:
+        """`VISMA_TENANT_ID` as a list, blanks and repeats dropped; the first is the default."""
+        tenants: list[str] = []
+        for item in self.VISMA_TENANT_ID.split(","):
+            if item.strip() and item.strip() not in tenants:
+                tenants.append(item.strip())
+        return tenants
 
     def webhook_secrets(self) -> list[str]:
         """The configured webhook secrets as plain strings."""
