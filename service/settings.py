@@ -238,6 +238,12 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _tenant_ids_fit(self) -> Settings:
+        if any(len(tenant) > 64 for tenant in self.tenant_ids):
+            raise ValueError("VISMA_TENANT_ID: each tenant id must be at most 64 characters")
+        return self
+
+    @model_validator(mode="after")
     def _one_role_per_token(self) -> Settings:
         if set(self.api_tokens()) & set(self.api_read_tokens()):
             raise ValueError(TOKEN_IN_BOTH)

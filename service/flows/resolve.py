@@ -104,7 +104,7 @@ async def read_and_apply(
         await _adopt_or_wait(sessions, visma, claimed, settings)
         return
     try:
-        data = await visma.background_state(claimed.visma_job_id)
+        data = await visma.background_state(claimed.visma_job_id, tenant=claimed.tenant)
     except VismaError as exc:
         await _record_read_failure(sessions, claimed, exc, settings)
         return
@@ -125,7 +125,7 @@ async def _resolve_from(
     content = None
     if needs_content(state):
         try:
-            answer = await visma.background_content(claimed.visma_job_id)
+            answer = await visma.background_content(claimed.visma_job_id, tenant=claimed.tenant)
         except VismaError as exc:
             await _record_read_failure(sessions, claimed, exc, settings)
             return
@@ -155,7 +155,7 @@ async def _adopt_or_wait(
             candidates = await store.linked_visma_ids(session, claimed.id, limit=MAX_CANDIDATES)
     for visma_job_id in candidates:
         try:
-            data = await visma.background_state(visma_job_id)
+            data = await visma.background_state(visma_job_id, tenant=claimed.tenant)
         except VismaRejected as exc:  # 403: another company's job; 404/410: none Visma knows
             why: str | None = f"Visma answered {exc.status} for it"
         except VismaError as exc:

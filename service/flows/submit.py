@@ -20,6 +20,7 @@ from service.domain import (
     Pacing,
     background_header,
     can_move,
+    choose_tenant,
     decide_completed,
     decide_not_sent,
     decide_submit_failure,
@@ -65,6 +66,7 @@ async def submit_job(
     missing = visma.missing_settings()
     if missing:
         raise NotConfigured(f"cannot submit jobs: set {', '.join(missing)}")
+    tenant = choose_tenant(request.tenant, visma.tenant_ids)
     job_id = job_id or str(uuid.uuid4())
     now = utcnow()
     async with sessions.begin() as session:
@@ -83,6 +85,7 @@ async def submit_job(
                 last_modified_at=now,
                 resent_from=resent_from,
                 next_check_at=first_check(settings.pacing, submitted_at=now),
+                tenant=tenant,
             ),
         )
         await store.add_event(
@@ -105,6 +108,7 @@ async def submit_job(
             body=request.body,
             background=header,
             if_match=request.if_match,
+            tenant=tenant,
         )
     except VismaNotSent as exc:
         outcome: Outcome | str = decide_not_sent(exc.message, status=exc.status)
@@ -152,6 +156,7 @@ async def resend_job(
             tags=dict(old.tags or {}),
             if_match=old.if_match,
             notify=old.notify,
+            tenant=old.tenant,
         )
         old.last_modified_at = utcnow()
         await store.add_event(

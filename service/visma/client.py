@@ -10,7 +10,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -79,7 +79,7 @@ class VismaClient:
         token_url: str,
         client_id: str,
         client_secret: str,
-        tenant_id: str,
+        tenant_ids: Sequence[str],
         scopes: str,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
@@ -91,7 +91,8 @@ class VismaClient:
         self._token_url = token_url
         self._client_id = client_id
         self._client_secret = client_secret
-        self._tenant_id = tenant_id
+        # The companies this deployment acts for; the first is the default.
+        self._tenant_ids = tuple(tenant_ids)
         self._scopes = scopes
         self._retry_attempts = retry_attempts
         self._retry_timeout = retry_timeout
@@ -101,15 +102,35 @@ class VismaClient:
             headers={"Accept": "application/json", "User-Agent": USER_AGENT},
         )
         self._pacer = Pacer(max_requests_per_second)
-        self._token: _Token | None = None
-        self._token_lock = asyncio.Lock()
+        # A token is issued for one company, so each company has its own.
+        self._tokens: dict[str, _Token] = {}
+        self._token_locks: dict[str, asyncio.Lock] = {}
+
+    @property
+    def tenant_ids(self) -> tuple[str, ...]:
+        """The companies configured (`VISMA_TENANT_ID`); the first is the default."""
+        return self._tenant_ids
+
+    @property
+    def default_tenant(self) -> str | None:
+        """The company a job that names none belongs to; None when none is configured."""
+        return self._tenant_ids[0] if self._tenant_ids else None
+
+    def _tenant(self, tenant: str | None) -> str:
+        chosen = tenant or self.default_tenant
+        if chosen is None:
+            raise VismaNotConfigured("set VISMA_TENANT_ID to call Visma")
+        if chosen not in self._tenant_ids:
+            # Never ask for a token for a company this deployment was not given.
+            raise VismaNotConfigured(f"tenant {chosen!r} is not in VISMA_TENANT_ID")
+        return chosen
 
     def missing_settings(self) -> list[str]:
         """The settings a call to Visma needs but that are empty."""
         named = {
             "VISMA_CLIENT_ID": self._client_id,
             "VISMA_CLIENT_SECRET": self._client_secret,
-            "VISMA_TENANT_ID": self._tenant_id,
+            "VISMA_TENANT_ID": ",".join(self._tenant_ids),
             "VISMA_API_URL": self._api_url,
             "VISMA_TOKEN_URL": self._token_url,
         }
@@ -126,6 +147,7 @@ class VismaClient:
         body: bytes | None,
         background: str,
         if_match: str | None = None,
+        tenant: str | None = None,
     ) -> SubmitAccepted | SubmitCompleted:
         """Send a background call. Not retried once it may have reached Visma (not idempotent).
 
@@ -140,7 +162,9 @@ class VismaClient:
             headers["Content-Type"] = "application/json"
         if if_match:
             headers["If-Match"] = if_match
-        response = await self._send(method, path, headers=headers, content=body, resend=False)
+        response = await self._send(
+            method, path, tenant=tenant, headers=headers, content=body, resend=False
+        )
         if 200 <= response.status_code < 300 and response.status_code != 202:
             return SubmitCompleted(response.status_code, response.headers.get("location"))
         if response.status_code >= 500:
@@ -161,9 +185,12 @@ class VismaClient:
             visma_job_id=job_id, state_location=location if isinstance(location, str) else None
         )
 
-    async def background_state(self, visma_job_id: str) -> dict[str, Any]:
-        """`GET /v1/background/{id}`; VismaNotFound for 404/410."""
-        response = await self._send("GET", self._background_path(visma_job_id))
+    async def background_state(
+        self, visma_job_id: str, *, tenant: str | None = None
+    ) -> dict[str, Any]:
+        """`GET /v1/background/{id}` with the token of the job's company; VismaNotFound for
+        404/410."""
+        response = await self._send("GET", self._background_path(visma_job_id), tenant=tenant)
         if response.status_code in (404, 410):
             raise VismaNotFound(
                 f"Visma does not know background job {visma_job_id} ({response.status_code})",
@@ -173,9 +200,13 @@ class VismaClient:
         _raise_for_status(response)
         return _json_object(response)
 
-    async def background_content(self, visma_job_id: str) -> Content | None:
+    async def background_content(
+        self, visma_job_id: str, *, tenant: str | None = None
+    ) -> Content | None:
         """`GET /v1/background/{id}/content`, or None when there is none (404/410)."""
-        response = await self._send("GET", self._background_path(visma_job_id) + "/content")
+        response = await self._send(
+            "GET", self._background_path(visma_job_id) + "/content", tenant=tenant
+        )
         if response.status_code in (404, 410):
             return None
         _raise_for_status(response)
@@ -193,6 +224,7 @@ class VismaClient:
         method: str,
         path: str,
         *,
+        tenant: str | None,
         headers: Mapping[str, str] | None = None,
         content: bytes | None = None,
         resend: bool = True,
@@ -203,6 +235,7 @@ class VismaClient:
         a refused connection and a 429.
         """
         url = self._api_url + path
+        company = self._tenant(tenant)
         renewed = False
         async for attempt in stamina.retry_context(
             on=_retry_wait if resend else _retry_wait_unsent,
@@ -211,7 +244,7 @@ class VismaClient:
         ):
             with attempt:
                 try:
-                    token = await self._access_token()
+                    token = await self._access_token(company)
                 except VismaUnavailable as exc:
                     # Without a token nothing was sent to the API itself.
                     raise VismaNotSent(
@@ -224,8 +257,8 @@ class VismaClient:
                 if response.status_code == 401 and not renewed:
                     # The token may have been revoked early; renew once and try again.
                     renewed = True
-                    self._token = None
-                    token = await self._access_token()
+                    self._tokens.pop(company, None)
+                    token = await self._access_token(company)
                     request_headers["Authorization"] = f"Bearer {token}"
                     response = await self._request(
                         method, url, headers=request_headers, content=content
@@ -258,18 +291,19 @@ class VismaClient:
             self._pacer.pause(retry_after(response.headers) or DEFAULT_429_PAUSE_SECONDS)
         return response
 
-    async def _access_token(self) -> str:
-        token = self._token
+    async def _access_token(self, tenant: str) -> str:
+        token = self._tokens.get(tenant)
         if token is not None and time.monotonic() < token.renew_at:
             return token.value
-        async with self._token_lock:
-            token = self._token
+        lock = self._token_locks.setdefault(tenant, asyncio.Lock())
+        async with lock:
+            token = self._tokens.get(tenant)
             if token is not None and time.monotonic() < token.renew_at:
                 return token.value
-            self._token = await self._fetch_token()
-            return self._token.value
+            token = self._tokens[tenant] = await self._fetch_token(tenant)
+            return token.value
 
-    async def _fetch_token(self) -> _Token:
+    async def _fetch_token(self, tenant: str) -> _Token:
         missing = self.missing_settings()
         if missing:
             raise VismaNotConfigured(f"set {', '.join(missing)} to call Visma")
@@ -278,7 +312,7 @@ class VismaClient:
             "client_id": self._client_id,
             "client_secret": self._client_secret,
             "scope": self._scopes,
-            "tenant_id": self._tenant_id,
+            "tenant_id": tenant,
         }
         try:
             response = await self._http.post(self._token_url, data=form)
