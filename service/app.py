@@ -131,6 +131,7 @@ def visma_client(
         scopes=settings.VISMA_SCOPES,
         transport=transport,
         max_requests_per_second=settings.VISMA_MAX_REQUESTS_PER_SECOND,
+        budget_reserve_share=settings.VISMA_RATE_RESERVE,
     )
 
 

@@ -95,7 +95,13 @@ class Settings(BaseSettings):
     read is never taken over by another replica while it is still running."""
 
     VISMA_MAX_REQUESTS_PER_SECOND: float = Field(default=10, gt=0)
-    """Requests per second this process sends to Visma at most (each replica has its own)."""
+    """A ceiling: requests per second this process sends to Visma at most (each replica has
+    its own). Within it, each company's hourly budget, as Visma's answers announce it, paces
+    the requests."""
+
+    VISMA_RATE_RESERVE: float = Field(default=0.1, ge=0, lt=1)
+    """Share of each company's hourly budget kept for submissions: state reads wait once no
+    more than this remains (0.1 of 15,000 keeps 1,500 requests an hour for submissions)."""
 
     ALERT_WEBHOOK_URLS: CommaList = Field(default_factory=list)
     """Comma-separated URLs that receive JSON alert hooks."""
