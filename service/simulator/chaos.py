@@ -170,18 +170,21 @@ class CompanyBudgets:
             "X-RateLimit-Policy": BUDGET_POLICY,
         }
 
-    def to_json(self) -> dict[str, dict[str, int]]:
+    def to_json(self) -> dict[str, dict[str, int | str]]:
         """Each company's window, as `GET /_sim/budgets` shows it."""
         limit = self._config.rate_budget or 0
-        return {
-            tenant: {
+        shown: dict[str, dict[str, int | str]] = {}
+        for tenant in list(self._windows):
+            window = self._window(tenant)
+            ends_in = window.started + self._config.rate_budget_window_seconds - self._clock()
+            shown[tenant] = {
                 "limit": limit,
-                "used": self._window(tenant).used,
-                "remaining": max(0, limit - self._window(tenant).used),
+                "used": window.used,
+                "remaining": max(0, limit - window.used),
                 "reset": self.reset_seconds(tenant),
+                "resetAt": (datetime.now(UTC) + timedelta(seconds=ends_in)).isoformat(),
             }
-            for tenant in list(self._windows)
-        }
+        return shown
 
 
 @dataclass(frozen=True)
