@@ -17,6 +17,9 @@ The rule (`read_spacing`, `CompanyBudget.admit`):
   job's next check time) rather than holding a task, or shutdown, in a sleep. One company's
   wait never holds back another's requests.
 - Before Visma has said anything (the first request), requests go; the answer tells the rest.
+- Replicas share the budget without talking: between two of its answers a replica sees how
+  far `remaining` fell and how much of that it sent itself; the ratio (smoothed) says how many
+  spend at its pace, and its spacing is stretched by it, so together they keep to the rule.
 
 A process-wide ceiling (`Pacer`, VISMA_MAX_REQUESTS_PER_SECOND) stays in front of it all, so a
 burst of due work never becomes hundreds of requests at once.
@@ -35,6 +38,10 @@ RequestKind = Literal["submit", "read"]
 
 READ_BURST = 5
 """State reads that may go back to back before the spacing applies."""
+MAX_SHARERS = 64.0
+"""The most spenders a replica believes share the budget with it (a bound on outside input)."""
+SHARERS_SMOOTHING = 0.2
+"""Weight of each new sample of how many spend alongside (an exponential moving average)."""
 MAX_WAIT_SECONDS = 86400.0
 """The longest wait believed from a header (outside input is bounded; a window is an hour)."""
 
@@ -93,6 +100,9 @@ class CompanyBudget:
         self._reset_at: float | None = None
         self._paused_until = 0.0
         self._next_read_at = 0.0  # GCRA: when the next read is due at the spacing
+        self._sharers = 1.0  # how many spend this budget at this replica's pace (estimated)
+        self._heard: tuple[int, float] | None = None  # (remaining, reset_at) last announced
+        self._sent_since_heard = 0
 
     def admit(self, kind: RequestKind, *, now: float) -> float:
         """0 to send now (counted against the budget), else the seconds to wait first."""
@@ -102,15 +112,18 @@ class CompanyBudget:
             # The window has reset: the budget is whole again until an answer says otherwise.
             self._remaining, self._reset_at = self._limit, None
         if self._remaining is None or self._limit is None:
+            self._sent_since_heard += 1
             return 0.0  # Visma has not told us yet: the answer will
         to_reset = None if self._reset_at is None else self._reset_at - now
         if kind == "submit":
             if self._remaining > 0:
                 self._remaining -= 1
+                self._sent_since_heard += 1
                 return 0.0
             return to_reset if to_reset is not None else 1.0
         if to_reset is None:  # a fresh window of unknown length: go, the answer tells
             self._remaining = max(0, self._remaining - 1)
+            self._sent_since_heard += 1
             return 0.0
         reserve = reserve_for(self._limit, self._reserve_share)
         spacing = read_spacing(
@@ -118,12 +131,14 @@ class CompanyBudget:
         )
         if spacing is None:
             return to_reset
+        spacing *= self._sharers
         due = max(self._next_read_at, now)
         tolerance = spacing * (READ_BURST - 1)
         if due - now > tolerance:
             return due - tolerance - now
         self._next_read_at = due + spacing
         self._remaining -= 1
+        self._sent_since_heard += 1
         return 0.0
 
     def observe(self, headers: Mapping[str, str], *, now: float) -> None:
@@ -136,6 +151,21 @@ class CompanyBudget:
         self._limit = max(0, int(limit))
         self._remaining = max(0, int(remaining))
         self._reset_at = now + min(max(reset or 0.0, 0.0), MAX_WAIT_SECONDS) if reset else None
+        self._learn_sharers(self._remaining)
+        self._heard = (self._remaining, self._reset_at or now)
+
+    def _learn_sharers(self, remaining: int) -> None:
+        """How many spend at this pace: the fall in `remaining` since the last answer, over
+        what this replica sent meanwhile (same window only)."""
+        sent, self._sent_since_heard = self._sent_since_heard, 0
+        if self._heard is None or sent <= 0:
+            return
+        last_remaining, last_reset_at = self._heard
+        same_window = self._reset_at is not None and abs(self._reset_at - last_reset_at) < 2.0
+        if not same_window or remaining > last_remaining:
+            return
+        sample = min(MAX_SHARERS, max(1.0, (last_remaining - remaining) / sent))
+        self._sharers += SHARERS_SMOOTHING * (sample - self._sharers)
 
     def pause(self, seconds: float, *, now: float) -> None:
         """Send nothing for this company for `seconds` (Visma's Retry-After, in full)."""
@@ -152,6 +182,7 @@ class CompanyBudget:
                 seconds_to_reset=to_reset,
                 reserve=reserve_for(self._limit, self._reserve_share),
             )
+            spacing = None if spacing is None else spacing * self._sharers
         return BudgetSnapshot(
             tenant=self.tenant,
             limit=self._limit,
