@@ -302,6 +302,18 @@ def _parser() -> argparse.ArgumentParser:
         "--rate-limit", type=_rate, metavar="RPS", help="API requests per second before 429"
     )
     chaos.add_argument(
+        "--rate-budget",
+        type=_count,
+        metavar="N",
+        help="API requests per company per budget window before 429 (Visma's hourly budget)",
+    )
+    chaos.add_argument(
+        "--rate-budget-window",
+        type=_rate,
+        metavar="SECONDS",
+        help="the budget's window (default 3600; shorter to rehearse an hour in minutes)",
+    )
+    chaos.add_argument(
         "--server-error-share", type=_share, metavar="SHARE", help="share of API requests given 503"
     )
     chaos.add_argument(
@@ -617,6 +629,8 @@ _CHAOS_FLAGS = {
     "reorder_window": "webhook_reorder_window_seconds",
     "rate_limit_share": "rate_limit_share",
     "rate_limit": "rate_limit_per_second",
+    "rate_budget": "rate_budget",
+    "rate_budget_window": "rate_budget_window_seconds",
     "server_error_share": "server_error_share",
     "forget_after": "forget_after_seconds",
     "forgotten_state_status": "forgotten_state_status",
@@ -642,6 +656,16 @@ def _seconds(text: str) -> float:
     value = _number(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"seconds must not be negative, not {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a count must not be negative, not {text}")
     return value
 
 
