@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from service.domain import InvalidInput, choose_tenant, job_json, parse_job_create, parse_job_query
+from service.domain import (
+    InvalidInput,
+    choose_tenant,
+    job_json,
+    parse_job_create,
+    parse_job_query,
+    slack_message,
+)
 
 
 def test_choose_tenant_takes_the_named_company_or_the_first() -> None:
@@ -41,3 +48,13 @@ def test_job_json_shows_a_job_from_before_companies_as_the_default_companys() ->
     }
     assert job_json(row, default_tenant="first")["tenant"] == "first"
     assert job_json({**row, "tenant": "second"}, default_tenant="first")["tenant"] == "second"
+
+
+def test_a_job_alert_in_slack_names_the_company_escaped() -> None:
+    alert = {
+        "kind": "job.failed",
+        "summary": "Job failed: POST /v1/customer",
+        "job": {"id": "j", "method": "POST", "path": "/v1/customer", "tenant": "<!channel>"},
+    }
+    text = slack_message(alert)["blocks"][0]["text"]["text"]
+    assert "*Company:* &lt;!channel&gt;" in text

@@ -36,6 +36,7 @@ from service.visma import (
     VismaClient,
     VismaDeferred,
     VismaError,
+    VismaNotConfigured,
     VismaNotSent,
     VismaRejected,
     VismaUnavailable,
@@ -156,7 +157,9 @@ async def send_request(
     except VismaDeferred as exc:  # not sent, or refused unprocessed (429): it goes later
         await _record_deferred(sessions, job_id, exc)
         return
-    except VismaNotSent as exc:
+    except (VismaNotSent, VismaNotConfigured) as exc:
+        # Never sent (no connection, no token; or a waiting job's company is no longer in
+        # VISMA_TENANT_ID): refused, with a hint.
         outcome: Outcome | str = decide_not_sent(exc.message, status=exc.status)
     except (VismaRejected, VismaUnavailable) as exc:
         outcome = decide_submit_failure(exc.status, exc.body, message=exc.message)
