@@ -98,3 +98,12 @@ def test_the_old_fixed_pacing_spent_the_hour_in_minutes() -> None:
     hour = simulate("fixed", replicas=3)
     assert hour.sent[0] == hour.limit and hour.refused > 0
     assert hour.submissions_sent < hour.submissions_offered
+
+
+def test_without_a_reset_time_nothing_goes_once_the_budget_is_spent() -> None:
+    budget = CompanyBudget("c", reserve_share=0.5)
+    budget.observe({"x-ratelimit-limit": "4", "x-ratelimit-remaining": "3"}, now=0)
+    assert budget.admit("read", now=0) == 0
+    assert budget.admit("read", now=0) > 0  # at the reserve (2)
+    assert [budget.admit("submit", now=0) for _ in range(2)] == [0, 0]
+    assert budget.admit("submit", now=0) > 0

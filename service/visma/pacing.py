@@ -38,6 +38,8 @@ RequestKind = Literal["submit", "read"]
 
 READ_BURST = 5
 """State reads that may go back to back before the spacing applies."""
+UNKNOWN_RESET_WAIT_SECONDS = 5.0
+"""How long to wait when nothing is left and Visma said no reset time."""
 MAX_SHARERS = 64.0
 """The most spenders a replica believes share the budget with it (a bound on outside input)."""
 SHARERS_SMOOTHING = 0.2
@@ -120,12 +122,16 @@ class CompanyBudget:
                 self._remaining -= 1
                 self._sent_since_heard += 1
                 return 0.0
-            return to_reset if to_reset is not None else 1.0
-        if to_reset is None:  # a fresh window of unknown length: go, the answer tells
-            self._remaining = max(0, self._remaining - 1)
+            return to_reset if to_reset is not None else UNKNOWN_RESET_WAIT_SECONDS
+        reserve = reserve_for(self._limit, self._reserve_share)
+        if to_reset is None:
+            # No reset announced (or a fresh window): go while above the reserve; the next
+            # answer tells the rest. Without one, look again shortly.
+            if self._remaining <= reserve:
+                return UNKNOWN_RESET_WAIT_SECONDS
+            self._remaining -= 1
             self._sent_since_heard += 1
             return 0.0
-        reserve = reserve_for(self._limit, self._reserve_share)
         spacing = read_spacing(
             remaining=self._remaining, seconds_to_reset=to_reset, reserve=reserve
         )
