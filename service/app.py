@@ -90,6 +90,7 @@ def alert_policy(settings: Settings) -> AlertPolicy:
         flap_window_seconds=settings.ALERT_FLAP_WINDOW_SECONDS,
         burst_window_seconds=settings.ALERT_BURST_WINDOW_SECONDS,
         watch_components=tuple(settings.WATCH_COMPONENTS),
+        default_tenant=settings.tenant_ids[0] if settings.tenant_ids else None,
     )
 
 
@@ -126,10 +127,11 @@ def visma_client(
         token_url=settings.VISMA_TOKEN_URL,
         client_id=settings.VISMA_CLIENT_ID,
         client_secret=settings.VISMA_CLIENT_SECRET.get_secret_value(),
-        tenant_id=settings.VISMA_TENANT_ID,
+        tenant_ids=settings.tenant_ids,
         scopes=settings.VISMA_SCOPES,
         transport=transport,
         max_requests_per_second=settings.VISMA_MAX_REQUESTS_PER_SECOND,
+        budget_reserve_share=settings.VISMA_RATE_RESERVE,
     )
 
 

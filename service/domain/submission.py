@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -114,6 +114,23 @@ class JobRequest:
     tags: dict[str, str] = field(default_factory=dict)
     if_match: str | None = None
     notify: bool = True
+    tenant: str | None = None
+    """The company it is for; None: the default company."""
+
+
+MAX_TENANT_CHARS = 64
+"""Longest tenant id kept (`jobs.tenant`); Visma's are uuids."""
+TENANT_NOT_CONFIGURED = "tenant {tenant!r} is not one of this service's companies (VISMA_TENANT_ID)"
+
+
+def choose_tenant(asked: str | None, configured: Sequence[str]) -> str | None:
+    """The company a submission is for: the one it names, else the default (the first
+    configured); None when none is configured. InvalidInput for one not configured."""
+    if asked is None:
+        return configured[0] if configured else None
+    if asked not in configured:
+        raise InvalidInput(TENANT_NOT_CONFIGURED.format(tenant=asked[:MAX_TENANT_CHARS]))
+    return asked
 
 
 _In = TypeVar("_In")
@@ -133,6 +150,14 @@ class JobCreate(BaseModel):
     tags: dict[str, Any] = {}
     ifMatch: str | None = None
     notify: bool = True
+    tenant: str | None = None
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant(cls, value: str | None) -> str | None:
+        if value is not None and not 0 < len(value) <= MAX_TENANT_CHARS:
+            raise ValueError(f"must be a tenant id of 1 to {MAX_TENANT_CHARS} characters")
+        return value
 
     @field_validator("method")
     @classmethod
@@ -165,6 +190,7 @@ class JobCreate(BaseModel):
             tags=dict(self.tags),
             if_match=self.ifMatch,
             notify=self.notify,
+            tenant=self.tenant,
         )
 
 

@@ -71,6 +71,8 @@ class Job(View):
 
     id: str
     visma_job_id: str | None = None
+    tenant: str | None = None
+    """The company (Visma tenant) the job is for."""
     state: str
     method: str
     path: str
@@ -94,9 +96,15 @@ class JobDetail(Job):
     events: list[TimelineEntry]
 
 
-def job_json(job: object, events: Sequence[object] | None = None) -> dict[str, Any]:
-    """Job JSON of a job row; with `events` (timeline entries), the single view's."""
+def job_json(
+    job: object, events: Sequence[object] | None = None, *, default_tenant: str | None = None
+) -> dict[str, Any]:
+    """Job JSON of a job row; with `events` (timeline entries), the single view's.
+
+    A job stored before jobs named their company belongs to `default_tenant`."""
     view = Job.model_validate(job)
+    if view.tenant is None and default_tenant:
+        view = view.model_copy(update={"tenant": default_tenant})
     if events is None:
         return view.as_json()
     entries = [TimelineEntry.model_validate(event) for event in events]

@@ -58,10 +58,12 @@ async def list_jobs(request: Request[State]) -> Response:
             tags=job_filter.tags,
             last_modified=_condition(job_filter.last_modified),
             created=_condition(job_filter.created),
+            tenants=job_filter.tenants,
+            default_tenant=_default_tenant(request),
             limit=page.size,
             offset=page.offset,
         )
-    items = [job_json(job) for job in jobs]
+    items = [job_json(job, default_tenant=_default_tenant(request)) for job in jobs]
     return JSONResponse(page_json(items, total=total, page=page, max_size=MAX_PAGE_SIZE))
 
 
@@ -81,8 +83,12 @@ async def _job_view(request: Request[State], job_id: str) -> tuple[dict[str, obj
         if job is None:
             raise NotFound(JOB_NOT_FOUND.format(job_id=job_id))
         events = await store.job_events(session, job_id)
-    data = job_json(job, events)
+    data = job_json(job, events, default_tenant=_default_tenant(request))
     return data, etag_of(data)
+
+
+def _default_tenant(request: Request[State]) -> str | None:
+    return request.state["visma"].default_tenant
 
 
 def _etags(header: str | None) -> set[str]:
