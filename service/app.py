@@ -29,7 +29,9 @@ from service.web import (
     State,
     create_job,
     domain_error,
+    get_docs,
     get_job,
+    get_openapi,
     healthz,
     http_error,
     list_alerts,
@@ -232,6 +234,8 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"], name="healthz"),
         Route("/readyz", readyz, methods=["GET"], name="readyz"),
         Route("/metrics", metrics, methods=["GET"], name="metrics"),
+        Route("/openapi.json", get_openapi, methods=["GET"], name="openapi"),
+        Route("/docs", get_docs, methods=["GET"], name="docs"),
         Mount(
             "/api/v1",
             routes=api,

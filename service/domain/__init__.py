@@ -116,10 +116,27 @@ from service.domain.submission import (
     validate_path,
     validation_detail,
 )
-from service.domain.views import component_json, incident_json, iso, job_json
+from service.domain.views import (
+    Component,
+    ComponentDetail,
+    Incident,
+    JobDetail,
+    JobResult,
+    component_json,
+    incident_json,
+    iso,
+    job_json,
+)
+from service.domain.views import Job as JobView
 from service.domain.visma_errors import VismaErrorInfo, hint_for, parse_error
 
 __all__ = [
+    "Component",
+    "ComponentDetail",
+    "Incident",
+    "JobDetail",
+    "JobResult",
+    "JobView",
     "Cutoffs",
     "Retention",
     "ALERT_KINDS",

@@ -125,7 +125,20 @@ BODY_NOT_JSON = "request body must be a JSON object"
 class JobCreate(BaseModel):
     """`POST /api/v1/jobs`."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "method": "POST",
+                    "path": "/v1/customer",
+                    "body": {"name": "Acme AS"},
+                    "tags": {"orderRef": "SO-1"},
+                }
+            ]
+        },
+    )
 
     method: str
     path: str

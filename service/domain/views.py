@@ -94,6 +94,42 @@ class JobDetail(Job):
     events: list[TimelineEntry]
 
 
+class JobResult(View):
+    """What a finished job's request returned (Visma's `/content` and the state's status and
+    headers), kept after Visma forgets the job."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "jobId": "0190f0c4-8d4e-7a51-9a43-3e1f2b7c9d10",
+                    "status": 201,
+                    "headers": {"Location": "https://api.finance.visma.net/v1/customer/10042"},
+                    "contentType": "application/json",
+                    "content": '{"number": "10042"}',
+                    "contentEncoding": "utf-8",
+                    "size": 19,
+                    "truncated": False,
+                    "storedAt": "2026-12-02T13:05:00Z",
+                }
+            ]
+        }
+    )
+
+    job_id: str
+    status: int | None = None
+    headers: Annotated[dict[str, str], BeforeValidator(_or_empty)] = Field(default_factory=dict)
+    content_type: str | None = None
+    content: str | None = None
+    """The content as text (`utf-8`), or base64 when it is not UTF-8 text."""
+    content_encoding: str = "utf-8"
+    size: int = 0
+    """The content's size as Visma returned it, in bytes."""
+    truncated: bool = False
+    """True when the content was larger than MAX_RESULT_BYTES and only its start is kept."""
+    stored_at: Time
+
+
 def job_json(job: object, events: Sequence[object] | None = None) -> dict[str, Any]:
     """Job JSON of a job row; with `events` (timeline entries), the single view's."""
     view = Job.model_validate(job)
