@@ -43,6 +43,7 @@ from service.web import (
     readyz,
     receive_status_webhook,
     receive_visma_webhook,
+    replay,
     server_error,
     storage_error,
 )
@@ -71,6 +72,7 @@ class Resources:
             "ingest": self.ingest,
             "alert_policy": alert_policy(self.settings),
             "submit_settings": submit_settings(self.settings),
+            "resolve_settings": resolve_settings(self.settings),
             "table_sizes": self.housekeeping.measured_tables,
         }
 
@@ -219,6 +221,12 @@ def create_app(
         Route("/jobs", list_jobs, methods=["GET"], name="list_jobs"),
         Route("/jobs/{job_id}", get_job, methods=["GET"], name="get_job"),
         Route("/deliveries", list_deliveries, methods=["GET"], name="list_deliveries"),
+        Route(
+            "/deliveries/{delivery_id}/replay",
+            replay,
+            methods=["POST"],
+            name="replay_delivery",
+        ),
         Route("/status/components", list_components, methods=["GET"], name="list_components"),
         Route("/status/incidents", list_incidents, methods=["GET"], name="list_incidents"),
         Route("/alerts", list_alerts, methods=["GET"], name="list_alerts"),

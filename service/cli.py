@@ -15,6 +15,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -240,6 +241,20 @@ def _parser() -> argparse.ArgumentParser:
     poll.add_argument("--loop", action="store_true", help="keep polling until interrupted")
     poll.add_argument("--interval", type=float, default=5.0, help="seconds between passes")
     poll.set_defaults(run=_poll)
+
+    replay = command(
+        "replay", "run stored webhook deliveries through correlation and resolution again"
+    )
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", metavar="ID", help="the delivery's id (see GET /api/v1/deliveries)")
+    which.add_argument(
+        "--since",
+        metavar="TIME",
+        type=_timestamp,
+        help="every Visma delivery received at or after TIME (ISO 8601; UTC if no offset)",
+    )
+    replay.add_argument("--json", action="store_true", help="print what was replayed as JSON")
+    replay.set_defaults(run=_replay)
 
     purge = command("purge", "remove now what retention allows (RETENTION_*_DAYS), per table")
     purge.add_argument(
@@ -482,6 +497,51 @@ def _poll(args: argparse.Namespace) -> int:
         return 0
     print_line(f"read the state of {count} job(s)")
     return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from service.app import resolve_settings, visma_client
+    from service.flows import replay_delivery, replay_since
+
+    settings = _settings()
+
+    async def run() -> list[Any]:
+        engine, sessions = await _open_db(settings)
+        visma = visma_client(settings)
+        try:
+            if args.id is not None:
+                one = await replay_delivery(
+                    sessions, visma, args.id, settings=resolve_settings(settings), source="cli"
+                )
+                return [one]
+            return await replay_since(
+                sessions, visma, args.since, settings=resolve_settings(settings), source="cli"
+            )
+        finally:
+            await visma.aclose()
+            await engine.dispose()
+
+    done = asyncio.run(run())
+    rows = [
+        {"deliveryId": r.delivery_id, "jobId": r.job_id, "stateRead": r.state_read} for r in done
+    ]
+    if args.json:
+        print_json({"replayed": rows})
+        return 0
+    for row in rows:
+        job = row["jobId"] or "no job"
+        read = ", state read again" if row["stateRead"] else ""
+        print_line(f"replayed {row['deliveryId']}: {job}{read}")
+    print_line(f"replayed {len(rows)} deliveries")
+    return 0
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants an ISO 8601 time, got {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _purge(args: argparse.Namespace) -> int:

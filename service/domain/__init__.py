@@ -35,6 +35,8 @@ from service.domain.deliveries import (
     PROBLEM_STATE_MISMATCH,
     BackgroundNotice,
     LinkRules,
+    ReplayLink,
+    decide_replay_link,
     read_background_body,
 )
 from service.domain.errors import (
@@ -131,6 +133,8 @@ from service.domain.views import Job as JobView
 from service.domain.visma_errors import VismaErrorInfo, hint_for, parse_error
 
 __all__ = [
+    "ReplayLink",
+    "decide_replay_link",
     "Component",
     "ComponentDetail",
     "Incident",

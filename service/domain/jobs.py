@@ -57,6 +57,7 @@ class EventKind(StrEnum):
     IGNORED = "ignored"
     RESENT = "resent"
     ADOPTED = "visma_id_adopted"
+    REPLAYED = "replayed"
 
 
 class Resolver(StrEnum):

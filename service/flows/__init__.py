@@ -15,12 +15,16 @@ from service.flows.alert_outbox import (
 )
 from service.flows.clock import utcnow
 from service.flows.lookup import find_job_id
+from service.flows.replay import Replayed, replay_delivery, replay_since
 from service.flows.resolve import ResolveSettings, read_and_apply, resolve_due_jobs
 from service.flows.retention import PURGED_TABLES, PurgeSettings, give_space_back, purge
 from service.flows.status import StatusReceipt, record_status_delivery
 from service.flows.submit import SubmitSettings, resend_job, submit_job
 
 __all__ = [
+    "Replayed",
+    "replay_delivery",
+    "replay_since",
     "PURGED_TABLES",
     "PurgeSettings",
     "give_space_back",

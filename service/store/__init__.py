@@ -18,6 +18,8 @@ from service.store.alerts import (
 from service.store.deliveries import (
     add_delivery,
     count_deliveries,
+    get_inbox_delivery,
+    inbox_ids_since,
     linked_visma_ids,
     list_deliveries,
     unlink_deliveries,
@@ -100,6 +102,8 @@ from service.store.status import (
 )
 
 __all__ = [
+    "get_inbox_delivery",
+    "inbox_ids_since",
     "PurgedNotification",
     "TableSize",
     "free_pages",

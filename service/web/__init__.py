@@ -2,7 +2,7 @@
 
 from service.web.alerts_api import list_alerts
 from service.web.auth import BearerAuth, may_write, require_write
-from service.web.deliveries_api import list_deliveries
+from service.web.deliveries_api import list_deliveries, replay
 from service.web.errors import domain_error, http_error, server_error, storage_error
 from service.web.fast_lane import FastLane, RequestErrorHandler
 from service.web.health import healthz, metrics, readyz
@@ -36,6 +36,7 @@ __all__ = [
     "readyz",
     "receive_status_webhook",
     "receive_visma_webhook",
+    "replay",
     "require_write",
     "server_error",
     "storage_error",

@@ -216,6 +216,38 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/api/v1/deliveries/{delivery_id}/replay": {
+            "post": {
+                "operationId": "replay_delivery",
+                "summary": "Run a stored delivery through correlation and resolution again",
+                "description": "Idempotent: a settled job stays settled; its timeline says so.",
+                "parameters": [
+                    {
+                        "name": "delivery_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                    }
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["deliveryId", "jobId", "job"],
+                            "properties": {
+                                "deliveryId": {"type": "string"},
+                                "jobId": {"type": ["string", "null"]},
+                                "job": {"anyOf": [job, {"type": "null"}]},
+                            },
+                        },
+                        "the delivery's job as it stands after the replay (null: it names none)",
+                    ),
+                    "404": _error("no such delivery"),
+                    "409": _error("not a Visma delivery (status-page deliveries are not replayed)"),
+                    **_WRITE_ERRORS,
+                },
+            }
+        },
         "/api/v1/status/components": {
             "get": {
                 "operationId": "list_components",
