@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.domain import LINK_RULES, AlertPolicy, DomainError, Pacing, Retention
 from service.flows import OutboxSettings, ResolveSettings, SubmitSettings
 from service.settings import Settings, get_settings
-from service.store import IngestWriter, create_engine, create_readers, create_sessionmaker
+from service.store import (
+    JOB_CHANGES,
+    IngestWriter,
+    create_engine,
+    create_readers,
+    create_sessionmaker,
+    listener_for,
+)
 from service.visma import VismaClient
 from service.web import (
     BearerAuth,
@@ -160,6 +167,17 @@ def submit_settings(settings: Settings) -> SubmitSettings:
     return SubmitSettings(pacing=pacing(settings), alerts=alert_policy(settings))
 
 
+def _woken(resolver: ResolverWorker) -> Callable[[Sequence[str]], None]:
+    """What the ingest writer calls after a commit that linked deliveries to open jobs: the
+    resolver reads them, and whoever waits on them (`?wait=`) sees their new timeline entry."""
+
+    def woken(job_ids: Sequence[str]) -> None:
+        resolver.wake(job_ids)
+        JOB_CHANGES.publish(job_ids)
+
+    return woken
+
+
 @contextlib.asynccontextmanager
 async def open_resources(
     settings: Settings,
@@ -179,7 +197,7 @@ async def open_resources(
         resolver = ResolverWorker(sessions, visma, resolve or resolve_settings(settings))
         alerts = alert_sender(settings, sessions)
         stack.push_async_callback(alerts.aclose)
-        ingest = IngestWriter(engine, rules=LINK_RULES, on_matched=resolver.wake)
+        ingest = IngestWriter(engine, rules=LINK_RULES, on_matched=_woken(resolver))
         stack.push_async_callback(ingest.close)
         await ingest.start()
         stack.push_async_callback(resolver.stop)
@@ -190,6 +208,10 @@ async def open_resources(
             every_seconds=settings.HOUSEKEEPING_INTERVAL_SECONDS,
         )
         stack.push_async_callback(housekeeping.stop)
+        listener = listener_for(engine)
+        if listener is not None:
+            listener.start()
+            stack.push_async_callback(listener.stop)
         if run_workers:
             resolver.start()
             alerts.start()

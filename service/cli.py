@@ -204,6 +204,13 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument(
         "--no-notify", action="store_true", help="ask Visma for no webhook: the job is polled"
     )
+    submit.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until the job ends (a running service resolves it) and print the outcome; "
+        f"exit status {EXIT_BY_STATE['failed']} failed, {EXIT_BY_STATE['rejected']} rejected, "
+        f"{EXIT_BY_STATE['expired']} expired",
+    )
     submit.add_argument("--json", action="store_true", help="print the job as JSON")
     submit.set_defaults(run=_submit)
 
@@ -403,9 +410,9 @@ def _submit(args: argparse.Namespace) -> int:
     from service.domain import parse_job_create
 
     if args.resend:
-        data = asyncio.run(_resend_and_show(_settings(), args.resend))
+        data = asyncio.run(_resend_and_show(_settings(), args.resend, wait=args.wait))
         _show_job(data, as_json=args.json)
-        return 0 if data["state"] not in ("rejected", "failed") else 1
+        return _exit_status(data["state"])
     if not args.path:
         print_error("--path is required (or --resend JOB)")
         return 2
@@ -426,12 +433,33 @@ def _submit(args: argparse.Namespace) -> int:
     if args.if_match:
         request["ifMatch"] = args.if_match
     job_create = parse_job_create(json.dumps(request).encode())
-    data = asyncio.run(_submit_and_show(_settings(), job_create.to_request()))
+    data = asyncio.run(_submit_and_show(_settings(), job_create.to_request(), wait=args.wait))
     _show_job(data, as_json=args.json)
-    return 0 if data["state"] not in ("rejected", "failed") else 1
+    return _exit_status(data["state"])
 
 
-async def _submit_and_show(settings: Settings, request: Any) -> dict[str, Any]:
+EXIT_BY_STATE = {"failed": 1, "rejected": 1, "expired": 3}
+"""`submit`'s exit status for a job that did not succeed (0 otherwise)."""
+WAIT_POLL_SECONDS = 0.5
+
+
+def _exit_status(state: str) -> int:
+    return EXIT_BY_STATE.get(state, 0)
+
+
+async def _until_ended(sessions: Any, job_id: str) -> dict[str, Any]:
+    """The job once it has ended: the serving replicas resolve it; this only reads it."""
+    from service.domain import TERMINAL_STATES
+
+    ended = {state.value for state in TERMINAL_STATES}
+    while True:
+        data = await _load_job(sessions, job_id)
+        if data["state"] in ended:
+            return data
+        await asyncio.sleep(WAIT_POLL_SECONDS)
+
+
+async def _submit_and_show(settings: Settings, request: Any, *, wait: bool) -> dict[str, Any]:
     from service.app import submit_settings, visma_client
     from service.flows import submit_job
 
@@ -445,13 +473,13 @@ async def _submit_and_show(settings: Settings, request: Any) -> dict[str, Any]:
             source="cli",
             settings=submit_settings(settings),
         )
-        return await _load_job(sessions, job_id)
+        return await (_until_ended if wait else _load_job)(sessions, job_id)
     finally:
         await visma.aclose()
         await engine.dispose()
 
 
-async def _resend_and_show(settings: Settings, job_id: str) -> dict[str, Any]:
+async def _resend_and_show(settings: Settings, job_id: str, *, wait: bool) -> dict[str, Any]:
     from service.app import submit_settings, visma_client
     from service.flows import find_job_id, resend_job
 
@@ -465,7 +493,7 @@ async def _resend_and_show(settings: Settings, job_id: str) -> dict[str, Any]:
             source="cli",
             settings=submit_settings(settings),
         )
-        return await _load_job(sessions, new_id)
+        return await (_until_ended if wait else _load_job)(sessions, new_id)
     finally:
         await visma.aclose()
         await engine.dispose()

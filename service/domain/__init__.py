@@ -79,6 +79,7 @@ from service.domain.lifecycle import (
 )
 from service.domain.listing import (
     MAX_PAGE_SIZE,
+    MAX_WAIT_SECONDS,
     AlertFilter,
     DeliveryFilter,
     JobFilter,
@@ -90,6 +91,7 @@ from service.domain.listing import (
     parse_delivery_query,
     parse_incident_query,
     parse_job_query,
+    parse_wait,
 )
 from service.domain.retention import Cutoffs, Retention
 from service.domain.status import (
@@ -133,6 +135,8 @@ from service.domain.views import Job as JobView
 from service.domain.visma_errors import VismaErrorInfo, hint_for, parse_error
 
 __all__ = [
+    "MAX_WAIT_SECONDS",
+    "parse_wait",
     "ReplayLink",
     "decide_replay_link",
     "Component",

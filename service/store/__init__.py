@@ -33,6 +33,7 @@ from service.store.engine import (
     is_sqlite,
 )
 from service.store.ingest import DeliveryRecord, IngestUnavailable, IngestWriter, Stored
+from service.store.job_changes import JOB_CHANGES, JobChangeListener, JobChanges, listener_for
 from service.store.jobs import (
     ClaimedJob,
     TimelineEntry,
@@ -102,6 +103,10 @@ from service.store.status import (
 )
 
 __all__ = [
+    "JOB_CHANGES",
+    "JobChangeListener",
+    "JobChanges",
+    "listener_for",
     "get_inbox_delivery",
     "inbox_ids_since",
     "PurgedNotification",

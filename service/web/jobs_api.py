@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from datetime import datetime
 
 from starlette.requests import Request
@@ -16,6 +19,7 @@ from service.domain import (
     job_json,
     parse_job_create,
     parse_job_query,
+    parse_wait,
 )
 from service.flows import submit_job
 from service.web.auth import require_write
@@ -67,10 +71,34 @@ async def list_jobs(request: Request[State]) -> Response:
 
 async def get_job(request: Request[State]) -> Response:
     job_id = decode_id(request.path_params["job_id"])
-    data, etag = await _job_view(request, job_id)
-    if etag in _etags(request.headers.get("if-none-match")):
-        return Response(status_code=304, headers={"ETag": etag})
-    return JSONResponse(data, headers={"ETag": etag})
+    wait = parse_wait(request.query_params.get("wait"))
+    held = _etags(request.headers.get("if-none-match"))
+    if not (wait and held):
+        data, etag = await _job_view(request, job_id)
+        if etag in held:
+            return Response(status_code=304, headers={"ETag": etag})
+        return JSONResponse(data, headers={"ETag": etag})
+    return await _await_change(request, job_id, held, deadline=time.monotonic() + wait)
+
+
+async def _await_change(
+    request: Request[State], job_id: str, held: set[str], *, deadline: float
+) -> Response:
+    """The job as soon as its ETag is not one the client holds, else 304 at the deadline.
+
+    No transaction stays open while waiting: the job is read again only when a commit (here,
+    or on another replica through PostgreSQL's NOTIFY) says it may have changed."""
+    with store.JOB_CHANGES.watch(job_id) as changed:
+        while True:
+            changed.clear()  # before the read, so a change during it still wakes the wait
+            data, etag = await _job_view(request, job_id)
+            if etag not in held:
+                return JSONResponse(data, headers={"ETag": etag})
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return Response(status_code=304, headers={"ETag": etag})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout=remaining)
 
 
 async def _job_view(request: Request[State], job_id: str) -> tuple[dict[str, object], str]:
