@@ -38,6 +38,7 @@ from service.web import (
     domain_error,
     get_docs,
     get_job,
+    get_job_result,
     get_openapi,
     healthz,
     http_error,
@@ -159,6 +160,7 @@ def resolve_settings(settings: Settings) -> ResolveSettings:
         pacing=pacing(settings),
         lease_seconds=settings.POLL_LEASE_SECONDS,
         alerts=alert_policy(settings),
+        max_result_bytes=settings.MAX_RESULT_BYTES,
     )
 
 
@@ -242,6 +244,7 @@ def create_app(
         Route("/jobs", create_job, methods=["POST"], name="create_job"),
         Route("/jobs", list_jobs, methods=["GET"], name="list_jobs"),
         Route("/jobs/{job_id}", get_job, methods=["GET"], name="get_job"),
+        Route("/jobs/{job_id}/result", get_job_result, methods=["GET"], name="get_job_result"),
         Route("/deliveries", list_deliveries, methods=["GET"], name="list_deliveries"),
         Route(
             "/deliveries/{delivery_id}/replay",

@@ -93,6 +93,7 @@ from service.domain.listing import (
     parse_job_query,
     parse_wait,
 )
+from service.domain.results import KeptResult, keep_result, shown_content
 from service.domain.retention import Cutoffs, Retention
 from service.domain.status import (
     CLOSED_STATUSES,
@@ -130,11 +131,16 @@ from service.domain.views import (
     incident_json,
     iso,
     job_json,
+    result_json,
 )
 from service.domain.views import Job as JobView
 from service.domain.visma_errors import VismaErrorInfo, hint_for, parse_error
 
 __all__ = [
+    "KeptResult",
+    "keep_result",
+    "result_json",
+    "shown_content",
     "MAX_WAIT_SECONDS",
     "parse_wait",
     "ReplayLink",

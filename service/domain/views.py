@@ -15,6 +15,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
 
+from service.domain.results import shown_content
+
 
 def iso(value: datetime | None) -> str | None:
     """UTC ISO 8601 with a Z, as Visma writes timestamps."""
@@ -128,6 +130,20 @@ class JobResult(View):
     truncated: bool = False
     """True when the content was larger than MAX_RESULT_BYTES and only its start is kept."""
     stored_at: Time
+
+
+def result_json(result: object) -> dict[str, Any]:
+    """JobResult JSON of a kept result row (`job_id`, `status`, `headers`, `content_type`,
+    `content`, `size`, `truncated`, `stored_at`)."""
+    raw = getattr(result, "content", None)
+    truncated = bool(getattr(result, "truncated", False))
+    content, encoding = shown_content(raw, truncated=truncated)
+    fields = {
+        name: getattr(result, name) for name in JobResult.model_fields if hasattr(result, name)
+    }
+    return JobResult.model_validate(
+        {**fields, "content": content, "content_encoding": encoding}
+    ).as_json()
 
 
 def job_json(job: object, events: Sequence[object] | None = None) -> dict[str, Any]:

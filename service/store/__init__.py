@@ -69,7 +69,9 @@ from service.store.models import (
     Base,
     Delivery,
     Job,
+    JobCallback,
     JobEvent,
+    JobResult,
     JobStateCount,
     PurgedNotification,
     StatusComponent,
@@ -78,6 +80,7 @@ from service.store.models import (
     StatusIncidentComponent,
     StatusIncidentUpdate,
 )
+from service.store.results import callback_urls, get_result, keep_result, set_callback
 from service.store.retention import (
     TableSize,
     free_pages,
@@ -103,6 +106,12 @@ from service.store.status import (
 )
 
 __all__ = [
+    "JobCallback",
+    "JobResult",
+    "callback_urls",
+    "get_result",
+    "keep_result",
+    "set_callback",
     "JOB_CHANGES",
     "JobChangeListener",
     "JobChanges",

@@ -200,7 +200,8 @@ async def alert_deliveries(
         .order_by(AlertDelivery.id)
     )
     for delivery in (await session.execute(query)).scalars():
-        found[delivery.alert_id].append(delivery)
+        if delivery.alert_id is not None:  # always: the query asked for these alerts
+            found[delivery.alert_id].append(delivery)
     return found
 
 

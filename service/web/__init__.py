@@ -6,7 +6,7 @@ from service.web.deliveries_api import list_deliveries, replay
 from service.web.errors import domain_error, http_error, server_error, storage_error
 from service.web.fast_lane import FastLane, RequestErrorHandler
 from service.web.health import healthz, metrics, readyz
-from service.web.jobs_api import create_job, get_job, list_jobs
+from service.web.jobs_api import create_job, get_job, get_job_result, list_jobs
 from service.web.openapi import get_docs, get_openapi, openapi_document
 from service.web.state import State
 from service.web.status_api import list_components, list_incidents
@@ -22,6 +22,7 @@ __all__ = [
     "domain_error",
     "get_docs",
     "get_job",
+    "get_job_result",
     "get_openapi",
     "openapi_document",
     "healthz",

@@ -20,6 +20,7 @@ from service.domain import (
     parse_job_create,
     parse_job_query,
     parse_wait,
+    result_json,
 )
 from service.flows import submit_job
 from service.web.auth import require_write
@@ -79,6 +80,24 @@ async def get_job(request: Request[State]) -> Response:
             return Response(status_code=304, headers={"ETag": etag})
         return JSONResponse(data, headers={"ETag": etag})
     return await _await_change(request, job_id, held, deadline=time.monotonic() + wait)
+
+
+NO_RESULT = (
+    "job {job_id} has no kept result: it has not finished, or it ended without one (refused, "
+    "expired, or answered at once)"
+)
+
+
+async def get_job_result(request: Request[State]) -> Response:
+    """What the finished request returned, as kept when the job ended."""
+    job_id = decode_id(request.path_params["job_id"])
+    async with request.state["readers"].begin() as session:
+        result = await store.get_result(session, job_id)
+        if result is None:
+            if await store.get_job(session, job_id) is None:
+                raise NotFound(JOB_NOT_FOUND.format(job_id=job_id))
+            raise NotFound(NO_RESULT.format(job_id=job_id))
+    return JSONResponse(result_json(result))
 
 
 async def _await_change(

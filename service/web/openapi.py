@@ -190,6 +190,18 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/api/v1/jobs/{job_id}/result": {
+            "get": {
+                "operationId": "get_job_result",
+                "summary": "What the finished request returned, kept after Visma forgets it",
+                "parameters": [_JOB_ID],
+                "responses": {
+                    "200": _json(_ref(JobResult), "the kept result"),
+                    "404": _error("no such job, or it has no result (yet)"),
+                    **_READ_ERRORS,
+                },
+            }
+        },
         "/api/v1/deliveries": {
             "get": {
                 "operationId": "list_deliveries",
