@@ -127,6 +127,8 @@ def alert_sender(
         timeout_seconds=settings.ALERT_TIMEOUT_SECONDS,
         poll_seconds=settings.ALERT_POLL_SECONDS,
         transport=transport,
+        callback_secret=settings.CALLBACK_SIGNING_SECRET.get_secret_value(),
+        callback_allowed_hosts=settings.CALLBACK_ALLOWED_HOSTS,
     )
 
 

@@ -22,6 +22,11 @@ from service.domain.alerts import (
     send_outcome,
     slack_message,
 )
+from service.domain.callbacks import (
+    callback_host,
+    callback_refusal,
+    validate_callback_url,
+)
 from service.domain.correlation import (
     BACKGROUND_HEADER,
     JOB_ID_KEY,
@@ -137,6 +142,9 @@ from service.domain.views import Job as JobView
 from service.domain.visma_errors import VismaErrorInfo, hint_for, parse_error
 
 __all__ = [
+    "callback_host",
+    "callback_refusal",
+    "validate_callback_url",
     "KeptResult",
     "keep_result",
     "result_json",

@@ -8,7 +8,7 @@ answer, an alert body and, from its JSON schema, the API's documentation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -83,6 +83,7 @@ class Job(View):
     hint: str | None = None
     resolved_by: str | None = None
     notify: bool
+    callback_url: str | None = None
     result_etag: str | None = None
     submitted_at: Time
     accepted_at: Time | None = None
@@ -90,10 +91,29 @@ class Job(View):
     last_modified_at: Time
 
 
+class CallbackAttempt(View):
+    """One try at POSTing a job's callback, and how the target answered."""
+
+    at: Time
+    status_code: int | None = None
+    error: str | None = None
+
+
+class CallbackStatus(View):
+    """Where a job's callback stands: queued, sent, failed (given up) or gone (410)."""
+
+    url: str
+    state: str
+    next_attempt_at: Time | None = None
+    sent_at: Time | None = None
+    attempts: list[CallbackAttempt] = Field(default_factory=list)
+
+
 class JobDetail(Job):
-    """A job with its timeline, oldest first (the single view)."""
+    """A job with its timeline, oldest first (the single view), and its callback's attempts."""
 
     events: list[TimelineEntry]
+    callback: CallbackStatus | None = None
 
 
 class JobResult(View):
@@ -146,13 +166,23 @@ def result_json(result: object) -> dict[str, Any]:
     ).as_json()
 
 
-def job_json(job: object, events: Sequence[object] | None = None) -> dict[str, Any]:
-    """Job JSON of a job row; with `events` (timeline entries), the single view's."""
+def job_json(
+    job: object,
+    events: Sequence[object] | None = None,
+    *,
+    callback_url: str | None = None,
+    callback: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Job JSON of a job row; with `events` (timeline entries), the single view's, which also
+    shows `callback` (its delivery: `url`, `state`, ..., `attempts`) when there is one."""
     view = Job.model_validate(job)
+    if callback_url is not None:
+        view = view.model_copy(update={"callback_url": callback_url})
     if events is None:
         return view.as_json()
     entries = [TimelineEntry.model_validate(event) for event in events]
-    return JobDetail(**dict(view), events=entries).as_json()
+    status = CallbackStatus.model_validate(callback) if callback is not None else None
+    return JobDetail(**dict(view), events=entries, callback=status).as_json()
 
 
 class ComponentChange(View):

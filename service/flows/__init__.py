@@ -13,6 +13,7 @@ from service.flows.alert_outbox import (
     next_due,
     record_send,
 )
+from service.flows.callbacks import CALLBACK, CallbackTarget, check_callback
 from service.flows.clock import utcnow
 from service.flows.lookup import find_job_id
 from service.flows.replay import Replayed, replay_delivery, replay_since
@@ -22,6 +23,9 @@ from service.flows.status import StatusReceipt, record_status_delivery
 from service.flows.submit import SubmitSettings, resend_job, submit_job
 
 __all__ = [
+    "CALLBACK",
+    "CallbackTarget",
+    "check_callback",
     "Replayed",
     "replay_delivery",
     "replay_since",

@@ -85,6 +85,8 @@ async def submit_job(
                 next_check_at=first_check(settings.pacing, submitted_at=now),
             ),
         )
+        if request.callback_url is not None:
+            await store.set_callback(session, job_id, request.callback_url)
         await store.add_event(
             session,
             job_id,
@@ -152,6 +154,7 @@ async def resend_job(
             tags=dict(old.tags or {}),
             if_match=old.if_match,
             notify=old.notify,
+            callback_url=(await store.callback_urls(session, [job_id])).get(job_id),
         )
         old.last_modified_at = utcnow()
         await store.add_event(

@@ -80,7 +80,13 @@ from service.store.models import (
     StatusIncidentComponent,
     StatusIncidentUpdate,
 )
-from service.store.results import callback_urls, get_result, keep_result, set_callback
+from service.store.results import (
+    callback_urls,
+    get_result,
+    job_callback,
+    keep_result,
+    set_callback,
+)
 from service.store.retention import (
     TableSize,
     free_pages,
@@ -106,6 +112,7 @@ from service.store.status import (
 )
 
 __all__ = [
+    "job_callback",
     "JobCallback",
     "JobResult",
     "callback_urls",

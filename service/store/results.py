@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.store.models import JobCallback, JobResult
+from service.store.models import AlertAttempt, AlertDelivery, JobCallback, JobResult
 
 
 async def keep_result(
@@ -61,3 +62,31 @@ async def callback_urls(session: AsyncSession, job_ids: Sequence[str]) -> dict[s
         select(JobCallback.job_id, JobCallback.url).where(JobCallback.job_id.in_(job_ids))
     )
     return {job_id: url for job_id, url in rows.all()}
+
+
+async def job_callback(session: AsyncSession, job_id: str) -> dict[str, Any] | None:
+    """The job's callback delivery (its newest) with every attempt, oldest first; None if the
+    job has none queued."""
+    query = (
+        select(AlertDelivery)
+        .where(AlertDelivery.job_id == job_id)
+        .order_by(AlertDelivery.id.desc())
+        .limit(1)
+    )
+    delivery = (await session.execute(query)).scalar_one_or_none()
+    if delivery is None:
+        return None
+    attempts = await session.execute(
+        select(AlertAttempt)
+        .where(AlertAttempt.delivery_id == delivery.id)
+        .order_by(AlertAttempt.id)
+    )
+    return {
+        "url": delivery.target,
+        "state": delivery.state,
+        "next_attempt_at": delivery.next_attempt_at,
+        "sent_at": delivery.sent_at,
+        "attempts": [
+            {"at": a.at, "status_code": a.status_code, "error": a.error} for a in attempts.scalars()
+        ],
+    }

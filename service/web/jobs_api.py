@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from service import store
 from service.domain import (
     MAX_PAGE_SIZE,
+    NotConfigured,
     NotFound,
     TimeCondition,
     decode_id,
@@ -22,7 +23,7 @@ from service.domain import (
     parse_wait,
     result_json,
 )
-from service.flows import submit_job
+from service.flows import check_callback, submit_job
 from service.web.auth import require_write
 from service.web.errors import error_response
 from service.web.schemas import etag_of, page_json
@@ -30,6 +31,7 @@ from service.web.state import State
 from service.web.webhooks import BodyTooLarge, read_body
 
 JOB_NOT_FOUND = "no job with id {job_id!r}"
+NO_CALLBACK_SECRET = "callbackUrl needs CALLBACK_SIGNING_SECRET, which is not set"
 
 
 async def create_job(request: Request[State]) -> Response:
@@ -40,11 +42,17 @@ async def create_job(request: Request[State]) -> Response:
         raw = await read_body(request, limit)
     except BodyTooLarge:
         return error_response(413, "too_large", f"body is larger than MAX_SUBMIT_BYTES={limit}")
-    job_create = parse_job_create(raw)
+    job_request = parse_job_create(raw).to_request()
+    if job_request.callback_url is not None:
+        if not state["settings"].CALLBACK_SIGNING_SECRET.get_secret_value():
+            raise NotConfigured(NO_CALLBACK_SECRET)
+        await check_callback(
+            job_request.callback_url, allowed_hosts=state["settings"].CALLBACK_ALLOWED_HOSTS
+        )
     job_id = await submit_job(
         state["sessions"],
         state["visma"],
-        job_create.to_request(),
+        job_request,
         source="api",
         settings=state["submit_settings"],
     )
@@ -66,7 +74,8 @@ async def list_jobs(request: Request[State]) -> Response:
             limit=page.size,
             offset=page.offset,
         )
-    items = [job_json(job) for job in jobs]
+        urls = await store.callback_urls(session, [job.id for job in jobs])
+    items = [job_json(job, callback_url=urls.get(job.id)) for job in jobs]
     return JSONResponse(page_json(items, total=total, page=page, max_size=MAX_PAGE_SIZE))
 
 
@@ -128,7 +137,9 @@ async def _job_view(request: Request[State], job_id: str) -> tuple[dict[str, obj
         if job is None:
             raise NotFound(JOB_NOT_FOUND.format(job_id=job_id))
         events = await store.job_events(session, job_id)
-    data = job_json(job, events)
+        callback_url = (await store.callback_urls(session, [job_id])).get(job_id)
+        callback = await store.job_callback(session, job_id) if callback_url else None
+    data = job_json(job, events, callback_url=callback_url, callback=callback)
     return data, etag_of(data)
 
 
