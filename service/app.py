@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -56,6 +57,9 @@ from service.web import (
     storage_error,
 )
 from service.workers import AlertSender, HousekeepingWorker, ResolverWorker
+
+GZIP_MINIMUM_BYTES = 1024
+"""REST answers at least this large are gzip-compressed for clients that accept it."""
 
 
 @dataclass
@@ -306,6 +310,8 @@ def create_app(
             exception_handlers=exception_handlers,
         )
     )
+    # Inside the fast lane: the webhook hot path never passes through it.
+    middleware.append(Middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=5))
     return Starlette(
         routes=routes,
         middleware=middleware,

@@ -56,6 +56,7 @@ async def record_outcome(
     job.created_resource_id = outcome.created_resource_id
     job.error = outcome.error.as_json() if outcome.error else None
     job.hint = outcome.hint
+    job.result_etag = outcome.result_etag
     job.resolved_by = resolved_by
     job.finished_at = at
     job.next_check_at = None

@@ -194,7 +194,9 @@ async def _record_accepted(
         moved = can_move(JobState(job.state), JobState.ACCEPTED)
         if moved:
             job.state = JobState.ACCEPTED
-            job.next_check_at = poll_at(pacing, accepted_at=now, next_check=job.next_check_at)
+            job.next_check_at = poll_at(
+                pacing, accepted_at=now, next_check=job.next_check_at, notify=job.notify
+            )
         await store.add_event(
             session,
             job_id,
