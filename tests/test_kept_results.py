@@ -85,7 +85,10 @@ async def test_get_job_result_outlives_visma_forgetting_the_job(stack: Stack) ->
     assert result["jobId"] == job["id"]
     assert result["status"] == 201
     assert result["headers"]["Location"].endswith("/v1/customer/" + job["createdResourceId"])
-    assert json.loads(result["content"]) == {"number": "10042"}
+    content = json.loads(result["content"])
+    assert content["number"] == "10042"
+    # The created record's version, as the body's timeStamp and the job's resultEtag show it.
+    assert f'"{content["timeStamp"]}"' == result["headers"]["ETag"] == job["resultEtag"]
     assert result["contentEncoding"] == "utf-8"
     assert result["contentType"].startswith("application/json")
     assert result["truncated"] is False
