@@ -33,7 +33,13 @@ from service.store.engine import (
     is_sqlite,
 )
 from service.store.ingest import DeliveryRecord, IngestUnavailable, IngestWriter, Stored
-from service.store.job_changes import JOB_CHANGES, JobChangeListener, JobChanges, listener_for
+from service.store.job_changes import (
+    JOB_CHANGES,
+    JobChangeListener,
+    JobChanges,
+    listener_for,
+    mark_changed,
+)
 from service.store.jobs import (
     ClaimedJob,
     TimelineEntry,
@@ -112,6 +118,7 @@ from service.store.status import (
 )
 
 __all__ = [
+    "mark_changed",
     "job_callback",
     "JobCallback",
     "JobResult",
