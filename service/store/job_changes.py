@@ -33,6 +33,7 @@ class JobChanges:
 
     def __init__(self) -> None:
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._generations: dict[str, int] = {}
 
     @contextlib.contextmanager
     def watch(self, job_id: str) -> Iterator[asyncio.Event]:
@@ -47,18 +48,27 @@ class JobChanges:
                 waiters.discard(changed)
                 if not waiters:
                     del self._waiters[job_id]
+                    self._generations.pop(job_id, None)
 
     def publish(self, job_ids: Iterable[str]) -> None:
         """Wake the waiters of these jobs."""
         for job_id in job_ids:
+            if job_id in self._waiters:
+                self._generations[job_id] = self._generations.get(job_id, 0) + 1
             for changed in self._waiters.get(job_id, ()):
                 changed.set()
 
     def publish_all(self) -> None:
         """Wake every waiter (after a lost connection: any job may have changed)."""
-        for waiters in self._waiters.values():
+        for job_id, waiters in self._waiters.items():
+            self._generations[job_id] = self._generations.get(job_id, 0) + 1
             for changed in waiters:
                 changed.set()
+
+    def generation(self, job_id: str) -> int:
+        """How many times a watched job was said to change: waiters woken by the same change
+        see the same number, so they can share one read of it."""
+        return self._generations.get(job_id, 0)
 
     def waiting(self) -> int:
         """How many waiters there are now."""

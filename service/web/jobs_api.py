@@ -119,7 +119,7 @@ async def _await_change(
     with store.JOB_CHANGES.watch(job_id) as changed:
         while True:
             changed.clear()  # before the read, so a change during it still wakes the wait
-            data, etag = await _job_view(request, job_id)
+            data, etag = await _shared_view(request, job_id)
             if etag not in held:
                 return JSONResponse(data, headers={"ETag": etag})
             remaining = deadline - time.monotonic()
@@ -127,6 +127,32 @@ async def _await_change(
                 return Response(status_code=304, headers={"ETag": etag})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), timeout=remaining)
+
+
+_reads: dict[str, tuple[int, asyncio.Future[tuple[dict[str, object], str]]]] = {}
+"""The read in flight for each awaited job, and the change it reads after."""
+
+
+async def _shared_view(request: Request[State], job_id: str) -> tuple[dict[str, object], str]:
+    """The job's view, read once for every waiter that the same change woke: a thousand
+    waiters on one job cost one read per change, not a thousand."""
+    generation = store.JOB_CHANGES.generation(job_id)
+    entry = _reads.get(job_id)
+    if entry is None or entry[0] != generation:
+        read = asyncio.ensure_future(_job_view(request, job_id))
+        _reads[job_id] = entry = (generation, read)
+
+        def forget(
+            done: asyncio.Future[tuple[dict[str, object], str]], *, key: str = job_id
+        ) -> None:
+            if key in _reads and _reads[key][1] is done:
+                del _reads[key]
+            if not done.cancelled():
+                done.exception()  # retrieved: every waiter that wanted it has it raised
+
+        read.add_done_callback(forget)
+    # Shielded: one waiter going away does not cancel the read the others wait for.
+    return await asyncio.shield(entry[1])
 
 
 async def _job_view(request: Request[State], job_id: str) -> tuple[dict[str, object], str]:
