@@ -5,18 +5,29 @@ send time. Real servers over loopback against the simulator."""
 
 from __future__ import annotations
 
+import asyncio
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from standardwebhooks.webhooks import Webhook
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from service import store
 from service.domain import InvalidInput, callback_refusal, validate_callback_url
-from service.flows import CALLBACK, OutboxSettings
+from service.flows import CALLBACK, OutboxSettings, SendResult
 from service.simulator import Outcome
 from service.workers import AlertSender
+from tests.servers import bind_loopback
 from tests.sink import SIGNING_SECRET, Sink, running_sink
 from tests.stack import Stack, running_stack
 
@@ -74,7 +85,6 @@ def _callback_settings(**overrides: Any) -> dict[str, Any]:
 
 
 async def _callback_sent(stack: Stack, job_id: str, *, attempts: int) -> dict[str, Any]:
-    import asyncio
     import time
 
     deadline = time.monotonic() + 15
@@ -190,3 +200,101 @@ async def test_callback_target_is_checked_again_at_send_time(clean_database: str
     assert result.status_code is None
     assert result.error is not None and "not a public address" in result.error
     assert result.at <= datetime.now(UTC)
+
+
+@pytest.fixture(name="tls_files", scope="module")
+def fixture_tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for the name `localhost` (no IP address in it)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return str(cert), str(key)
+
+
+async def test_callback_over_https_connects_to_the_checked_address_and_verifies_the_name(
+    clean_database: str, tls_files: tuple[str, str]
+) -> None:
+    cert, key = tls_files
+    seen: list[dict[str, str]] = []
+
+    async def receive(request: Request) -> Response:
+        body = await request.body()
+        Webhook(SIGNING_SECRET).verify(body, dict(request.headers))
+        seen.append(dict(request.headers))
+        return Response(status_code=204)
+
+    sock = bind_loopback()
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        Starlette(routes=[Route("/hook", receive, methods=["POST"])]),
+        ssl_certfile=cert,
+        ssl_keyfile=key,
+        log_level="warning",
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    engine = store.create_engine(clean_database)
+
+    async def send(target: str, allowed: list[str]) -> SendResult:
+        sender = AlertSender(
+            store.create_sessionmaker(engine),
+            OutboxSettings(),
+            signing_secret="",
+            callback_secret=SIGNING_SECRET,
+            callback_allowed_hosts=allowed,
+            # Trusts the test's certificate (and nothing else): the name must still match it.
+            transport=httpx.AsyncHTTPTransport(verify=ssl.create_default_context(cafile=cert)),
+        )
+        try:
+            return await sender.send(
+                store.ClaimedDelivery(
+                    id=1,
+                    alert_id=None,
+                    job_id="j-tls",
+                    channel=CALLBACK,
+                    target=target,
+                    attempts=0,
+                    body={"id": "j-tls", "state": "succeeded"},
+                )
+            )
+        finally:
+            await sender.aclose()
+
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        by_name = await send(f"https://localhost:{port}/hook", ["localhost"])
+        # The same server by its address: the certificate names no address, so TLS refuses it.
+        by_address = await send(f"https://127.0.0.1:{port}/hook", ["127.0.0.1"])
+    finally:
+        server.should_exit = True
+        await task
+        await engine.dispose()
+    assert by_name.status_code == 204, by_name.error
+    assert seen[0]["host"] == f"localhost:{port}"
+    assert seen[0]["webhook-id"] == "job_j-tls"
+    assert by_address.status_code is None
+    assert by_address.error is not None and "CERTIFICATE" in by_address.error.upper()
+    assert len(seen) == 1
