@@ -95,6 +95,23 @@ async def test_get_job_wait_with_another_etag_or_none_answers_at_once(stack: Sta
     assert time.monotonic() - started < 5
 
 
+async def test_get_job_wait_stops_waiting_when_the_client_goes_away(stack: Stack) -> None:
+    job, etag = await _open_job(stack)
+    async with httpx.AsyncClient(base_url=stack.service_url, headers=stack.api.headers) as gone:
+        waiting = asyncio.create_task(
+            gone.get(
+                f"/api/v1/jobs/{job['id']}",
+                params={"wait": "60"},
+                headers={"If-None-Match": etag},
+            )
+        )
+        await _until(lambda: store.JOB_CHANGES.waiting() >= 1)
+        waiting.cancel()  # the client hangs up mid-wait
+    started = time.monotonic()
+    await _until(lambda: store.JOB_CHANGES.waiting() == 0, timeout=15)
+    assert time.monotonic() - started < 15  # not the 60 s it asked for
+
+
 @pytest.mark.parametrize("wait", ["61", "-1", "1.5", "soon"])
 async def test_get_job_wait_refuses_a_bad_wait(stack: Stack, wait: str) -> None:
     job, etag = await _open_job(stack)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from datetime import datetime
 
@@ -122,11 +121,22 @@ async def _await_change(
             data, etag = await _shared_view(request, job_id)
             if etag not in held:
                 return JSONResponse(data, headers={"ETag": etag})
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return Response(status_code=304, headers={"ETag": etag})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout=remaining)
+            # In slices, so a waiter whose client has hung up stops within a slice.
+            while not changed.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return Response(status_code=304, headers={"ETag": etag})
+                try:
+                    await asyncio.wait_for(
+                        changed.wait(), timeout=min(remaining, DISCONNECT_CHECK_SECONDS)
+                    )
+                except TimeoutError:
+                    if await request.is_disconnected():
+                        return Response(status_code=304, headers={"ETag": etag})
+
+
+DISCONNECT_CHECK_SECONDS = 5.0
+"""How often a waiting request looks whether its client is still there."""
 
 
 _reads: dict[str, tuple[int, asyncio.Future[tuple[dict[str, object], str]]]] = {}
