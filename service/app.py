@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,13 +14,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.domain import LINK_RULES, AlertPolicy, DomainError, Pacing, Retention
 from service.flows import OutboxSettings, ResolveSettings, SubmitSettings
 from service.settings import Settings, get_settings
-from service.store import IngestWriter, create_engine, create_readers, create_sessionmaker
+from service.store import (
+    JOB_CHANGES,
+    IngestWriter,
+    create_engine,
+    create_readers,
+    create_sessionmaker,
+    listener_for,
+)
 from service.visma import VismaClient
 from service.web import (
     BearerAuth,
@@ -29,7 +37,10 @@ from service.web import (
     State,
     create_job,
     domain_error,
+    get_docs,
     get_job,
+    get_job_result,
+    get_openapi,
     healthz,
     http_error,
     list_alerts,
@@ -41,10 +52,14 @@ from service.web import (
     readyz,
     receive_status_webhook,
     receive_visma_webhook,
+    replay,
     server_error,
     storage_error,
 )
 from service.workers import AlertSender, HousekeepingWorker, ResolverWorker
+
+GZIP_MINIMUM_BYTES = 1024
+"""REST answers at least this large are gzip-compressed for clients that accept it."""
 
 
 @dataclass
@@ -69,6 +84,7 @@ class Resources:
             "ingest": self.ingest,
             "alert_policy": alert_policy(self.settings),
             "submit_settings": submit_settings(self.settings),
+            "resolve_settings": resolve_settings(self.settings),
             "table_sizes": self.housekeeping.measured_tables,
         }
 
@@ -116,6 +132,8 @@ def alert_sender(
         timeout_seconds=settings.ALERT_TIMEOUT_SECONDS,
         poll_seconds=settings.ALERT_POLL_SECONDS,
         transport=transport,
+        callback_secret=settings.CALLBACK_SIGNING_SECRET.get_secret_value(),
+        callback_allowed_hosts=settings.CALLBACK_ALLOWED_HOSTS,
     )
 
 
@@ -150,12 +168,24 @@ def resolve_settings(settings: Settings) -> ResolveSettings:
         pacing=pacing(settings),
         lease_seconds=settings.POLL_LEASE_SECONDS,
         alerts=alert_policy(settings),
+        max_result_bytes=settings.MAX_RESULT_BYTES,
     )
 
 
 def submit_settings(settings: Settings) -> SubmitSettings:
     """What a submission needs to know, from the service settings."""
     return SubmitSettings(pacing=pacing(settings), alerts=alert_policy(settings))
+
+
+def _woken(resolver: ResolverWorker) -> Callable[[Sequence[str]], None]:
+    """What the ingest writer calls after a commit that linked deliveries to open jobs: the
+    resolver reads them, and whoever waits on them (`?wait=`) sees their new timeline entry."""
+
+    def woken(job_ids: Sequence[str]) -> None:
+        resolver.wake(job_ids)
+        JOB_CHANGES.publish(job_ids)
+
+    return woken
 
 
 @contextlib.asynccontextmanager
@@ -177,7 +207,7 @@ async def open_resources(
         resolver = ResolverWorker(sessions, visma, resolve or resolve_settings(settings))
         alerts = alert_sender(settings, sessions)
         stack.push_async_callback(alerts.aclose)
-        ingest = IngestWriter(engine, rules=LINK_RULES, on_matched=resolver.wake)
+        ingest = IngestWriter(engine, rules=LINK_RULES, on_matched=_woken(resolver))
         stack.push_async_callback(ingest.close)
         await ingest.start()
         stack.push_async_callback(resolver.stop)
@@ -188,6 +218,10 @@ async def open_resources(
             every_seconds=settings.HOUSEKEEPING_INTERVAL_SECONDS,
         )
         stack.push_async_callback(housekeeping.stop)
+        listener = listener_for(engine)
+        if listener is not None:
+            listener.start()
+            stack.push_async_callback(listener.stop)
         if run_workers:
             resolver.start()
             alerts.start()
@@ -218,7 +252,14 @@ def create_app(
         Route("/jobs", create_job, methods=["POST"], name="create_job"),
         Route("/jobs", list_jobs, methods=["GET"], name="list_jobs"),
         Route("/jobs/{job_id}", get_job, methods=["GET"], name="get_job"),
+        Route("/jobs/{job_id}/result", get_job_result, methods=["GET"], name="get_job_result"),
         Route("/deliveries", list_deliveries, methods=["GET"], name="list_deliveries"),
+        Route(
+            "/deliveries/{delivery_id}/replay",
+            replay,
+            methods=["POST"],
+            name="replay_delivery",
+        ),
         Route("/status/components", list_components, methods=["GET"], name="list_components"),
         Route("/status/incidents", list_incidents, methods=["GET"], name="list_incidents"),
         Route("/alerts", list_alerts, methods=["GET"], name="list_alerts"),
@@ -234,6 +275,8 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"], name="healthz"),
         Route("/readyz", readyz, methods=["GET"], name="readyz"),
         Route("/metrics", metrics, methods=["GET"], name="metrics"),
+        Route("/openapi.json", get_openapi, methods=["GET"], name="openapi"),
+        Route("/docs", get_docs, methods=["GET"], name="docs"),
         Mount(
             "/api/v1",
             routes=api,
@@ -269,6 +312,8 @@ def create_app(
             exception_handlers=exception_handlers,
         )
     )
+    # Inside the fast lane: the webhook hot path never passes through it.
+    middleware.append(Middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=5))
     return Starlette(
         routes=routes,
         middleware=middleware,

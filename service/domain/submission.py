@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from service.domain.callbacks import validate_callback_url
 from service.domain.correlation import validate_tags
 from service.domain.errors import InvalidInput
 from service.domain.jsontext import parse_json
@@ -116,6 +117,7 @@ class JobRequest:
     notify: bool = True
     tenant: str | None = None
     """The company it is for; None: the default company."""
+    callback_url: str | None = None
 
 
 MAX_TENANT_CHARS = 64
@@ -142,7 +144,20 @@ BODY_NOT_JSON = "request body must be a JSON object"
 class JobCreate(BaseModel):
     """`POST /api/v1/jobs`."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "method": "POST",
+                    "path": "/v1/customer",
+                    "body": {"name": "Acme AS"},
+                    "tags": {"orderRef": "SO-1"},
+                }
+            ]
+        },
+    )
 
     method: str
     path: str
@@ -151,6 +166,8 @@ class JobCreate(BaseModel):
     ifMatch: str | None = None
     notify: bool = True
     tenant: str | None = None
+    callbackUrl: str | None = None
+    """Where the job's JSON is POSTed (Standard Webhooks signed) when the job ends."""
 
     @field_validator("tenant")
     @classmethod
@@ -174,6 +191,11 @@ class JobCreate(BaseModel):
     def _if_match(cls, value: str | None) -> str | None:
         return None if value is None else _domain_check(validate_if_match, value)
 
+    @field_validator("callbackUrl")
+    @classmethod
+    def _callback_url(cls, value: str | None) -> str | None:
+        return None if value is None else _domain_check(validate_callback_url, value)
+
     @field_validator("tags")
     @classmethod
     def _tags(cls, value: dict[str, Any]) -> dict[str, str]:
@@ -191,6 +213,7 @@ class JobCreate(BaseModel):
             if_match=self.ifMatch,
             notify=self.notify,
             tenant=self.tenant,
+            callback_url=self.callbackUrl,
         )
 
 

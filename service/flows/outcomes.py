@@ -1,6 +1,7 @@
 """The one place a job reaches its outcome, so every path (webhook, poll, refusal, expiry)
-records it the same way: fields, timeline event, and whatever follows a transition (its alert,
-raised here in the same transaction, so once per transition and never per delivery)."""
+records it the same way: fields, timeline event, and whatever follows a transition (its alert
+and its callback, queued here in the same transaction, so once per transition and never per
+delivery)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service import store
 from service.domain import AlertPolicy, EventKind, JobState, Outcome, can_move
 from service.flows.alerts import raise_job_alert
+from service.flows.callbacks import queue_callback
 
 _EVENT_FOR = {
     JobState.SUCCEEDED: EventKind.SUCCEEDED,
@@ -54,6 +56,7 @@ async def record_outcome(
     job.created_resource_id = outcome.created_resource_id
     job.error = outcome.error.as_json() if outcome.error else None
     job.hint = outcome.hint
+    job.result_etag = outcome.result_etag
     job.resolved_by = resolved_by
     job.finished_at = at
     job.next_check_at = None
@@ -69,4 +72,5 @@ async def record_outcome(
         session, job.id, kind=_EVENT_FOR[outcome.state], source=source, at=at, detail=detail
     )
     await raise_job_alert(session, job, at=at, policy=alerts)
+    await queue_callback(session, job, at=at)
     return True

@@ -91,6 +91,8 @@ async def submit_job(
                 tenant=tenant,
             ),
         )
+        if request.callback_url is not None:
+            await store.set_callback(session, job_id, request.callback_url)
         await store.add_event(
             session,
             job_id,
@@ -232,6 +234,7 @@ async def resend_job(
             if_match=old.if_match,
             notify=old.notify,
             tenant=old.tenant,
+            callback_url=(await store.callback_urls(session, [job_id])).get(job_id),
         )
         old.last_modified_at = utcnow()
         await store.add_event(
@@ -274,7 +277,9 @@ async def _record_accepted(
         moved = can_move(JobState(job.state), JobState.ACCEPTED)
         if moved:
             job.state = JobState.ACCEPTED
-            job.next_check_at = poll_at(pacing, accepted_at=now, next_check=job.next_check_at)
+            job.next_check_at = poll_at(
+                pacing, accepted_at=now, next_check=job.next_check_at, notify=job.notify
+            )
         await store.add_event(
             session,
             job_id,

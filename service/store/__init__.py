@@ -18,6 +18,8 @@ from service.store.alerts import (
 from service.store.deliveries import (
     add_delivery,
     count_deliveries,
+    get_inbox_delivery,
+    inbox_ids_since,
     linked_visma_ids,
     list_deliveries,
     unlink_deliveries,
@@ -31,6 +33,13 @@ from service.store.engine import (
     is_sqlite,
 )
 from service.store.ingest import DeliveryRecord, IngestUnavailable, IngestWriter, Stored
+from service.store.job_changes import (
+    JOB_CHANGES,
+    JobChangeListener,
+    JobChanges,
+    listener_for,
+    mark_changed,
+)
 from service.store.jobs import (
     ClaimedJob,
     TimelineEntry,
@@ -66,7 +75,9 @@ from service.store.models import (
     Base,
     Delivery,
     Job,
+    JobCallback,
     JobEvent,
+    JobResult,
     JobStateCount,
     PurgedNotification,
     StatusComponent,
@@ -74,6 +85,13 @@ from service.store.models import (
     StatusIncident,
     StatusIncidentComponent,
     StatusIncidentUpdate,
+)
+from service.store.results import (
+    callback_urls,
+    get_result,
+    job_callback,
+    keep_result,
+    set_callback,
 )
 from service.store.retention import (
     TableSize,
@@ -100,6 +118,20 @@ from service.store.status import (
 )
 
 __all__ = [
+    "mark_changed",
+    "job_callback",
+    "JobCallback",
+    "JobResult",
+    "callback_urls",
+    "get_result",
+    "keep_result",
+    "set_callback",
+    "JOB_CHANGES",
+    "JobChangeListener",
+    "JobChanges",
+    "listener_for",
+    "get_inbox_delivery",
+    "inbox_ids_since",
     "PurgedNotification",
     "TableSize",
     "free_pages",

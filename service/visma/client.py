@@ -42,6 +42,7 @@ TOKEN_RENEW_MARGIN_SECONDS = 60.0
 # Retries inside one call (a 5xx, the token endpoint's 429) wait at most this long; a 429 from
 # the API is never retried in place: the work is parked for the whole Retry-After instead.
 MAX_RETRY_AFTER_SECONDS = 60.0
+ACCEPT_ENCODING = "br, gzip, deflate"
 DEFAULT_429_PAUSE_SECONDS = 1.0
 INLINE_WAIT_SECONDS = 0.5
 """A state read whose company's spacing asks for a wait this short waits in place; a longer
@@ -112,7 +113,13 @@ class VismaClient:
         self._http = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(timeout, connect=10.0),
-            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+            # Visma compresses answers for a client that accepts it; httpx decodes all three
+            # (brotli through the `brotli` package).
+            headers={
+                "Accept": "application/json",
+                "Accept-Encoding": ACCEPT_ENCODING,
+                "User-Agent": USER_AGENT,
+            },
         )
         self._pacer = Pacer(max_requests_per_second)
         self._budgets = {
