@@ -172,7 +172,7 @@ class Settings(BaseSettings):
     """Open connections per server process. At the limit a new connection pushes out the one
     that has waited longest for a request head; if none waits, the new one gets 503."""
 
-    MAX_RESULT_BYTES: int = Field(default=1_048_576, gt=0)
+    MAX_RESULT_BYTES: int = Field(default=1_048_576, ge=0)
     """Largest finished-request content kept per job."""
 
     CALLBACK_SIGNING_SECRET: SecretStr = SecretStr("")

@@ -121,3 +121,18 @@ async def test_get_job_result_is_404_until_there_is_one(stack: Stack) -> None:
     assert "no kept result" in response.json()["detail"]
     missing = await _result(stack, "no-such-job")
     assert missing.status_code == 404 and "no job with id" in missing.json()["detail"]
+
+
+async def test_max_result_bytes_0_spends_no_content_read_on_a_success(clean_database: str) -> None:
+    async with running_stack(clean_database, POLL_AFTER_SECONDS=300, MAX_RESULT_BYTES=0) as stack:
+        stack.simulator.script(Outcome(content={"number": "10042"}))
+        ok = await stack.wait_for_end((await stack.submit(body={"name": "Acme"}))["id"])
+        stack.simulator.script(Outcome(kind="no_license"))
+        failed = await stack.wait_for_end((await stack.submit(body={"name": "Acme"}))["id"])
+        reads = {r.job_id: r for r in stack.simulator.requests if r.kind == "content"}
+        # The success keeps its status and headers only; the failure's error is still read,
+        # because it decides the outcome.
+        assert ok["state"] == "succeeded" and ok["vismaJobId"] not in reads
+        assert failed["state"] == "failed" and failed["vismaJobId"] in reads
+        result = (await _result(stack, ok["id"])).json()
+        assert result["status"] == 201 and result["content"] is None

@@ -134,9 +134,10 @@ async def _resolve_from(
     assert claimed.visma_job_id is not None
     state = parse_background_state(data)
     answer = None
-    if state.done and state.has_content:
+    if needs_content(state) or (state.done and state.has_content and settings.max_result_bytes):
         # Read for every finished job with content: it is kept (`GET .../result`) past the
-        # 24 hours Visma keeps it. Only a failure's outcome depends on it.
+        # 24 hours Visma keeps it. Only a failure's outcome depends on it, so with
+        # MAX_RESULT_BYTES=0 a success costs one request of the company's budget, not two.
         try:
             answer = await visma.background_content(claimed.visma_job_id, tenant=claimed.tenant)
         except VismaError as exc:
