@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.domain import LINK_RULES, AlertPolicy, DomainError, Pacing, Retention
 from service.flows import OutboxSettings, ResolveSettings, SubmitSettings
+from service.logs import configure_logging
 from service.settings import Settings, get_settings
 from service.store import IngestWriter, create_engine, create_readers, create_sessionmaker
 from service.visma import VismaClient
@@ -26,6 +27,7 @@ from service.web import (
     BearerAuth,
     FastLane,
     RequestErrorHandler,
+    RequestId,
     State,
     create_job,
     domain_error,
@@ -267,12 +269,22 @@ def create_app(
             exception_handlers=exception_handlers,
         )
     )
+    # Inside FastLane: webhook deliveries never pay for a request id.
+    middleware.append(Middleware(RequestId))
     return Starlette(
         routes=routes,
         middleware=middleware,
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )
+
+
+def create_served_app() -> Starlette:
+    """The app `visma-hooks serve` runs: each worker process makes its own, and sets up its log
+    lines first (LOG_FORMAT, LOG_LEVEL), so uvicorn's and the service's come out alike."""
+    settings = get_settings()
+    configure_logging(level=settings.LOG_LEVEL, fmt=settings.LOG_FORMAT)
+    return create_app(settings)
 
 
 class _ProvideState:

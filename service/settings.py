@@ -190,12 +190,18 @@ class Settings(BaseSettings):
     """How often each replica purges what retention allows and folds the job counts."""
 
     LOG_LEVEL: Literal["debug", "info", "warning", "error", "critical"] = "info"
-    """The usual levels, any case; `debug` also shows the traceback behind a CLI error."""
+    """The usual levels, any case; `debug` also shows the traceback behind a CLI error and the
+    first traceback of a failure that repeats."""
 
-    @field_validator("LOG_LEVEL", mode="before")
+    LOG_FORMAT: Literal["json", "console"] | None = None
+    """`json` (one object a line) or `console`. Empty: console on a terminal, else JSON."""
+
+    @field_validator("LOG_LEVEL", "LOG_FORMAT", mode="before")
     @classmethod
     def _lower_case(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
+        if isinstance(value, str):
+            return value.strip().lower() or None
+        return value
 
     @field_validator(
         "VISMA_WEBHOOK_SECRETS",

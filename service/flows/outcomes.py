@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service import store
+from service import metrics, store
 from service.domain import AlertPolicy, EventKind, JobState, Outcome, can_move
 from service.flows.alerts import raise_job_alert
 
@@ -69,4 +69,7 @@ async def record_outcome(
         session, job.id, kind=_EVENT_FOR[outcome.state], source=source, at=at, detail=detail
     )
     await raise_job_alert(session, job, at=at, policy=alerts)
+    metrics.JOB_OUTCOME_SECONDS.labels(outcome.state).observe(
+        max((at - job.submitted_at).total_seconds(), 0.0)
+    )
     return True

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import store
@@ -41,6 +42,7 @@ from service.domain import (
 from service.flows.clock import utcnow
 from service.flows.locking import locked_job
 from service.flows.outcomes import record_outcome
+from service.logs import reason
 from service.visma import (
     VismaClient,
     VismaError,
@@ -89,7 +91,12 @@ async def resolve_due_jobs(
     for job, result in zip(claimed, results, strict=True):
         if isinstance(result, BaseException):
             # The job stays claimed until its lease ends, then it is read again.
-            log.error("resolver: reading job %s failed", job.id, exc_info=result)
+            log.error(
+                "resolver: reading job %s failed: %s",
+                job.id,
+                reason(result),
+                exc_info=result if log.isEnabledFor(logging.DEBUG) else None,
+            )
     return len(claimed)
 
 
@@ -100,6 +107,8 @@ async def read_and_apply(
     settings: ResolveSettings,
 ) -> None:
     """Read one job's state from Visma (no transaction open), then record what it means."""
+    # Each read runs as a task of its own (gather), so the binding stays with this job.
+    structlog.contextvars.bind_contextvars(job_id=claimed.id)
     if claimed.visma_job_id is None:
         await _adopt_or_wait(sessions, visma, claimed, settings)
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import store
@@ -66,6 +67,7 @@ async def submit_job(
     if missing:
         raise NotConfigured(f"cannot submit jobs: set {', '.join(missing)}")
     job_id = job_id or str(uuid.uuid4())
+    structlog.contextvars.bind_contextvars(job_id=job_id)
     now = utcnow()
     async with sessions.begin() as session:
         await store.add_job(

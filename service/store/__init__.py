@@ -75,6 +75,7 @@ from service.store.models import (
     StatusIncidentComponent,
     StatusIncidentUpdate,
 )
+from service.store.overview import Figures, figures
 from service.store.retention import (
     TableSize,
     free_pages,
@@ -100,6 +101,8 @@ from service.store.status import (
 )
 
 __all__ = [
+    "Figures",
+    "figures",
     "PurgedNotification",
     "TableSize",
     "free_pages",

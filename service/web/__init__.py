@@ -7,6 +7,7 @@ from service.web.errors import domain_error, http_error, server_error, storage_e
 from service.web.fast_lane import FastLane, RequestErrorHandler
 from service.web.health import healthz, metrics, readyz
 from service.web.jobs_api import create_job, get_job, list_jobs
+from service.web.request_id import RequestId
 from service.web.state import State
 from service.web.status_api import list_components, list_incidents
 from service.web.status_webhooks import receive_status_webhook
@@ -16,6 +17,7 @@ __all__ = [
     "BearerAuth",
     "FastLane",
     "RequestErrorHandler",
+    "RequestId",
     "State",
     "create_job",
     "domain_error",

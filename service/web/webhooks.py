@@ -6,6 +6,7 @@ The job's outcome is read from Visma afterwards, by the resolver, never inside t
 from __future__ import annotations
 
 import random
+import time
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive, Scope, Send
 
+from service import metrics
 from service.domain import (
     JOB_ID_KEY,
     PROBLEM_NO_NOTIFICATION_ID,
@@ -48,6 +50,7 @@ class VismaWebhook:
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         state = scope["state"]
         settings = state["settings"]
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
@@ -56,12 +59,14 @@ class VismaWebhook:
         if allowed and not in_networks(
             _client_ip(scope, headers, settings.TRUSTED_PROXIES), allowed
         ):
+            metrics.DELIVERY_FORBIDDEN.inc()
             await error_response(403, "forbidden", SOURCE_NOT_ALLOWED)(scope, receive, send)
             return
         limit = settings.MAX_BODY_BYTES
         try:
             body = await _receive_body(receive, _first(raw_headers, b"content-length"), limit)
         except BodyTooLarge:
+            metrics.DELIVERY_TOO_LARGE.inc()
             too_large = f"body is larger than MAX_BODY_BYTES={limit}"
             await error_response(413, "too_large", too_large)(scope, receive, send)
             return
@@ -69,16 +74,19 @@ class VismaWebhook:
             return  # nobody is left to answer
         secrets = settings.webhook_secrets()
         if not secrets:
+            metrics.DELIVERY_BAD_SIGNATURE.inc()
             await error_response(401, "unauthorized", NO_SECRETS)(scope, receive, send)
             return
         signature = _first(raw_headers, _SIGNATURE_HEADER)
         if not verify(body, signature, secrets):
+            metrics.DELIVERY_BAD_SIGNATURE.inc()
             await error_response(401, "unauthorized", BAD_SIGNATURE)(scope, receive, send)
             return
         record = delivery_record(headers, body)
         try:
             stored = await state["ingest"].store(record)
         except IngestUnavailable:
+            metrics.DELIVERY_UNAVAILABLE.inc()
             unavailable = error_response(503, "unavailable", NOT_STORED, headers=_RETRY_LATER)
             await unavailable(scope, receive, send)
             return
@@ -111,6 +119,7 @@ class VismaWebhook:
             }
         )
         await send({"type": "http.response.body", "body": answer})
+        metrics.WEBHOOK_TIMER.observe(time.perf_counter() - started)
 
 
 receive_visma_webhook = VismaWebhook()

@@ -1,0 +1,127 @@
+"""Log lines: JSON or console, a request id and a job id bound through async code, and one
+line (not a traceback a pass) for a failure that repeats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from service.logs import FailureLog, configure_logging
+from service.store import create_engine, create_readers, create_sessionmaker
+from service.web import RequestId
+from service.workers import HousekeepingWorker
+from tests.cli_process import serving, wait_ready
+
+
+@pytest.fixture(name="json_logs")
+def fixture_json_logs(capsys: pytest.CaptureFixture[str]):
+    yield capsys
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h.get_name() == "visma-hooks"]:
+        root.removeHandler(handler)
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+async def test_request_id_is_on_every_line_the_request_logs(json_logs) -> None:
+    async def hello(_request: Request) -> PlainTextResponse:
+        await asyncio.sleep(0)  # the binding survives a suspension
+        logging.getLogger("service.test").info("handling\nforged line")
+        return PlainTextResponse("hi")
+
+    configure_logging(level="info", fmt="json")  # here: pytest gives each phase its stderr
+    app = Starlette(routes=[Route("/", hello)], middleware=[Middleware(RequestId)])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        given = await client.get("/", headers={"X-Request-ID": "abc-123"})
+        made = await client.get("/", headers={"X-Request-ID": "bad id\n with spaces"})
+    assert given.headers["x-request-id"] == "abc-123"
+    assert len(made.headers["x-request-id"]) == 32  # a new one, not the client's text
+    lines = [
+        line
+        for line in json_lines(json_logs.readouterr().err)
+        if line["event"].startswith("handling")
+    ]
+    assert [line["request_id"] for line in lines] == ["abc-123", made.headers["x-request-id"]]
+    assert all(line["level"] == "info" and "timestamp" in line for line in lines)
+
+
+def test_console_lines_escape_newlines(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(level="info", fmt="console")
+    try:
+        logging.getLogger("service.test").warning("a %s", "b\nFAKE ERROR line")
+    finally:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if h.get_name() == "visma-hooks"]:
+            root.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert "b\\nFAKE ERROR line" in err
+    assert not any(line.startswith("FAKE ERROR") for line in err.splitlines())
+
+
+def test_failure_log_says_a_repeated_cause_once_then_now_and_then(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    failures = FailureLog(
+        logging.getLogger("service.test"), "a pass", every_seconds=60, clock=lambda: now[0]
+    )
+    with caplog.at_level(logging.INFO):
+        for second in range(120):
+            now[0] = float(second)
+            failures.failed(ConnectionRefusedError("connection refused"))
+        failures.failed(TimeoutError("another cause"))
+        failures.succeeded()
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages == [
+        "a pass failed: ConnectionRefusedError: connection refused",
+        "a pass still failing (60 more times): ConnectionRefusedError: connection refused",
+        "a pass failed: TimeoutError: another cause",
+        "a pass works again after 0 more failures",
+    ]
+    assert all(record.exc_info is None for record in caplog.records)  # tracebacks: debug only
+
+
+async def test_a_worker_failing_every_pass_writes_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'never-migrated.db'}")  # no tables
+    worker = HousekeepingWorker(
+        create_sessionmaker(engine), readers=create_readers(engine), every_seconds=0.01
+    )
+    try:
+        with caplog.at_level(logging.INFO):
+            worker.start()
+            deadline = asyncio.get_running_loop().time() + 10
+            while not worker._failures._repeats >= 20:
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.01)
+            await worker.stop()
+    finally:
+        await engine.dispose()
+    lines = [r for r in caplog.records if r.name == "service.workers.housekeeping"]
+    assert len(lines) == 1, [r.getMessage() for r in lines]
+    assert lines[0].getMessage().startswith("housekeeping pass failed: OperationalError")
+    assert "\n" not in lines[0].getMessage()
+
+
+def test_serve_writes_json_lines(tmp_path: Path) -> None:
+    settings = {"DATABASE_URL": f"sqlite:///{tmp_path / 'hooks.db'}", "LOG_FORMAT": "json"}
+    with serving(cwd=tmp_path, log=tmp_path / "serve.log", **settings) as server:
+        wait_ready(server)
+        httpx.get(f"{server.url}/metrics")
+    lines = json_lines(server.stderr())
+    assert any("Application startup complete" in line["event"] for line in lines), server.stderr()
+    assert all({"event", "level", "timestamp", "logger"} <= line.keys() for line in lines)
