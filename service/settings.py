@@ -116,6 +116,18 @@ class Settings(BaseSettings):
     """Failed jobs with the same fault code within this window after the first one's alert are
     counted into one `jobs.burst` alert, sent when the window closes. 0: off."""
 
+    ALERT_SILENT_AFTER_JOBS: int = Field(default=5, ge=0)
+    """A company whose last this many jobs (that asked for a webhook) were all resolved by
+    polling raises `webhooks.silent`: its webhooks do not arrive. 0: off."""
+
+    ALERT_BAD_SIGNATURES: int = Field(default=10, ge=0)
+    """This many deliveries failing the signature check within
+    ALERT_BAD_SIGNATURES_WINDOW_SECONDS raise `webhooks.bad_signatures` (a rotated or mistyped
+    secret). 0: off."""
+
+    ALERT_BAD_SIGNATURES_WINDOW_SECONDS: float = Field(default=300, gt=0)
+    """The window ALERT_BAD_SIGNATURES counts in."""
+
     ALERT_RETRY_BASE_SECONDS: float = Field(default=5, gt=0)
     """Wait before the first retry of a failed alert send; doubles with each further attempt."""
 

@@ -37,6 +37,15 @@ from service.domain.deliveries import (
     LinkRules,
     read_background_body,
 )
+from service.domain.diagnostics import (
+    BAD_SIGNATURE_CHECKS,
+    SILENT_CHECKS,
+    bad_signatures_alarm,
+    bad_signatures_summary,
+    recent_failures,
+    silent_summary,
+    webhooks_went_silent,
+)
 from service.domain.errors import (
     Conflict,
     DomainError,
@@ -120,6 +129,13 @@ from service.domain.views import component_json, incident_json, iso, job_json
 from service.domain.visma_errors import VismaErrorInfo, hint_for, parse_error
 
 __all__ = [
+    "BAD_SIGNATURE_CHECKS",
+    "SILENT_CHECKS",
+    "bad_signatures_alarm",
+    "bad_signatures_summary",
+    "recent_failures",
+    "silent_summary",
+    "webhooks_went_silent",
     "Cutoffs",
     "Retention",
     "ALERT_KINDS",

@@ -14,6 +14,12 @@ from service.flows.alert_outbox import (
     record_send,
 )
 from service.flows.clock import utcnow
+from service.flows.diagnostics import (
+    SignatureFailures,
+    SignatureWatch,
+    record_bad_signatures,
+    signature_failures,
+)
 from service.flows.lookup import find_job_id
 from service.flows.resolve import ResolveSettings, read_and_apply, resolve_due_jobs
 from service.flows.retention import PURGED_TABLES, PurgeSettings, give_space_back, purge
@@ -21,6 +27,10 @@ from service.flows.status import StatusReceipt, record_status_delivery
 from service.flows.submit import SubmitSettings, resend_job, submit_job
 
 __all__ = [
+    "SignatureFailures",
+    "SignatureWatch",
+    "record_bad_signatures",
+    "signature_failures",
     "PURGED_TABLES",
     "PurgeSettings",
     "give_space_back",

@@ -11,6 +11,7 @@ from service.store.alerts import (
     delivery_attempts,
     get_alert,
     get_delivery,
+    get_window,
     list_alerts,
     lock_window,
     next_alert_due_at,
@@ -45,6 +46,7 @@ from service.store.jobs import (
     job_ids_starting_with,
     last_event,
     list_jobs,
+    recent_resolvers,
 )
 from service.store.migrations import (
     Migration,
@@ -75,7 +77,7 @@ from service.store.models import (
     StatusIncidentComponent,
     StatusIncidentUpdate,
 )
-from service.store.overview import Figures, figures
+from service.store.overview import Figures, WebhookActivity, figures, webhook_activity
 from service.store.retention import (
     TableSize,
     free_pages,
@@ -101,8 +103,12 @@ from service.store.status import (
 )
 
 __all__ = [
+    "get_window",
+    "recent_resolvers",
     "Figures",
     "figures",
+    "WebhookActivity",
+    "webhook_activity",
     "PurgedNotification",
     "TableSize",
     "free_pages",

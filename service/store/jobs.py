@@ -266,3 +266,15 @@ async def last_event(session: AsyncSession, job_id: str, kind: str) -> JobEvent 
         .limit(1)
     )
     return (await session.execute(query)).scalar_one_or_none()
+
+
+async def recent_resolvers(session: AsyncSession, *, limit: int) -> list[str | None]:
+    """How the newest finished jobs that asked for a webhook were resolved (`webhook`,
+    `poll`), newest first."""
+    query = (
+        select(Job.resolved_by)
+        .where(Job.finished_at.is_not(None), Job.resolved_by.is_not(None), Job.notify.is_(True))
+        .order_by(Job.finished_at.desc())
+        .limit(limit)
+    )
+    return list((await session.execute(query)).scalars().all())

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.store.models import Alert, AlertDelivery, Job, JobStateCount, UtcDateTime
+from service.store.models import Alert, AlertDelivery, Delivery, Job, JobStateCount, UtcDateTime
 
 PENDING = "pending"
 
@@ -62,3 +62,24 @@ async def figures(session: AsyncSession, *, now: datetime, open_states: Sequence
         outbox_depth=int(depth),
         outbox_oldest=oldest,
     )
+
+
+@dataclass(frozen=True)
+class WebhookActivity:
+    last_at: datetime | None
+    """When the newest Visma delivery in the inbox arrived."""
+    since_count: int
+    """Visma deliveries that arrived since the time asked about."""
+
+
+async def webhook_activity(session: AsyncSession, *, since: datetime) -> WebhookActivity:
+    """Whether Visma's webhooks arrive: the newest delivery, and how many came since `since`."""
+    last_at, count = (
+        await session.execute(
+            select(
+                func.max(Delivery.received_at, type_=UtcDateTime()),
+                func.count().filter(Delivery.received_at >= since),
+            ).where(Delivery.kind == "visma")
+        )
+    ).one()
+    return WebhookActivity(last_at=last_at, since_count=int(count))

@@ -2,6 +2,19 @@
 
 from service.web.alerts_api import list_alerts
 from service.web.auth import BearerAuth, may_write, require_write
+from service.web.dashboard import (
+    STATIC_DIR,
+    alerts_page,
+    inbox_page,
+    job_page,
+    jobs_page,
+    log_in,
+    log_out,
+    login_form,
+    overview,
+    replay_from_inbox,
+    status_page,
+)
 from service.web.deliveries_api import list_deliveries
 from service.web.errors import domain_error, http_error, server_error, storage_error
 from service.web.fast_lane import FastLane, RequestErrorHandler
@@ -14,6 +27,17 @@ from service.web.status_webhooks import receive_status_webhook
 from service.web.webhooks import receive_visma_webhook
 
 __all__ = [
+    "STATIC_DIR",
+    "alerts_page",
+    "inbox_page",
+    "job_page",
+    "jobs_page",
+    "log_in",
+    "log_out",
+    "login_form",
+    "overview",
+    "replay_from_inbox",
+    "status_page",
     "BearerAuth",
     "FastLane",
     "RequestErrorHandler",

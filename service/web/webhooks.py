@@ -80,6 +80,7 @@ class VismaWebhook:
         signature = _first(raw_headers, _SIGNATURE_HEADER)
         if not verify(body, signature, secrets):
             metrics.DELIVERY_BAD_SIGNATURE.inc()
+            state["signature_watch"].failed()
             await error_response(401, "unauthorized", BAD_SIGNATURE)(scope, receive, send)
             return
         record = delivery_record(headers, body)
