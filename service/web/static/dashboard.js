@@ -33,8 +33,8 @@
       if (!button) { return; }
       var text = button.dataset.copy;
       var done = function () {
-        button.textContent = "✓";
-        setTimeout(function () { button.textContent = "⧉"; }, 1200);
+        button.textContent = "copied";
+        setTimeout(function () { button.textContent = "copy"; }, 1200);
       };
       if (navigator.clipboard && window.isSecureContext) {
         navigator.clipboard.writeText(text).then(done);
