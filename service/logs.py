@@ -95,8 +95,10 @@ def configure_logging(*, level: str = "info", fmt: LogFormat | None = None) -> N
 
 
 def reason(exc: BaseException) -> str:
-    """An exception as one bounded line: its type and its first words."""
-    text = " ".join(str(exc).split())
+    """An exception as one bounded line: its type and its first words. A database error's
+    statement and parameters (which can hold bodies) are left out."""
+    text = str(exc).split("\n[SQL:", 1)[0]
+    text = " ".join(text.split())
     if len(text) > MAX_REASON_CHARS:
         text = text[:MAX_REASON_CHARS] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -125,3 +125,14 @@ def test_serve_writes_json_lines(tmp_path: Path) -> None:
     lines = json_lines(server.stderr())
     assert any("Application startup complete" in line["event"] for line in lines), server.stderr()
     assert all({"event", "level", "timestamp", "logger"} <= line.keys() for line in lines)
+
+
+def test_a_database_error_is_told_without_its_statement_and_parameters() -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from service.logs import reason
+
+    exc = OperationalError("INSERT INTO deliveries VALUES (?)", ("secret body",), Exception("gone"))
+    told = reason(exc)
+    assert told == "OperationalError: (builtins.Exception) gone"
+    assert "secret body" not in told
