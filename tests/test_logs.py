@@ -136,3 +136,49 @@ def test_a_database_error_is_told_without_its_statement_and_parameters() -> None
     told = reason(exc)
     assert told == "OperationalError: (builtins.Exception) gone"
     assert "secret body" not in told
+
+
+async def test_job_id_is_on_the_lines_a_state_read_writes(
+    clean_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import UTC, datetime
+
+    from service.app import resolve_settings
+    from service.flows import resolve_due_jobs
+    from tests.factories import insert_job
+    from tests.harness import in_process
+
+    def visma(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/token"):
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
+        raise RuntimeError("a bug in reading the state")
+
+    async with in_process(clean_database, visma_transport=httpx.MockTransport(visma)) as harness:
+        jobs = [
+            await insert_job(
+                harness.resources.sessions,
+                state="accepted",
+                visma_job_id=f"visma-{n}",
+                next_check_at=datetime.now(UTC),
+            )
+            for n in range(3)
+        ]
+        configure_logging(level="info", fmt="json")
+        try:
+            claimed = await resolve_due_jobs(
+                harness.resources.sessions,
+                harness.resources.visma,
+                resolve_settings(harness.resources.settings),
+            )
+        finally:
+            root = logging.getLogger()
+            for handler in [h for h in root.handlers if h.get_name() == "visma-hooks"]:
+                root.removeHandler(handler)
+    assert claimed == 3
+    lines = [
+        line for line in json_lines(capsys.readouterr().err) if "reading a job" in line["event"]
+    ]
+    # Three jobs failing for one cause: one line, naming the job it came from.
+    assert len(lines) == 1, lines
+    assert lines[0]["job_id"] in jobs
+    assert "RuntimeError: a bug in reading the state" in lines[0]["event"]
