@@ -35,6 +35,7 @@ from service.domain import (
 )
 from service.flows import signature_failures, utcnow
 from service.web.dashboard_auth import COOKIE, DashboardKeys, Session, csrf_matches
+from service.web.errors import STATUS_BY_ERROR
 from service.web.schemas import alert_json, delivery_json
 from service.web.state import State
 from service.web.webhooks import BodyTooLarge, read_body
@@ -312,7 +313,8 @@ async def replay_from_inbox(request: Request[State]) -> Response:
     try:
         message = await _replay(request, delivery_id)
     except DomainError as exc:
-        return _refused(request, session, 409, exc.detail)
+        status = next((c for cls, c in STATUS_BY_ERROR.items() if isinstance(exc, cls)), 400)
+        return _refused(request, session, status, exc.detail)
     return RedirectResponse(
         str(URL("/inbox").include_query_params(message=message)), status_code=303
     )
