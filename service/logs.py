@@ -44,6 +44,15 @@ def _shared_processors() -> list[Any]:
     ]
 
 
+_configured: LogFormat | None = None
+
+
+def configured_format() -> LogFormat | None:
+    """The format `configure_logging` set up in this process (None: it did not run), for a
+    helper process that writes to the same stderr."""
+    return _configured
+
+
 def default_format() -> LogFormat:
     """Console lines for a person at a terminal, JSON for everything else."""
     return "console" if sys.stderr.isatty() else "json"
@@ -51,7 +60,9 @@ def default_format() -> LogFormat:
 
 def configure_logging(*, level: str = "info", fmt: LogFormat | None = None) -> None:
     """Route every log line through structlog's renderer at `level` (idempotent)."""
+    global _configured
     fmt = fmt or default_format()
+    _configured = fmt
     renderer: Any
     final: list[Any]
     if fmt == "json":
@@ -87,11 +98,16 @@ def configure_logging(*, level: str = "info", fmt: LogFormat | None = None) -> N
     root.setLevel(level.upper())
     # Alembic tells every plugin it loads at info: noise before each start.
     logging.getLogger("alembic").setLevel(max(root.level, logging.WARNING))
-    # uvicorn's own loggers come to the root handler instead of their own formats.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    # uvicorn's own lines come to the root handler instead of their own formats.
+    for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    # No access log: a line per request would be most of the webhook path's cost (uvicorn
+    # writes one whenever this logger has a handler, its parents' included).
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
 
 
 def reason(exc: BaseException) -> str:

@@ -124,6 +124,7 @@ def test_serve_writes_json_lines(tmp_path: Path) -> None:
         httpx.get(f"{server.url}/metrics")
     lines = json_lines(server.stderr())
     assert any("Application startup complete" in line["event"] for line in lines), server.stderr()
+    assert not [line for line in lines if line["logger"] == "uvicorn.access"]  # no access log
     assert all({"event", "level", "timestamp", "logger"} <= line.keys() for line in lines)
 
 
