@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -22,7 +23,14 @@ from service.domain import LINK_RULES, AlertPolicy, DomainError, Pacing, Retenti
 from service.flows import OutboxSettings, ResolveSettings, SignatureWatch, SubmitSettings
 from service.logs import configure_logging
 from service.settings import Settings, get_settings
-from service.store import IngestWriter, create_engine, create_readers, create_sessionmaker
+from service.store import (
+    JOB_CHANGES,
+    IngestWriter,
+    create_engine,
+    create_readers,
+    create_sessionmaker,
+    listener_for,
+)
 from service.visma import VismaClient
 from service.web import (
     STATIC_DIR,
@@ -34,7 +42,10 @@ from service.web import (
     alerts_page,
     create_job,
     domain_error,
+    get_docs,
     get_job,
+    get_job_result,
+    get_openapi,
     healthz,
     http_error,
     inbox_page,
@@ -53,12 +64,16 @@ from service.web import (
     readyz,
     receive_status_webhook,
     receive_visma_webhook,
+    replay,
     replay_from_inbox,
     server_error,
     status_page,
     storage_error,
 )
 from service.workers import AlertSender, HousekeepingWorker, ResolverWorker
+
+GZIP_MINIMUM_BYTES = 1024
+"""REST answers at least this large are gzip-compressed for clients that accept it."""
 
 
 @dataclass
@@ -84,6 +99,7 @@ class Resources:
             "ingest": self.ingest,
             "alert_policy": alert_policy(self.settings),
             "submit_settings": submit_settings(self.settings),
+            "resolve_settings": resolve_settings(self.settings),
             "table_sizes": self.housekeeping.measured_tables,
             "signature_watch": self.signature_watch,
         }
@@ -134,6 +150,8 @@ def alert_sender(
         timeout_seconds=settings.ALERT_TIMEOUT_SECONDS,
         poll_seconds=settings.ALERT_POLL_SECONDS,
         transport=transport,
+        callback_secret=settings.CALLBACK_SIGNING_SECRET.get_secret_value(),
+        callback_allowed_hosts=settings.CALLBACK_ALLOWED_HOSTS,
     )
 
 
@@ -167,12 +185,24 @@ def resolve_settings(settings: Settings) -> ResolveSettings:
         pacing=pacing(settings),
         lease_seconds=settings.POLL_LEASE_SECONDS,
         alerts=alert_policy(settings),
+        max_result_bytes=settings.MAX_RESULT_BYTES,
     )
 
 
 def submit_settings(settings: Settings) -> SubmitSettings:
     """What a submission needs to know, from the service settings."""
     return SubmitSettings(pacing=pacing(settings), alerts=alert_policy(settings))
+
+
+def _woken(resolver: ResolverWorker) -> Callable[[Sequence[str]], None]:
+    """What the ingest writer calls after a commit that linked deliveries to open jobs: the
+    resolver reads them, and whoever waits on them (`?wait=`) sees their new timeline entry."""
+
+    def woken(job_ids: Sequence[str]) -> None:
+        resolver.wake(job_ids)
+        JOB_CHANGES.publish(job_ids)
+
+    return woken
 
 
 @contextlib.asynccontextmanager
@@ -194,7 +224,7 @@ async def open_resources(
         resolver = ResolverWorker(sessions, visma, resolve or resolve_settings(settings))
         alerts = alert_sender(settings, sessions)
         stack.push_async_callback(alerts.aclose)
-        ingest = IngestWriter(engine, rules=LINK_RULES, on_matched=resolver.wake)
+        ingest = IngestWriter(engine, rules=LINK_RULES, on_matched=_woken(resolver))
         stack.push_async_callback(ingest.close)
         await ingest.start()
         stack.push_async_callback(resolver.stop)
@@ -207,6 +237,10 @@ async def open_resources(
         stack.push_async_callback(housekeeping.stop)
         signature_watch = SignatureWatch(sessions, alert_policy(settings))
         stack.push_async_callback(signature_watch.close)
+        listener = listener_for(engine)
+        if listener is not None:
+            listener.start()
+            stack.push_async_callback(listener.stop)
         if run_workers:
             resolver.start()
             alerts.start()
@@ -247,7 +281,14 @@ def create_app(
         Route("/jobs", create_job, methods=["POST"], name="create_job"),
         Route("/jobs", list_jobs, methods=["GET"], name="list_jobs"),
         Route("/jobs/{job_id}", get_job, methods=["GET"], name="get_job"),
+        Route("/jobs/{job_id}/result", get_job_result, methods=["GET"], name="get_job_result"),
         Route("/deliveries", list_deliveries, methods=["GET"], name="list_deliveries"),
+        Route(
+            "/deliveries/{delivery_id}/replay",
+            replay,
+            methods=["POST"],
+            name="replay_delivery",
+        ),
         Route("/status/components", list_components, methods=["GET"], name="list_components"),
         Route("/status/incidents", list_incidents, methods=["GET"], name="list_incidents"),
         Route("/alerts", list_alerts, methods=["GET"], name="list_alerts"),
@@ -280,6 +321,8 @@ def create_app(
         Route("/status", status_page, methods=["GET"], name="status_page"),
         Route("/alerts", alerts_page, methods=["GET"], name="alerts_page"),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+        Route("/openapi.json", get_openapi, methods=["GET"], name="openapi"),
+        Route("/docs", get_docs, methods=["GET"], name="docs"),
         Mount(
             "/api/v1",
             routes=api,
@@ -317,6 +360,8 @@ def create_app(
     )
     # Inside FastLane: webhook deliveries never pay for a request id.
     middleware.append(Middleware(RequestId))
+    # Inside the fast lane: the webhook hot path never passes through it.
+    middleware.append(Middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=5))
     return Starlette(
         routes=routes,
         middleware=middleware,

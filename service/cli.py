@@ -15,6 +15,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -203,6 +204,13 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument(
         "--no-notify", action="store_true", help="ask Visma for no webhook: the job is polled"
     )
+    submit.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until the job ends (a running service resolves it) and print the outcome; "
+        f"exit status {EXIT_BY_STATE['failed']} failed, {EXIT_BY_STATE['rejected']} rejected, "
+        f"{EXIT_BY_STATE['expired']} expired",
+    )
     submit.add_argument("--json", action="store_true", help="print the job as JSON")
     submit.set_defaults(run=_submit)
 
@@ -240,6 +248,20 @@ def _parser() -> argparse.ArgumentParser:
     poll.add_argument("--loop", action="store_true", help="keep polling until interrupted")
     poll.add_argument("--interval", type=float, default=5.0, help="seconds between passes")
     poll.set_defaults(run=_poll)
+
+    replay = command(
+        "replay", "run stored webhook deliveries through correlation and resolution again"
+    )
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", metavar="ID", help="the delivery's id (see GET /api/v1/deliveries)")
+    which.add_argument(
+        "--since",
+        metavar="TIME",
+        type=_timestamp,
+        help="every Visma delivery received at or after TIME (ISO 8601; UTC if no offset)",
+    )
+    replay.add_argument("--json", action="store_true", help="print what was replayed as JSON")
+    replay.set_defaults(run=_replay)
 
     purge = command("purge", "remove now what retention allows (RETENTION_*_DAYS), per table")
     purge.add_argument(
@@ -390,9 +412,9 @@ def _submit(args: argparse.Namespace) -> int:
     from service.domain import parse_job_create
 
     if args.resend:
-        data = asyncio.run(_resend_and_show(_settings(), args.resend))
+        data = asyncio.run(_resend_and_show(_settings(), args.resend, wait=args.wait))
         _show_job(data, as_json=args.json)
-        return 0 if data["state"] not in ("rejected", "failed") else 1
+        return _exit_status(data["state"])
     if not args.path:
         print_error("--path is required (or --resend JOB)")
         return 2
@@ -413,12 +435,33 @@ def _submit(args: argparse.Namespace) -> int:
     if args.if_match:
         request["ifMatch"] = args.if_match
     job_create = parse_job_create(json.dumps(request).encode())
-    data = asyncio.run(_submit_and_show(_settings(), job_create.to_request()))
+    data = asyncio.run(_submit_and_show(_settings(), job_create.to_request(), wait=args.wait))
     _show_job(data, as_json=args.json)
-    return 0 if data["state"] not in ("rejected", "failed") else 1
+    return _exit_status(data["state"])
 
 
-async def _submit_and_show(settings: Settings, request: Any) -> dict[str, Any]:
+EXIT_BY_STATE = {"failed": 1, "rejected": 1, "expired": 3}
+"""`submit`'s exit status for a job that did not succeed (0 otherwise)."""
+WAIT_POLL_SECONDS = 0.5
+
+
+def _exit_status(state: str) -> int:
+    return EXIT_BY_STATE.get(state, 0)
+
+
+async def _until_ended(sessions: Any, job_id: str) -> dict[str, Any]:
+    """The job once it has ended: the serving replicas resolve it; this only reads it."""
+    from service.domain import TERMINAL_STATES
+
+    ended = {state.value for state in TERMINAL_STATES}
+    while True:
+        data = await _load_job(sessions, job_id)
+        if data["state"] in ended:
+            return data
+        await asyncio.sleep(WAIT_POLL_SECONDS)
+
+
+async def _submit_and_show(settings: Settings, request: Any, *, wait: bool) -> dict[str, Any]:
     from service.app import submit_settings, visma_client
     from service.flows import submit_job
 
@@ -432,13 +475,13 @@ async def _submit_and_show(settings: Settings, request: Any) -> dict[str, Any]:
             source="cli",
             settings=submit_settings(settings),
         )
-        return await _load_job(sessions, job_id)
+        return await (_until_ended if wait else _load_job)(sessions, job_id)
     finally:
         await visma.aclose()
         await engine.dispose()
 
 
-async def _resend_and_show(settings: Settings, job_id: str) -> dict[str, Any]:
+async def _resend_and_show(settings: Settings, job_id: str, *, wait: bool) -> dict[str, Any]:
     from service.app import submit_settings, visma_client
     from service.flows import find_job_id, resend_job
 
@@ -452,7 +495,7 @@ async def _resend_and_show(settings: Settings, job_id: str) -> dict[str, Any]:
             source="cli",
             settings=submit_settings(settings),
         )
-        return await _load_job(sessions, new_id)
+        return await (_until_ended if wait else _load_job)(sessions, new_id)
     finally:
         await visma.aclose()
         await engine.dispose()
@@ -484,6 +527,51 @@ def _poll(args: argparse.Namespace) -> int:
         return 0
     print_line(f"read the state of {count} job(s)")
     return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from service.app import resolve_settings, visma_client
+    from service.flows import replay_delivery, replay_since
+
+    settings = _settings()
+
+    async def run() -> list[Any]:
+        engine, sessions = await _open_db(settings)
+        visma = visma_client(settings)
+        try:
+            if args.id is not None:
+                one = await replay_delivery(
+                    sessions, visma, args.id, settings=resolve_settings(settings), source="cli"
+                )
+                return [one]
+            return await replay_since(
+                sessions, visma, args.since, settings=resolve_settings(settings), source="cli"
+            )
+        finally:
+            await visma.aclose()
+            await engine.dispose()
+
+    done = asyncio.run(run())
+    rows = [
+        {"deliveryId": r.delivery_id, "jobId": r.job_id, "stateRead": r.state_read} for r in done
+    ]
+    if args.json:
+        print_json({"replayed": rows})
+        return 0
+    for row in rows:
+        job = row["jobId"] or "no job"
+        read = ", state read again" if row["stateRead"] else ""
+        print_line(f"replayed {row['deliveryId']}: {job}{read}")
+    print_line(f"replayed {len(rows)} deliveries")
+    return 0
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants an ISO 8601 time, got {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _purge(args: argparse.Namespace) -> int:

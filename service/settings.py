@@ -180,6 +180,14 @@ class Settings(BaseSettings):
     MAX_RESULT_BYTES: int = Field(default=1_048_576, gt=0)
     """Largest finished-request content kept per job."""
 
+    CALLBACK_SIGNING_SECRET: SecretStr = SecretStr("")
+    """Standard Webhooks secret (`whsec_...`) that signs per-job callbacks (`callbackUrl`).
+    Empty: submissions with a callbackUrl are refused."""
+
+    CALLBACK_ALLOWED_HOSTS: CommaList = Field(default_factory=list)
+    """Hosts a `callbackUrl` may name over http or on a private or loopback address (others
+    must be https on public addresses)."""
+
     RETENTION_DELIVERIES_DAYS: float = Field(default=30, ge=0)
     """Days a webhook delivery is kept in the inbox (never one of a job still open). 0: forever."""
 
@@ -222,6 +230,7 @@ class Settings(BaseSettings):
         "ALERT_WEBHOOK_URLS",
         "ALERT_SLACK_URLS",
         "WATCH_COMPONENTS",
+        "CALLBACK_ALLOWED_HOSTS",
         mode="before",
     )
     @classmethod
@@ -238,7 +247,7 @@ class Settings(BaseSettings):
             return items
         return [parse_network(item) if isinstance(item, str) else item for item in items]
 
-    @field_validator("ALERT_SIGNING_SECRET")
+    @field_validator("ALERT_SIGNING_SECRET", "CALLBACK_SIGNING_SECRET")
     @classmethod
     def _signing_secret(cls, value: SecretStr) -> SecretStr:
         secret = value.get_secret_value()

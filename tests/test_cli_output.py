@@ -146,6 +146,7 @@ def test_help_lists_every_command_and_fits_80_columns(tmp_path: Path) -> None:
         "jobs",
         "job",
         "poll",
+        "replay",
         "purge",
         "demo",
         "simulate",

@@ -117,6 +117,52 @@ async def test_purge_removes_old_finished_jobs_and_deliveries_but_not_open_ones(
     assert set((await purge(sessions, RETENTION, QUICK, now=now)).values()) == {0}
 
 
+async def test_purge_takes_a_jobs_kept_result_and_callback_attempts_with_the_job(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    now = datetime.now(UTC)
+    old = now - timedelta(seconds=30)
+    gone = await insert_job(sessions, state="succeeded", submitted_at=old, finished_at=old)
+    kept = await insert_job(sessions, state="succeeded", finished_at=now)
+    async with sessions.begin() as session:
+        for job_id in (gone, kept):
+            await store.keep_result(
+                session,
+                job_id,
+                status=201,
+                headers={"Location": "/v1/customer/1"},
+                content_type="application/json",
+                content=b"{}",
+                size=2,
+                truncated=False,
+                at=now,
+            )
+            await store.set_callback(session, job_id, "https://hooks.example/visma")
+            delivery_row = store.AlertDelivery(
+                job_id=job_id,
+                channel="callback",
+                target="https://hooks.example/visma",
+                state="sent",
+                attempts=1,
+                body={"id": job_id},
+            )
+            session.add(delivery_row)
+            await session.flush()
+            await store.add_attempt(
+                session, delivery_row.id, at=now, status_code=200, error=None, answer="ok"
+            )
+
+    removed = await purge(sessions, RETENTION, QUICK, now=now)
+
+    assert removed["jobs"] == 1
+    assert await ids(sessions, store.JobResult.job_id) == {kept}
+    assert await ids(sessions, store.JobCallback.job_id) == {kept}
+    assert await ids(sessions, store.AlertDelivery.job_id) == {kept}
+    async with sessions.begin() as session:
+        attempts = (await session.execute(select(func.count(store.AlertAttempt.id)))).scalar()
+    assert attempts == 1
+
+
 async def test_a_notification_purged_while_it_may_come_again_is_still_a_duplicate(
     sessions: async_sessionmaker[AsyncSession], ingest: IngestWriter
 ) -> None:

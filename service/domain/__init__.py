@@ -22,6 +22,11 @@ from service.domain.alerts import (
     send_outcome,
     slack_message,
 )
+from service.domain.callbacks import (
+    callback_host,
+    callback_refusal,
+    validate_callback_url,
+)
 from service.domain.correlation import (
     BACKGROUND_HEADER,
     JOB_ID_KEY,
@@ -35,6 +40,8 @@ from service.domain.deliveries import (
     PROBLEM_STATE_MISMATCH,
     BackgroundNotice,
     LinkRules,
+    ReplayLink,
+    decide_replay_link,
     read_background_body,
 )
 from service.domain.diagnostics import (
@@ -86,6 +93,7 @@ from service.domain.lifecycle import (
 )
 from service.domain.listing import (
     MAX_PAGE_SIZE,
+    MAX_WAIT_SECONDS,
     AlertFilter,
     DeliveryFilter,
     JobFilter,
@@ -97,7 +105,9 @@ from service.domain.listing import (
     parse_delivery_query,
     parse_incident_query,
     parse_job_query,
+    parse_wait,
 )
+from service.domain.results import KeptResult, keep_result, shown_content
 from service.domain.retention import Cutoffs, Retention
 from service.domain.status import (
     CLOSED_STATUSES,
@@ -125,7 +135,19 @@ from service.domain.submission import (
     validate_path,
     validation_detail,
 )
-from service.domain.views import component_json, incident_json, iso, job_json
+from service.domain.views import (
+    Component,
+    ComponentDetail,
+    Incident,
+    JobDetail,
+    JobResult,
+    component_json,
+    incident_json,
+    iso,
+    job_json,
+    result_json,
+)
+from service.domain.views import Job as JobView
 from service.domain.visma_errors import VismaErrorInfo, hint_for, parse_error
 
 __all__ = [
@@ -136,6 +158,23 @@ __all__ = [
     "recent_failures",
     "silent_summary",
     "webhooks_went_silent",
+    "callback_host",
+    "callback_refusal",
+    "validate_callback_url",
+    "KeptResult",
+    "keep_result",
+    "result_json",
+    "shown_content",
+    "MAX_WAIT_SECONDS",
+    "parse_wait",
+    "ReplayLink",
+    "decide_replay_link",
+    "Component",
+    "ComponentDetail",
+    "Incident",
+    "JobDetail",
+    "JobResult",
+    "JobView",
     "Cutoffs",
     "Retention",
     "ALERT_KINDS",

@@ -123,3 +123,37 @@ LINK_RULES = LinkRules(
     visma_id_taken=PROBLEM_VISMA_ID_TAKEN,
     cannot_adopt=PROBLEM_CANNOT_ADOPT,
 )
+
+
+@dataclass(frozen=True)
+class ReplayLink:
+    """Where a replayed delivery belongs: the job it links to (None: none) and why not."""
+
+    job_id: str | None
+    problem: str | None
+
+
+def decide_replay_link(
+    *,
+    named_job_id: str | None,
+    body_problem: str | None,
+    body_visma_id: str | None,
+    job_state: str | None,
+    job_visma_id: str | None,
+    visma_id_holder: str | None,
+) -> ReplayLink:
+    """The inbox writer's `LINK_RULES`, for one stored delivery run through them again.
+
+    `job_state` is None when the named job does not exist; `visma_id_holder` is the job that
+    holds the body's Visma job id, if any.
+    """
+    if named_job_id is None or job_state is None:
+        return ReplayLink(None, body_problem)
+    if body_visma_id is not None:
+        if job_visma_id is not None and job_visma_id != body_visma_id:
+            return ReplayLink(None, PROBLEM_VISMA_ID_DIFFERS)
+        if visma_id_holder is not None and visma_id_holder != named_job_id:
+            return ReplayLink(None, PROBLEM_VISMA_ID_TAKEN)
+        if job_visma_id is None and job_state != LINK_RULES.adopting_state:
+            return ReplayLink(None, PROBLEM_CANNOT_ADOPT)
+    return ReplayLink(named_job_id, body_problem)

@@ -9,6 +9,7 @@ the job's timeline.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -57,6 +58,7 @@ class EventKind(StrEnum):
     IGNORED = "ignored"
     RESENT = "resent"
     ADOPTED = "visma_id_adopted"
+    REPLAYED = "replayed"
 
 
 class Resolver(StrEnum):
@@ -129,6 +131,9 @@ class Outcome:
     error: VismaErrorInfo | None = None
     hint: str | None = None
     note: str | None = None
+    result_etag: str | None = None
+    """The resource's new version after a successful update: the response's `ETag`, else the
+    `timeStamp` of its content (what a next `ifMatch` must name)."""
 
 
 def needs_content(state: BackgroundState) -> bool:
@@ -152,6 +157,7 @@ def decide_outcome(state: BackgroundState, content: bytes | None = None) -> Outc
             http_status=state.status_code,
             created_resource_id=created_resource_id(state.response_headers),
             note=note,
+            result_etag=result_etag(state.response_headers, content),
         )
     http_status = state.status_code or None
     error = parse_error(content, status_code=http_status, error_message=state.error_message)
@@ -274,6 +280,24 @@ def decide_completed(status: int, *, location: str | None) -> Outcome:
         created_resource_id=created_resource_id({"Location": location} if location else {}),
         note=f"Visma answered at once (HTTP {status}) instead of running it in the background",
     )
+
+
+def result_etag(headers: Mapping[str, str], content: bytes | None) -> str | None:
+    """The new ETag a finished request reported: its `ETag` header, else the `timeStamp` of
+    its JSON content (Visma writes the version both ways)."""
+    for name, value in headers.items():
+        if name.lower() == "etag" and value:
+            return value
+    if content:
+        try:
+            data = json.loads(content)
+        except ValueError:
+            return None
+        if isinstance(data, dict):
+            stamp = {str(k).lower(): v for k, v in data.items()}.get("timestamp")
+            if isinstance(stamp, str) and stamp:
+                return stamp
+    return None
 
 
 def created_resource_id(headers: Mapping[str, str]) -> str | None:

@@ -33,6 +33,9 @@ class Pacing:
     """After this (Visma keeps a job 24 hours) a job with no outcome expires."""
     recheck_seconds: float = 5.0
     """A job Visma still runs is read again after this, doubling with each read ..."""
+    unnotified_first_read_seconds: float = 3.0
+    """A job that asked Visma for no webhook (`notify: false`) is first read this soon after
+    its 202, then at the growing intervals: nothing else will tell us it is done."""
     max_recheck_seconds: float = 1800.0
     """... up to this interval."""
 
@@ -52,10 +55,18 @@ def first_check(pacing: Pacing, *, submitted_at: datetime) -> datetime:
     return pacing.deadline(submitted_at)
 
 
-def poll_at(pacing: Pacing, *, accepted_at: datetime, next_check: datetime | None) -> datetime:
-    """An accepted job's next check: the poll, in case no webhook comes; a webhook that beat
-    the 202 may have made the read due sooner already, which stands."""
-    poll = accepted_at + timedelta(seconds=pacing.poll_after_seconds)
+def poll_at(
+    pacing: Pacing,
+    *,
+    accepted_at: datetime,
+    next_check: datetime | None,
+    notify: bool = True,
+) -> datetime:
+    """An accepted job's next check: the poll, in case no webhook comes (a job that asked for
+    none is polled from the start, after a few seconds); a webhook that beat the 202 may have
+    made the read due sooner already, which stands."""
+    wait = pacing.poll_after_seconds if notify else pacing.unnotified_first_read_seconds
+    poll = accepted_at + timedelta(seconds=wait)
     return poll if next_check is None else min(next_check, poll)
 
 

@@ -254,3 +254,16 @@ def _only(params: dict[str, str], allowed: tuple[str, ...], *extra: str) -> None
     if unknown:
         names = ", ".join((*allowed, *extra))
         raise InvalidInput(f"unknown query parameter {unknown[0]!r}; known: {names}")
+
+
+MAX_WAIT_SECONDS = 60
+"""The longest `?wait=` a client may ask for: below the idle timeouts of common proxies."""
+
+
+def parse_wait(value: str | None) -> int:
+    """`?wait=N` (whole seconds, 0 to MAX_WAIT_SECONDS); 0 when absent."""
+    if value is None or value == "":
+        return 0
+    if not _WHOLE_NUMBER.fullmatch(value) or int(value) > MAX_WAIT_SECONDS:
+        raise InvalidInput(f"wait must be a whole number of seconds from 0 to {MAX_WAIT_SECONDS}")
+    return int(value)

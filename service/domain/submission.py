@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from service.domain.callbacks import validate_callback_url
 from service.domain.correlation import validate_tags
 from service.domain.errors import InvalidInput
 from service.domain.jsontext import parse_json
@@ -114,6 +115,7 @@ class JobRequest:
     tags: dict[str, str] = field(default_factory=dict)
     if_match: str | None = None
     notify: bool = True
+    callback_url: str | None = None
 
 
 _In = TypeVar("_In")
@@ -125,7 +127,20 @@ BODY_NOT_JSON = "request body must be a JSON object"
 class JobCreate(BaseModel):
     """`POST /api/v1/jobs`."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "method": "POST",
+                    "path": "/v1/customer",
+                    "body": {"name": "Acme AS"},
+                    "tags": {"orderRef": "SO-1"},
+                }
+            ]
+        },
+    )
 
     method: str
     path: str
@@ -133,6 +148,8 @@ class JobCreate(BaseModel):
     tags: dict[str, Any] = {}
     ifMatch: str | None = None
     notify: bool = True
+    callbackUrl: str | None = None
+    """Where the job's JSON is POSTed (Standard Webhooks signed) when the job ends."""
 
     @field_validator("method")
     @classmethod
@@ -148,6 +165,11 @@ class JobCreate(BaseModel):
     @classmethod
     def _if_match(cls, value: str | None) -> str | None:
         return None if value is None else _domain_check(validate_if_match, value)
+
+    @field_validator("callbackUrl")
+    @classmethod
+    def _callback_url(cls, value: str | None) -> str | None:
+        return None if value is None else _domain_check(validate_callback_url, value)
 
     @field_validator("tags")
     @classmethod
@@ -165,6 +187,7 @@ class JobCreate(BaseModel):
             tags=dict(self.tags),
             if_match=self.ifMatch,
             notify=self.notify,
+            callback_url=self.callbackUrl,
         )
 
 

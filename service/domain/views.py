@@ -8,12 +8,14 @@ answer, an alert body and, from its JSON schema, the API's documentation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
+
+from service.domain.results import shown_content
 
 
 def iso(value: datetime | None) -> str | None:
@@ -81,6 +83,7 @@ class Job(View):
     hint: str | None = None
     resolved_by: str | None = None
     notify: bool
+    callback_url: str | None = None
     result_etag: str | None = None
     submitted_at: Time
     accepted_at: Time | None = None
@@ -88,19 +91,98 @@ class Job(View):
     last_modified_at: Time
 
 
+class CallbackAttempt(View):
+    """One try at POSTing a job's callback, and how the target answered."""
+
+    at: Time
+    status_code: int | None = None
+    error: str | None = None
+
+
+class CallbackStatus(View):
+    """Where a job's callback stands: queued, sent, failed (given up) or gone (410)."""
+
+    url: str
+    state: str
+    next_attempt_at: Time | None = None
+    sent_at: Time | None = None
+    attempts: list[CallbackAttempt] = Field(default_factory=list)
+
+
 class JobDetail(Job):
-    """A job with its timeline, oldest first (the single view)."""
+    """A job with its timeline, oldest first (the single view), and its callback's attempts."""
 
     events: list[TimelineEntry]
+    callback: CallbackStatus | None = None
 
 
-def job_json(job: object, events: Sequence[object] | None = None) -> dict[str, Any]:
-    """Job JSON of a job row; with `events` (timeline entries), the single view's."""
+class JobResult(View):
+    """What a finished job's request returned (Visma's `/content` and the state's status and
+    headers), kept after Visma forgets the job."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "jobId": "0190f0c4-8d4e-7a51-9a43-3e1f2b7c9d10",
+                    "status": 201,
+                    "headers": {"Location": "https://api.finance.visma.net/v1/customer/10042"},
+                    "contentType": "application/json",
+                    "content": '{"number": "10042"}',
+                    "contentEncoding": "utf-8",
+                    "size": 19,
+                    "truncated": False,
+                    "storedAt": "2026-12-02T13:05:00Z",
+                }
+            ]
+        }
+    )
+
+    job_id: str
+    status: int | None = None
+    headers: Annotated[dict[str, str], BeforeValidator(_or_empty)] = Field(default_factory=dict)
+    content_type: str | None = None
+    content: str | None = None
+    """The content as text (`utf-8`), or base64 when it is not UTF-8 text."""
+    content_encoding: str = "utf-8"
+    size: int = 0
+    """The content's size as Visma returned it, in bytes."""
+    truncated: bool = False
+    """True when the content was larger than MAX_RESULT_BYTES and only its start is kept."""
+    stored_at: Time
+
+
+def result_json(result: object) -> dict[str, Any]:
+    """JobResult JSON of a kept result row (`job_id`, `status`, `headers`, `content_type`,
+    `content`, `size`, `truncated`, `stored_at`)."""
+    raw = getattr(result, "content", None)
+    truncated = bool(getattr(result, "truncated", False))
+    content, encoding = shown_content(raw, truncated=truncated)
+    fields = {
+        name: getattr(result, name) for name in JobResult.model_fields if hasattr(result, name)
+    }
+    return JobResult.model_validate(
+        {**fields, "content": content, "content_encoding": encoding}
+    ).as_json()
+
+
+def job_json(
+    job: object,
+    events: Sequence[object] | None = None,
+    *,
+    callback_url: str | None = None,
+    callback: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Job JSON of a job row; with `events` (timeline entries), the single view's, which also
+    shows `callback` (its delivery: `url`, `state`, ..., `attempts`) when there is one."""
     view = Job.model_validate(job)
+    if callback_url is not None:
+        view = view.model_copy(update={"callback_url": callback_url})
     if events is None:
         return view.as_json()
     entries = [TimelineEntry.model_validate(event) for event in events]
-    return JobDetail(**dict(view), events=entries).as_json()
+    status = CallbackStatus.model_validate(callback) if callback is not None else None
+    return JobDetail(**dict(view), events=entries, callback=status).as_json()
 
 
 class ComponentChange(View):

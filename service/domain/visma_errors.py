@@ -33,6 +33,10 @@ HINT_READ_FORBIDDEN = (
     "heal by retrying."
 )
 HINT_FORBIDDEN = "Financials User/Administrator roles are missing for the integration user."
+HINT_PRECONDITION_FAILED = (
+    "The resource changed since its ETag was read (412 Precondition Failed): read it again and "
+    "resubmit with the new ifMatch."
+)
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,8 @@ def hint_for(error: VismaErrorInfo, *, status_code: int | None) -> str | None:
         return HINT_TIMECARDS
     if "of subaccount do not exist" in message:
         return HINT_SUBACCOUNT
+    if status_code == 412:
+        return HINT_PRECONDITION_FAILED
     if status_code in (401, 403):
         return HINT_FORBIDDEN
     if status_code == 400 and error.body:

@@ -13,6 +13,7 @@ from service.flows.alert_outbox import (
     next_due,
     record_send,
 )
+from service.flows.callbacks import CALLBACK, CallbackTarget, check_callback
 from service.flows.clock import utcnow
 from service.flows.diagnostics import (
     SignatureFailures,
@@ -21,6 +22,7 @@ from service.flows.diagnostics import (
     signature_failures,
 )
 from service.flows.lookup import find_job_id
+from service.flows.replay import Replayed, replay_delivery, replay_since
 from service.flows.resolve import ResolveSettings, read_and_apply, resolve_due_jobs
 from service.flows.retention import PURGED_TABLES, PurgeSettings, give_space_back, purge
 from service.flows.status import StatusReceipt, record_status_delivery
@@ -31,6 +33,12 @@ __all__ = [
     "SignatureWatch",
     "record_bad_signatures",
     "signature_failures",
+    "CALLBACK",
+    "CallbackTarget",
+    "check_callback",
+    "Replayed",
+    "replay_delivery",
+    "replay_since",
     "PURGED_TABLES",
     "PurgeSettings",
     "give_space_back",

@@ -105,6 +105,8 @@ async def record_send(
             answer=(result.answer or "")[:MAX_ANSWER_CHARS] or None,
         )
         delivery.attempts += 1
+        if delivery.job_id is not None:  # a job's callback: the job's view shows its attempts
+            store.mark_changed(session, delivery.job_id)
         outcome = send_outcome(
             result.status_code, attempts=delivery.attempts, max_attempts=settings.max_attempts
         )

@@ -1,6 +1,7 @@
 """The one place a job reaches its outcome, so every path (webhook, poll, refusal, expiry)
-records it the same way: fields, timeline event, and whatever follows a transition (its alert,
-raised here in the same transaction, so once per transition and never per delivery)."""
+records it the same way: fields, timeline event, and whatever follows a transition (its alert
+and its callback, queued here in the same transaction, so once per transition and never per
+delivery)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service import metrics, store
 from service.domain import AlertPolicy, EventKind, JobState, Outcome, Resolver, can_move
 from service.flows.alerts import raise_job_alert
+from service.flows.callbacks import queue_callback
 from service.flows.diagnostics import check_silence
 
 _EVENT_FOR = {
@@ -55,6 +57,7 @@ async def record_outcome(
     job.created_resource_id = outcome.created_resource_id
     job.error = outcome.error.as_json() if outcome.error else None
     job.hint = outcome.hint
+    job.result_etag = outcome.result_etag
     job.resolved_by = resolved_by
     job.finished_at = at
     job.next_check_at = None
@@ -75,6 +78,7 @@ async def record_outcome(
     metrics.JOB_OUTCOME_SECONDS.labels(outcome.state).observe(
         max((at - job.submitted_at).total_seconds(), 0.0)
     )
+    await queue_callback(session, job, at=at)
     return True
 
 

@@ -25,6 +25,7 @@ from service.domain import (
     AlertPolicy,
     EventKind,
     JobState,
+    KeptResult,
     Outcome,
     Pacing,
     Resolver,
@@ -34,6 +35,7 @@ from service.domain import (
     decide_outcome,
     decide_read_failure,
     decide_unknown_submission,
+    keep_result,
     needs_content,
     next_check,
     next_check_after_read,
@@ -67,6 +69,8 @@ class ResolveSettings:
     concurrency: int = 8
     alerts: AlertPolicy = field(default_factory=AlertPolicy)
     """How outcomes raise alerts (the burst window)."""
+    max_result_bytes: int = 1_048_576
+    """The most of a finished request's content kept (MAX_RESULT_BYTES)."""
 
 
 async def resolve_due_jobs(
@@ -137,16 +141,28 @@ async def _resolve_from(
     outcome depends on it."""
     assert claimed.visma_job_id is not None
     state = parse_background_state(data)
-    content = None
-    if needs_content(state):
+    answer = None
+    if state.done and state.has_content:
+        # Read for every finished job with content: it is kept (`GET .../result`) past the
+        # 24 hours Visma keeps it. Only a failure's outcome depends on it.
         try:
             answer = await visma.background_content(claimed.visma_job_id)
         except VismaError as exc:
-            await _record_read_failure(sessions, claimed, exc, settings)
-            return
-        content = answer.body if answer else None
-    outcome = decide_outcome(state, content)
-    await _apply_state(sessions, claimed, data, outcome, settings)
+            if needs_content(state):
+                await _record_read_failure(sessions, claimed, exc, settings)
+                return
+            log.warning("job %s: its content could not be read: %s", claimed.id, exc.message)
+    outcome = decide_outcome(state, answer.body if answer else None)
+    result = None
+    if outcome is not None:
+        result = keep_result(
+            status=state.status_code or None,
+            headers=state.response_headers,
+            content_type=answer.content_type if answer else None,
+            content=answer.body if answer else None,
+            max_bytes=settings.max_result_bytes,
+        )
+    await _apply_state(sessions, claimed, data, outcome, settings, result=result)
 
 
 MAX_CANDIDATES = 3
@@ -233,6 +249,8 @@ async def _apply_state(
     data: dict[str, Any],
     outcome: Outcome | None,
     settings: ResolveSettings,
+    *,
+    result: KeptResult | None = None,
 ) -> None:
     now = utcnow()
     job_id = claimed.id
@@ -255,7 +273,7 @@ async def _apply_state(
                 session, job_id, kind=EventKind.STATE_READ, source=resolver, at=now, detail=summary
             )
             return
-        await record_outcome(
+        moved = await record_outcome(
             session,
             job,
             outcome,
@@ -265,6 +283,18 @@ async def _apply_state(
             resolved_by=resolver,
             alerts=settings.alerts,
         )
+        if moved and result is not None:
+            await store.keep_result(
+                session,
+                job_id,
+                status=result.status,
+                headers=result.headers,
+                content_type=result.content_type,
+                content=result.content,
+                size=result.size,
+                truncated=result.truncated,
+                at=now,
+            )
 
 
 async def _record_read_failure(

@@ -87,6 +87,8 @@ async def submit_job(
                 next_check_at=first_check(settings.pacing, submitted_at=now),
             ),
         )
+        if request.callback_url is not None:
+            await store.set_callback(session, job_id, request.callback_url)
         await store.add_event(
             session,
             job_id,
@@ -154,6 +156,7 @@ async def resend_job(
             tags=dict(old.tags or {}),
             if_match=old.if_match,
             notify=old.notify,
+            callback_url=(await store.callback_urls(session, [job_id])).get(job_id),
         )
         old.last_modified_at = utcnow()
         await store.add_event(
@@ -193,7 +196,9 @@ async def _record_accepted(
         moved = can_move(JobState(job.state), JobState.ACCEPTED)
         if moved:
             job.state = JobState.ACCEPTED
-            job.next_check_at = poll_at(pacing, accepted_at=now, next_check=job.next_check_at)
+            job.next_check_at = poll_at(
+                pacing, accepted_at=now, next_check=job.next_check_at, notify=job.notify
+            )
         await store.add_event(
             session,
             job_id,

@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.simulator.chaos_http import ChaosMiddleware, chaos_routes, drop_response
+from service.simulator.compression import CompressAnswers
 from service.simulator.config import SimulatorConfig
 from service.simulator.jobs import (
     BACKGROUND_HEADER,
@@ -168,7 +169,7 @@ class _Endpoints:
                 media_type=JSON_CONTENT_TYPE,
             )
         if background is None:
-            return self._answer_now(target, outcome)
+            return self._answer_now(target, outcome, if_match=request.headers.get("if-match"))
         job = await self.sim.submit(
             target,
             query=request.url.query,
@@ -185,9 +186,11 @@ class _Endpoints:
             return HTMLResponse(page, status_code=outcome.gateway_status)
         return JSONResponse({"id": job.id, "stateLocation": job.state_location}, status_code=202)
 
-    def _answer_now(self, target: CallTarget, outcome: Outcome) -> Response:
+    def _answer_now(
+        self, target: CallTarget, outcome: Outcome, *, if_match: str | None
+    ) -> Response:
         # Synchronous calls matter little to the service; run the same outcome without a job.
-        result = self.sim.run(target, outcome)
+        result = self.sim.run(target, outcome, if_match=if_match)
         if result.status == "Failed":
             return _message(result.error_message or "", result.status_code)
         return Response(
@@ -511,6 +514,7 @@ def create_simulator_app(
             Middleware(_RequestLog, simulator=simulator),
             # Inside the log, so refused and dropped requests are logged with what struck them.
             Middleware(ChaosMiddleware, simulator=simulator),
+            Middleware(CompressAnswers),
         ],
         lifespan=lifespan,
     )

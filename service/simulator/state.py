@@ -27,6 +27,7 @@ from service.simulator.outcomes import (
 )
 from service.simulator.statuspage import StatusPage
 from service.simulator.tokens import TokenIssuer
+from service.simulator.versions import RecordVersions
 
 RequestKind = Literal["token", "submit", "state", "content", "call"]
 RECORD_SCOPE_KEY = "visma_simulator.record"
@@ -97,6 +98,7 @@ class SimulatorState:
         self.webhooks = WebhookHold(self.chaos, self.dispatcher)
         self.statuspage = StatusPage(config.status_webhook_url)
         self._numbers = itertools.count(20001)
+        self.versions = RecordVersions()
         self._timers: dict[str, asyncio.TimerHandle] = {}
 
     @property
@@ -196,7 +198,7 @@ class SimulatorState:
         if outcome.drop_accept or self.chaos.drop_accept():
             job.accept_dropped = True
             self.chaos.counters.accepts_dropped += 1
-        result = self.run(target, outcome)
+        result = self.run(target, outcome, if_match=_header(headers, "if-match"))
         delay = self.duration_of(outcome)
         if outcome.webhook_before_accept:
             await asyncio.sleep(delay)
@@ -214,9 +216,15 @@ class SimulatorState:
         self._timers.pop(job.id, None)
         self.finish(job, result)
 
-    def run(self, target: CallTarget, outcome: Outcome) -> JobResult:
-        """What the call returns under `outcome` (also used for calls without the header)."""
-        return resolve(outcome, target, next_number=lambda: next(self._numbers))
+    def run(
+        self, target: CallTarget, outcome: Outcome, *, if_match: str | None = None
+    ) -> JobResult:
+        """What the call returns under `outcome` (also used for calls without the header); a
+        success is checked against the record's version (`If-Match`, see `versions`)."""
+        result = resolve(outcome, target, next_number=lambda: next(self._numbers))
+        if outcome.kind != "success" or result.status != "Finished":
+            return result
+        return self.versions.apply(target, result, if_match=if_match)
 
     def duration_of(self, outcome: Outcome) -> float:
         """How long a job with this outcome runs."""
@@ -299,3 +307,7 @@ class SimulatorState:
             timer.cancel()
         self._timers.clear()
         self.webhooks.close()
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    return next((v for k, v in headers.items() if k.lower() == name), None)

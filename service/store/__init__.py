@@ -19,6 +19,8 @@ from service.store.alerts import (
 from service.store.deliveries import (
     add_delivery,
     count_deliveries,
+    get_inbox_delivery,
+    inbox_ids_since,
     linked_visma_ids,
     list_deliveries,
     unlink_deliveries,
@@ -32,6 +34,13 @@ from service.store.engine import (
     is_sqlite,
 )
 from service.store.ingest import DeliveryRecord, IngestUnavailable, IngestWriter, Stored
+from service.store.job_changes import (
+    JOB_CHANGES,
+    JobChangeListener,
+    JobChanges,
+    listener_for,
+    mark_changed,
+)
 from service.store.jobs import (
     ClaimedJob,
     TimelineEntry,
@@ -68,7 +77,9 @@ from service.store.models import (
     Base,
     Delivery,
     Job,
+    JobCallback,
     JobEvent,
+    JobResult,
     JobStateCount,
     PurgedNotification,
     StatusComponent,
@@ -78,6 +89,13 @@ from service.store.models import (
     StatusIncidentUpdate,
 )
 from service.store.overview import Figures, WebhookActivity, figures, webhook_activity
+from service.store.results import (
+    callback_urls,
+    get_result,
+    job_callback,
+    keep_result,
+    set_callback,
+)
 from service.store.retention import (
     TableSize,
     free_pages,
@@ -109,6 +127,20 @@ __all__ = [
     "figures",
     "WebhookActivity",
     "webhook_activity",
+    "mark_changed",
+    "job_callback",
+    "JobCallback",
+    "JobResult",
+    "callback_urls",
+    "get_result",
+    "keep_result",
+    "set_callback",
+    "JOB_CHANGES",
+    "JobChangeListener",
+    "JobChanges",
+    "listener_for",
+    "get_inbox_delivery",
+    "inbox_ids_since",
     "PurgedNotification",
     "TableSize",
     "free_pages",

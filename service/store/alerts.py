@@ -24,7 +24,9 @@ class ClaimedDelivery:
     """A delivery this worker holds the lease on, with what it must send."""
 
     id: int
-    alert_id: str
+    alert_id: str | None
+    """None for a job's callback, which names its job instead."""
+    job_id: str | None
     channel: str
     target: str
     attempts: int
@@ -105,7 +107,7 @@ async def claim_due_deliveries(
     """
     query = (
         select(AlertDelivery, Alert.body)
-        .join(Alert, Alert.id == AlertDelivery.alert_id)
+        .outerjoin(Alert, Alert.id == AlertDelivery.alert_id)
         .where(AlertDelivery.state == PENDING, AlertDelivery.next_attempt_at <= now)
         .order_by(AlertDelivery.next_attempt_at, AlertDelivery.id)
         .limit(limit)
@@ -115,10 +117,12 @@ async def claim_due_deliveries(
         ClaimedDelivery(
             id=delivery.id,
             alert_id=delivery.alert_id,
+            job_id=delivery.job_id,
             channel=delivery.channel,
             target=delivery.target,
             attempts=delivery.attempts,
-            body=body,
+            # A callback carries its own body (the job when it ended); an alert's is shared.
+            body=delivery.body if delivery.body is not None else body,
         )
         for delivery, body in (await session.execute(query)).all()
     ]
@@ -200,7 +204,8 @@ async def alert_deliveries(
         .order_by(AlertDelivery.id)
     )
     for delivery in (await session.execute(query)).scalars():
-        found[delivery.alert_id].append(delivery)
+        if delivery.alert_id is not None:  # always: the query asked for these alerts
+            found[delivery.alert_id].append(delivery)
     return found
 
 

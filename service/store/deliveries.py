@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, func, insert, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -75,3 +76,26 @@ async def unlink_deliveries(
         .where(Delivery.job_id == job_id, Delivery.visma_job_id == visma_job_id)
         .values(job_id=None, problem=problem)
     )
+
+
+async def get_inbox_delivery(
+    session: AsyncSession, delivery_id: str, *, for_update: bool = False
+) -> Delivery | None:
+    """One stored webhook delivery, locked for update when asked."""
+    if "\x00" in delivery_id:
+        return None  # no row holds a NUL (PostgreSQL text cannot)
+    query = select(Delivery).where(Delivery.id == delivery_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def inbox_ids_since(
+    session: AsyncSession, since: datetime, *, kind: str, after: str | None, limit: int
+) -> list[str]:
+    """Ids of `kind` deliveries received at or after `since`, in id order after `after`."""
+    query = select(Delivery.id).where(Delivery.kind == kind, Delivery.received_at >= since)
+    if after is not None:
+        query = query.where(Delivery.id > after)
+    query = query.order_by(Delivery.id).limit(limit)
+    return [str(value) for value in (await session.execute(query)).scalars()]

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.store.job_changes import mark_changed
 from service.store.models import Delivery, Job, JobEvent, JobStateCount
 
 _OPERATORS = {
@@ -63,7 +64,8 @@ async def add_event(
     at: datetime,
     detail: Mapping[str, Any] | None = None,
 ) -> None:
-    """Append one entry to a job's timeline."""
+    """Append one entry to a job's timeline (its waiters wake when the transaction commits)."""
+    mark_changed(session, job_id)
     session.add(JobEvent(job_id=job_id, kind=kind, source=source, at=at, detail=dict(detail or {})))
 
 

@@ -122,6 +122,33 @@ class Job(Base):
     )
 
 
+class JobResult(Base):
+    """What a finished job's request returned, kept after Visma forgets it (24 hours); it goes
+    with its job (retention deletes the job, the foreign key cascades)."""
+
+    __tablename__ = "job_results"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    status: Mapped[int | None] = mapped_column(Integer)
+    headers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    content_type: Mapped[str | None] = mapped_column(Text)
+    content: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The content's size as Visma returned it; `truncated` when only MAX_RESULT_BYTES are kept.
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    stored_at: Mapped[datetime]
+
+
+class JobCallback(Base):
+    """Where a job's JSON is POSTed when it ends (a table of its own, so the jobs table and its
+    queries stay as they are for the jobs that have none, which are most)."""
+
+    __tablename__ = "job_callbacks"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+
+
 class JobStateCount(Base):
     """A change to the number of jobs in one state; the sum per state is the count.
 
@@ -287,12 +314,21 @@ class Alert(Base):
 
 
 class AlertDelivery(Base):
-    """The outbox: one alert for one target, retried with backoff until sent or given up."""
+    """The outbox: one alert for one target, retried with backoff until sent or given up.
+
+    A job's callback is a delivery of the same outbox with no alert: it names its job (and
+    goes with it) and carries the body it sends, the job's JSON when it ended."""
 
     __tablename__ = "alert_deliveries"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    alert_id: Mapped[str | None] = mapped_column(
+        ForeignKey("alerts.id", ondelete="CASCADE"), index=True
+    )
+    job_id: Mapped[str | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), index=True
+    )
+    body: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     channel: Mapped[str] = mapped_column(String(16))
     target: Mapped[str] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(16))

@@ -34,6 +34,7 @@ BACKGROUND_HEADER = "erp-api-background"
 # Renew a little before Visma says the token expires, so a request never carries a dead one.
 TOKEN_RENEW_MARGIN_SECONDS = 60.0
 MAX_RETRY_AFTER_SECONDS = 60.0
+ACCEPT_ENCODING = "br, gzip, deflate"
 DEFAULT_429_PAUSE_SECONDS = 1.0
 # Tells Visma's support (and the simulator's log) which replica sent a request.
 USER_AGENT = f"visma-hooks/{socket.gethostname()}/{os.getpid()}"
@@ -99,7 +100,13 @@ class VismaClient:
         self._http = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(timeout, connect=10.0),
-            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+            # Visma compresses answers for a client that accepts it; httpx decodes all three
+            # (brotli through the `brotli` package).
+            headers={
+                "Accept": "application/json",
+                "Accept-Encoding": ACCEPT_ENCODING,
+                "User-Agent": USER_AGENT,
+            },
         )
         self._pacer = Pacer(max_requests_per_second)
         self._token: _Token | None = None

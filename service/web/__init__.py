@@ -15,11 +15,12 @@ from service.web.dashboard import (
     replay_from_inbox,
     status_page,
 )
-from service.web.deliveries_api import list_deliveries
+from service.web.deliveries_api import list_deliveries, replay
 from service.web.errors import domain_error, http_error, server_error, storage_error
 from service.web.fast_lane import FastLane, RequestErrorHandler
 from service.web.health import healthz, metrics, readyz
-from service.web.jobs_api import create_job, get_job, list_jobs
+from service.web.jobs_api import create_job, get_job, get_job_result, list_jobs
+from service.web.openapi import get_docs, get_openapi, openapi_document
 from service.web.request_id import RequestId
 from service.web.state import State
 from service.web.status_api import list_components, list_incidents
@@ -45,7 +46,11 @@ __all__ = [
     "State",
     "create_job",
     "domain_error",
+    "get_docs",
     "get_job",
+    "get_job_result",
+    "get_openapi",
+    "openapi_document",
     "healthz",
     "http_error",
     "list_alerts",
@@ -58,6 +63,7 @@ __all__ = [
     "readyz",
     "receive_status_webhook",
     "receive_visma_webhook",
+    "replay",
     "require_write",
     "server_error",
     "storage_error",

@@ -6,7 +6,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from service import store
-from service.domain import MAX_PAGE_SIZE, parse_delivery_query
+from service.domain import MAX_PAGE_SIZE, decode_id, job_json, parse_delivery_query
+from service.flows import replay_delivery
+from service.web.auth import require_write
 from service.web.schemas import delivery_json, page_json
 from service.web.state import State
 
@@ -24,3 +26,23 @@ async def list_deliveries(request: Request[State]) -> Response:
         )
     items = [delivery_json(d) for d in deliveries]
     return JSONResponse(page_json(items, total=total, page=page, max_size=MAX_PAGE_SIZE))
+
+
+async def replay(request: Request[State]) -> Response:
+    """Run a stored delivery through correlation and resolution again; answers its job."""
+    require_write(request)
+    state = request.state
+    replayed = await replay_delivery(
+        state["sessions"],
+        state["visma"],
+        decode_id(request.path_params["delivery_id"]),
+        settings=state["resolve_settings"],
+        source="replay",
+    )
+    job = None
+    if replayed.job_id is not None:
+        async with state["readers"].begin() as session:
+            row = await store.get_job(session, replayed.job_id)
+            if row is not None:
+                job = job_json(row, await store.job_events(session, replayed.job_id))
+    return JSONResponse({"deliveryId": replayed.delivery_id, "jobId": replayed.job_id, "job": job})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import datetime
 
 from starlette.requests import Request
@@ -10,14 +12,17 @@ from starlette.responses import JSONResponse, Response
 from service import store
 from service.domain import (
     MAX_PAGE_SIZE,
+    NotConfigured,
     NotFound,
     TimeCondition,
     decode_id,
     job_json,
     parse_job_create,
     parse_job_query,
+    parse_wait,
+    result_json,
 )
-from service.flows import submit_job
+from service.flows import check_callback, submit_job
 from service.web.auth import require_write
 from service.web.errors import error_response
 from service.web.schemas import etag_of, page_json
@@ -25,6 +30,7 @@ from service.web.state import State
 from service.web.webhooks import BodyTooLarge, read_body
 
 JOB_NOT_FOUND = "no job with id {job_id!r}"
+NO_CALLBACK_SECRET = "callbackUrl needs CALLBACK_SIGNING_SECRET, which is not set"
 
 
 async def create_job(request: Request[State]) -> Response:
@@ -35,11 +41,17 @@ async def create_job(request: Request[State]) -> Response:
         raw = await read_body(request, limit)
     except BodyTooLarge:
         return error_response(413, "too_large", f"body is larger than MAX_SUBMIT_BYTES={limit}")
-    job_create = parse_job_create(raw)
+    job_request = parse_job_create(raw).to_request()
+    if job_request.callback_url is not None:
+        if not state["settings"].CALLBACK_SIGNING_SECRET.get_secret_value():
+            raise NotConfigured(NO_CALLBACK_SECRET)
+        await check_callback(
+            job_request.callback_url, allowed_hosts=state["settings"].CALLBACK_ALLOWED_HOSTS
+        )
     job_id = await submit_job(
         state["sessions"],
         state["visma"],
-        job_create.to_request(),
+        job_request,
         source="api",
         settings=state["submit_settings"],
     )
@@ -61,16 +73,96 @@ async def list_jobs(request: Request[State]) -> Response:
             limit=page.size,
             offset=page.offset,
         )
-    items = [job_json(job) for job in jobs]
+        urls = await store.callback_urls(session, [job.id for job in jobs])
+    items = [job_json(job, callback_url=urls.get(job.id)) for job in jobs]
     return JSONResponse(page_json(items, total=total, page=page, max_size=MAX_PAGE_SIZE))
 
 
 async def get_job(request: Request[State]) -> Response:
     job_id = decode_id(request.path_params["job_id"])
-    data, etag = await _job_view(request, job_id)
-    if etag in _etags(request.headers.get("if-none-match")):
-        return Response(status_code=304, headers={"ETag": etag})
-    return JSONResponse(data, headers={"ETag": etag})
+    wait = parse_wait(request.query_params.get("wait"))
+    held = _etags(request.headers.get("if-none-match"))
+    if not (wait and held):
+        data, etag = await _job_view(request, job_id)
+        if etag in held:
+            return Response(status_code=304, headers={"ETag": etag})
+        return JSONResponse(data, headers={"ETag": etag})
+    return await _await_change(request, job_id, held, deadline=time.monotonic() + wait)
+
+
+NO_RESULT = (
+    "job {job_id} has no kept result: it has not finished, or it ended without one (refused, "
+    "expired, or answered at once)"
+)
+
+
+async def get_job_result(request: Request[State]) -> Response:
+    """What the finished request returned, as kept when the job ended."""
+    job_id = decode_id(request.path_params["job_id"])
+    async with request.state["readers"].begin() as session:
+        result = await store.get_result(session, job_id)
+        if result is None:
+            if await store.get_job(session, job_id) is None:
+                raise NotFound(JOB_NOT_FOUND.format(job_id=job_id))
+            raise NotFound(NO_RESULT.format(job_id=job_id))
+    return JSONResponse(result_json(result))
+
+
+async def _await_change(
+    request: Request[State], job_id: str, held: set[str], *, deadline: float
+) -> Response:
+    """The job as soon as its ETag is not one the client holds, else 304 at the deadline.
+
+    No transaction stays open while waiting: the job is read again only when a commit (here,
+    or on another replica through PostgreSQL's NOTIFY) says it may have changed."""
+    with store.JOB_CHANGES.watch(job_id) as changed:
+        while True:
+            changed.clear()  # before the read, so a change during it still wakes the wait
+            data, etag = await _shared_view(request, job_id)
+            if etag not in held:
+                return JSONResponse(data, headers={"ETag": etag})
+            # In slices, so a waiter whose client has hung up stops within a slice.
+            while not changed.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return Response(status_code=304, headers={"ETag": etag})
+                try:
+                    await asyncio.wait_for(
+                        changed.wait(), timeout=min(remaining, DISCONNECT_CHECK_SECONDS)
+                    )
+                except TimeoutError:
+                    if await request.is_disconnected():
+                        return Response(status_code=304, headers={"ETag": etag})
+
+
+DISCONNECT_CHECK_SECONDS = 5.0
+"""How often a waiting request looks whether its client is still there."""
+
+
+_reads: dict[str, tuple[int, asyncio.Future[tuple[dict[str, object], str]]]] = {}
+"""The read in flight for each awaited job, and the change it reads after."""
+
+
+async def _shared_view(request: Request[State], job_id: str) -> tuple[dict[str, object], str]:
+    """The job's view, read once for every waiter that the same change woke: a thousand
+    waiters on one job cost one read per change, not a thousand."""
+    generation = store.JOB_CHANGES.generation(job_id)
+    entry = _reads.get(job_id)
+    if entry is None or entry[0] != generation:
+        read = asyncio.ensure_future(_job_view(request, job_id))
+        _reads[job_id] = entry = (generation, read)
+
+        def forget(
+            done: asyncio.Future[tuple[dict[str, object], str]], *, key: str = job_id
+        ) -> None:
+            if key in _reads and _reads[key][1] is done:
+                del _reads[key]
+            if not done.cancelled():
+                done.exception()  # retrieved: every waiter that wanted it has it raised
+
+        read.add_done_callback(forget)
+    # Shielded: one waiter going away does not cancel the read the others wait for.
+    return await asyncio.shield(entry[1])
 
 
 async def _job_view(request: Request[State], job_id: str) -> tuple[dict[str, object], str]:
@@ -81,7 +173,9 @@ async def _job_view(request: Request[State], job_id: str) -> tuple[dict[str, obj
         if job is None:
             raise NotFound(JOB_NOT_FOUND.format(job_id=job_id))
         events = await store.job_events(session, job_id)
-    data = job_json(job, events)
+        callback_url = (await store.callback_urls(session, [job_id])).get(job_id)
+        callback = await store.job_callback(session, job_id) if callback_url else None
+    data = job_json(job, events, callback_url=callback_url, callback=callback)
     return data, etag_of(data)
 
 

@@ -11,11 +11,17 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from service.domain import Page, iso
 from service.store import Alert, AlertAttempt, AlertDelivery, Delivery
 from service.visma import SIGNATURE_HEADER
 
 __all__ = [
+    "AlertView",
+    "DeliveryView",
+    "ErrorBody",
+    "PageMetadata",
     "alert_json",
     "delivery_json",
     "etag_of",
@@ -23,6 +29,75 @@ __all__ = [
     "redact_headers",
     "redact_url",
 ]
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"error": "not_found", "detail": "no job with id 'x'"}]}
+    )
+
+    error: str = Field(description="a short code: bad_request, unauthorized, not_found, ...")
+    detail: str = Field(description="what is wrong, in words")
+
+
+class PageMetadata(BaseModel):
+    """Visma's paging convention: the filter's total and the page shown."""
+
+    totalCount: int
+    maxPageSize: int
+    pageNumber: int
+    pageSize: int
+
+
+class DeliveryView(BaseModel):
+    """A webhook delivery as the inbox shows it (secrets redacted)."""
+
+    id: str
+    kind: str
+    notificationId: str | None
+    eventId: str | None
+    receivedAt: str | None
+    verified: bool
+    matched: bool
+    jobId: str | None
+    claimedJobId: str | None
+    vismaJobId: str | None
+    problem: str | None
+    headers: dict[str, Any]
+    body: str
+
+
+class AlertAttemptView(BaseModel):
+    at: str | None
+    statusCode: int | None
+    error: str | None
+    answer: str | None
+
+
+class AlertDeliveryView(BaseModel):
+    channel: str
+    target: str
+    state: str
+    nextAttemptAt: str | None
+    sentAt: str | None
+    attempts: list[AlertAttemptView]
+
+
+class AlertView(BaseModel):
+    """Alert JSON (what hooks receive, whose subject varies with `kind`) with where it stands."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    kind: str
+    summary: str
+    at: str | None = None
+    status: str
+    raisedAt: str | None
+    dueAt: str | None
+    deliveries: list[AlertDeliveryView]
 
 
 def etag_of(data: dict[str, Any]) -> str:
@@ -46,21 +121,29 @@ def redact_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def delivery_json(delivery: Delivery) -> dict[str, Any]:
-    return {
-        "id": delivery.id,
-        "kind": delivery.kind,
-        "notificationId": delivery.notification_id,
-        "eventId": delivery.event_id,
-        "receivedAt": iso(delivery.received_at),
-        "verified": delivery.verified,
-        "matched": delivery.job_id is not None,
-        "jobId": delivery.job_id,
-        "claimedJobId": delivery.claimed_job_id,
-        "vismaJobId": delivery.visma_job_id,
-        "problem": delivery.problem,
-        "headers": redact_headers(delivery.headers),
-        "body": delivery.body.decode("utf-8", errors="replace"),
-    }
+    return _shown(
+        DeliveryView,
+        {
+            "id": delivery.id,
+            "kind": delivery.kind,
+            "notificationId": delivery.notification_id,
+            "eventId": delivery.event_id,
+            "receivedAt": iso(delivery.received_at),
+            "verified": delivery.verified,
+            "matched": delivery.job_id is not None,
+            "jobId": delivery.job_id,
+            "claimedJobId": delivery.claimed_job_id,
+            "vismaJobId": delivery.visma_job_id,
+            "problem": delivery.problem,
+            "headers": redact_headers(delivery.headers),
+            "body": delivery.body.decode("utf-8", errors="replace"),
+        },
+    )
+
+
+def _shown(view: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """`data` as `view` renders it: the model the OpenAPI document shows is the one used."""
+    return view.model_validate(data).model_dump(mode="json")
 
 
 def alert_json(
@@ -71,31 +154,34 @@ def alert_json(
     now: datetime,
 ) -> dict[str, Any]:
     """Alert JSON, with where it stands and every delivery attempt with the target's answer."""
-    return {
-        **alert.body,
-        "status": _alert_status(alert, deliveries, now=now),
-        "raisedAt": iso(alert.raised_at),
-        "dueAt": iso(alert.due_at),
-        "deliveries": [
-            {
-                "channel": d.channel,
-                "target": redact_url(d.target),
-                "state": d.state,
-                "nextAttemptAt": iso(d.next_attempt_at),
-                "sentAt": iso(d.sent_at),
-                "attempts": [
-                    {
-                        "at": iso(a.at),
-                        "statusCode": a.status_code,
-                        "error": a.error,
-                        "answer": a.answer,
-                    }
-                    for a in attempts.get(d.id, ())
-                ],
-            }
-            for d in deliveries
-        ],
-    }
+    return _shown(
+        AlertView,
+        {
+            **alert.body,
+            "status": _alert_status(alert, deliveries, now=now),
+            "raisedAt": iso(alert.raised_at),
+            "dueAt": iso(alert.due_at),
+            "deliveries": [
+                {
+                    "channel": d.channel,
+                    "target": redact_url(d.target),
+                    "state": d.state,
+                    "nextAttemptAt": iso(d.next_attempt_at),
+                    "sentAt": iso(d.sent_at),
+                    "attempts": [
+                        {
+                            "at": iso(a.at),
+                            "statusCode": a.status_code,
+                            "error": a.error,
+                            "answer": a.answer,
+                        }
+                        for a in attempts.get(d.id, ())
+                    ],
+                }
+                for d in deliveries
+            ],
+        },
+    )
 
 
 def _alert_status(alert: Alert, deliveries: Sequence[AlertDelivery], *, now: datetime) -> str:
@@ -129,12 +215,7 @@ def redact_url(url: str) -> str:
 def page_json(
     items: list[dict[str, Any]], *, total: int, page: Page, max_size: int
 ) -> dict[str, Any]:
-    return {
-        "items": items,
-        "metadata": {
-            "totalCount": total,
-            "maxPageSize": max_size,
-            "pageNumber": page.number,
-            "pageSize": page.size,
-        },
-    }
+    metadata = PageMetadata(
+        totalCount=total, maxPageSize=max_size, pageNumber=page.number, pageSize=page.size
+    )
+    return {"items": items, "metadata": metadata.model_dump()}

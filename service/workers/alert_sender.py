@@ -13,18 +13,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Collection
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks.webhooks import Webhook
 
 from service import metrics, store
-from service.domain import slack_message
+from service.domain import InvalidInput, slack_message
 from service.flows import (
+    CALLBACK,
     SLACK,
     OutboxSettings,
     SendResult,
+    check_callback,
     claim_deliveries,
     dispatch_due_alerts,
     next_due,
@@ -37,6 +41,8 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = "visma-hooks-alerts/1"
 NO_SIGNING_SECRET = "ALERT_SIGNING_SECRET is not set: JSON alerts cannot be signed"
+NO_CALLBACK_SECRET = "CALLBACK_SIGNING_SECRET is not set: callbacks cannot be signed"
+REFUSED_AT_SEND = "not sent: {why}"
 
 
 class AlertSender:
@@ -50,10 +56,14 @@ class AlertSender:
         poll_seconds: float = 1.0,
         concurrency: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
+        callback_secret: str = "",
+        callback_allowed_hosts: Collection[str] = (),
     ) -> None:
         self._sessions = sessions
         self._settings = settings
         self._signer = Webhook(signing_secret) if signing_secret else None
+        self._callback_signer = Webhook(callback_secret) if callback_secret else None
+        self._callback_hosts = tuple(callback_allowed_hosts)
         self._poll_seconds = poll_seconds
         self._slots = asyncio.Semaphore(concurrency)
         # Redirects are not followed: a 3xx is a failed send, retried like any other.
@@ -121,6 +131,9 @@ class AlertSender:
 
     async def send(self, delivery: store.ClaimedDelivery) -> SendResult:
         """One attempt at one delivery; never raises for what the target or network does."""
+        if delivery.channel == CALLBACK:
+            return await self._send_callback(delivery)
+        assert delivery.alert_id is not None  # every other delivery is an alert's
         if delivery.channel == SLACK:
             content = _dump(slack_message(delivery.body))
             headers = {"Content-Type": "application/json"}
@@ -136,9 +149,43 @@ class AlertSender:
                 "webhook-signature": self._signer.sign(delivery.alert_id, now, text),
             }
             content = text
+        return await self._post(delivery.target, content, headers)
+
+    async def _send_callback(self, delivery: store.ClaimedDelivery) -> SendResult:
+        """A job's callback: its target checked again now and connected to at the address
+        checked (so DNS cannot point it elsewhere meanwhile), signed with the callback secret;
+        `webhook-id` is the job's, the same on every retry."""
+        if self._callback_signer is None:
+            return SendResult(at=datetime.now(UTC), error=NO_CALLBACK_SECRET)
+        try:
+            target = await check_callback(delivery.target, allowed_hosts=self._callback_hosts)
+        except InvalidInput as exc:
+            return SendResult(at=datetime.now(UTC), error=REFUSED_AT_SEND.format(why=exc.detail))
+        message_id = f"job_{delivery.job_id}"
+        text = _dump(delivery.body)
+        now = datetime.now(UTC)
+        headers = {
+            "Content-Type": "application/json",
+            "Host": target.host_header,
+            "webhook-id": message_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": self._callback_signer.sign(message_id, now, text),
+        }
+        # The certificate is checked against the name, though the connection goes to the IP.
+        extensions = {"sni_hostname": target.server_name} if target.https else None
+        return await self._post(target.url, text, headers, extensions=extensions)
+
+    async def _post(
+        self,
+        url: str,
+        content: str,
+        headers: dict[str, str],
+        *,
+        extensions: dict[str, Any] | None = None,
+    ) -> SendResult:
         try:
             response = await self._client.post(
-                delivery.target, content=content.encode(), headers=headers
+                url, content=content.encode(), headers=headers, extensions=extensions
             )
         except httpx.HTTPError as exc:
             return SendResult(at=datetime.now(UTC), error=f"{type(exc).__name__}: {exc}"[:500])

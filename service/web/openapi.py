@@ -1,0 +1,361 @@
+"""`/openapi.json` and `/docs`: the API described from the models that parse and render it.
+
+The schemas come from the same pydantic models the handlers use (`domain.JobCreate` parses a
+submission, `domain.views` renders jobs and status-page state, `web.schemas` the inbox, alerts,
+pages and errors), so the document cannot drift from what the service does. What the models
+cannot say (routes, parameters, status codes) is written once here, beside the routes it
+describes.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+from service.domain import (
+    MAX_PAGE_SIZE,
+    Component,
+    ComponentDetail,
+    Incident,
+    JobCreate,
+    JobDetail,
+    JobResult,
+    JobView,
+)
+from service.web.schemas import AlertView, DeliveryView, ErrorBody, PageMetadata
+
+OPENAPI_VERSION = "3.1.0"
+_REF = "#/components/schemas/{model}"
+
+_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+    (JobCreate, "validation"),
+    (JobView, "serialization"),
+    (JobDetail, "serialization"),
+    (JobResult, "serialization"),
+    (Component, "serialization"),
+    (ComponentDetail, "serialization"),
+    (Incident, "serialization"),
+    (DeliveryView, "serialization"),
+    (AlertView, "serialization"),
+    (PageMetadata, "serialization"),
+    (ErrorBody, "serialization"),
+]
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": _REF.format(model=model.__name__)}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _page(item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["items", "metadata"],
+        "properties": {"items": {"type": "array", "items": item}, "metadata": _ref(PageMetadata)},
+    }
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref(ErrorBody), description)
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+_PAGING = [
+    _query(
+        "pageSize",
+        f"items per page; above {MAX_PAGE_SIZE} is capped",
+        {"type": "integer", "minimum": 1, "maximum": 999_999_999},
+    ),
+    _query(
+        "pageNumber",
+        "1-based page number",
+        {"type": "integer", "minimum": 1, "maximum": 999_999_999},
+    ),
+]
+_CONDITION = {"type": "string", "enum": [">", "<", ">=", "<="]}
+_TIME = {"type": "string", "format": "date-time"}
+_JOB_ID = {
+    "name": "job_id",
+    "in": "path",
+    "required": True,
+    "description": "the job's id (or b64(<base64url>) of it)",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+}
+_READ_ERRORS = {
+    "400": _error("a query parameter is wrong; `detail` names it"),
+    "401": _error("no or wrong bearer token"),
+}
+_WRITE_ERRORS = {
+    **_READ_ERRORS,
+    "403": _error("the token may only read (API_READ_TOKENS)"),
+}
+_JOB_STATES = ["submitted", "accepted", "succeeded", "failed", "expired", "rejected"]
+
+
+def _paths() -> dict[str, Any]:
+    job = _ref(JobDetail)
+    return {
+        "/api/v1/jobs": {
+            "post": {
+                "operationId": "create_job",
+                "summary": "Submit a request to run in Visma as a background call",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(JobCreate)}},
+                },
+                "responses": {
+                    "201": {
+                        **_json(job, "the job, as stored once Visma answered"),
+                        "headers": {
+                            "Location": {
+                                "schema": {"type": "string"},
+                                "description": "the job's URL",
+                            },
+                            "ETag": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_WRITE_ERRORS,
+                    "400": _error("a field is wrong (or the body is not a JSON object)"),
+                    "413": _error("the body is larger than MAX_SUBMIT_BYTES"),
+                    "503": _error("Visma credentials are not configured, or the database is down"),
+                },
+            },
+            "get": {
+                "operationId": "list_jobs",
+                "summary": "List jobs, newest first",
+                "description": "Tags filter as `tag.<key>=<value>` (any number of them).",
+                "parameters": [
+                    _query(
+                        "state", "comma-separated states", {"type": "string", "enum": _JOB_STATES}
+                    ),
+                    _query("vismaJobId", "Visma's job id", {"type": "string", "maxLength": 64}),
+                    _query("lastModifiedDateTime", "compare lastModifiedAt with this", _TIME),
+                    _query("lastModifiedDateTimeCondition", "how (default >=)", _CONDITION),
+                    _query("createdDateTime", "compare submittedAt with this", _TIME),
+                    _query("createdDateTimeCondition", "how (default >=)", _CONDITION),
+                    *_PAGING,
+                ],
+                "responses": {
+                    "200": _json(_page(_ref(JobView)), "one page of jobs"),
+                    **_READ_ERRORS,
+                },
+            },
+        },
+        "/api/v1/jobs/{job_id}": {
+            "get": {
+                "operationId": "get_job",
+                "summary": "One job with its timeline; optionally wait for it to change",
+                "parameters": [
+                    _JOB_ID,
+                    _query(
+                        "wait",
+                        "with If-None-Match: answer as soon as the job's ETag differs, else 304 "
+                        "after this many seconds",
+                        {"type": "integer", "minimum": 0, "maximum": 60},
+                    ),
+                    {
+                        "name": "If-None-Match",
+                        "in": "header",
+                        "required": False,
+                        "description": "the ETag you hold; 304 while it is still the job's",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        **_json(job, "the job"),
+                        "headers": {"ETag": {"schema": {"type": "string"}}},
+                    },
+                    "304": {"description": "the job's ETag is still the one given"},
+                    "404": _error("no such job"),
+                    **_READ_ERRORS,
+                },
+            }
+        },
+        "/api/v1/jobs/{job_id}/result": {
+            "get": {
+                "operationId": "get_job_result",
+                "summary": "What the finished request returned, kept after Visma forgets it",
+                "parameters": [_JOB_ID],
+                "responses": {
+                    "200": _json(_ref(JobResult), "the kept result"),
+                    "404": _error("no such job, or it has no result (yet)"),
+                    **_READ_ERRORS,
+                },
+            }
+        },
+        "/api/v1/deliveries": {
+            "get": {
+                "operationId": "list_deliveries",
+                "summary": "The webhook inbox, newest first",
+                "parameters": [
+                    _query(
+                        "notificationId",
+                        "the dispatcher's notification id",
+                        {"type": "string", "maxLength": 128},
+                    ),
+                    _query(
+                        "matched",
+                        "linked to a job or not",
+                        {"type": "string", "enum": ["true", "false"]},
+                    ),
+                    _query(
+                        "kind", "visma or status", {"type": "string", "enum": ["visma", "status"]}
+                    ),
+                    *_PAGING,
+                ],
+                "responses": {
+                    "200": _json(_page(_ref(DeliveryView)), "one page of deliveries"),
+                    **_READ_ERRORS,
+                },
+            }
+        },
+        "/api/v1/deliveries/{delivery_id}/replay": {
+            "post": {
+                "operationId": "replay_delivery",
+                "summary": "Run a stored delivery through correlation and resolution again",
+                "description": "Idempotent: a settled job stays settled; its timeline says so.",
+                "parameters": [
+                    {
+                        "name": "delivery_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                    }
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["deliveryId", "jobId", "job"],
+                            "properties": {
+                                "deliveryId": {"type": "string"},
+                                "jobId": {"type": ["string", "null"]},
+                                "job": {"anyOf": [job, {"type": "null"}]},
+                            },
+                        },
+                        "the delivery's job as it stands after the replay (null: it names none)",
+                    ),
+                    "404": _error("no such delivery"),
+                    "409": _error("not a Visma delivery (status-page deliveries are not replayed)"),
+                    **_WRITE_ERRORS,
+                },
+            }
+        },
+        "/api/v1/status/components": {
+            "get": {
+                "operationId": "list_components",
+                "summary": "Status-page components and their current status",
+                "parameters": [
+                    _query("status", "comma-separated statuses", {"type": "string"}),
+                    _query(
+                        "component",
+                        "one component's id or name (adds its history)",
+                        {"type": "string"},
+                    ),
+                    *_PAGING,
+                ],
+                "responses": {
+                    "200": _json(
+                        _page({"anyOf": [_ref(ComponentDetail), _ref(Component)]}),
+                        "one page of components",
+                    ),
+                    **_READ_ERRORS,
+                },
+            }
+        },
+        "/api/v1/status/incidents": {
+            "get": {
+                "operationId": "list_incidents",
+                "summary": "Status-page incidents and maintenance, with their updates",
+                "parameters": [
+                    _query("status", "comma-separated statuses", {"type": "string"}),
+                    _query(
+                        "component", "affecting this component (id or name)", {"type": "string"}
+                    ),
+                    *_PAGING,
+                ],
+                "responses": {
+                    "200": _json(_page(_ref(Incident)), "one page of incidents"),
+                    **_READ_ERRORS,
+                },
+            }
+        },
+        "/api/v1/alerts": {
+            "get": {
+                "operationId": "list_alerts",
+                "summary": "Alerts raised, and every attempt at delivering each",
+                "parameters": [
+                    _query("kind", "comma-separated alert kinds", {"type": "string"}),
+                    *_PAGING,
+                ],
+                "responses": {
+                    "200": _json(_page(_ref(AlertView)), "one page of alerts"),
+                    **_READ_ERRORS,
+                },
+            }
+        },
+    }
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document of every `/api/` route (built once per process)."""
+    _, definitions = models_json_schema(_MODELS, ref_template=_REF)
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "visma-hooks",
+            "version": "1",
+            "description": (
+                "Run Visma.net ERP API requests as background calls and learn how they ended. "
+                'Errors are `{"error", "detail"}`.'
+            ),
+        },
+        "security": [{"bearer": []}],
+        "paths": _paths(),
+        "components": {
+            "schemas": definitions.get("$defs", {}),
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "one of API_TOKENS (or API_READ_TOKENS, to read only)",
+                }
+            },
+        },
+    }
+
+
+async def get_openapi(_request: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+# Self-contained: no outside script or style, so it works offline and behind strict proxies.
+_DOCS_CSP = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'"
+)
+# The page ships inside the package (web/docs.html) and loads nothing from elsewhere.
+_DOCS_HTML = (importlib.resources.files("service.web") / "docs.html").read_text("utf-8")
+
+
+async def get_docs(_request: Request) -> Response:
+    return HTMLResponse(_DOCS_HTML, headers={"Content-Security-Policy": _DOCS_CSP})
