@@ -164,3 +164,28 @@ async def test_health_panel_counts(harness: Harness) -> None:
     assert "arriving" in page
     assert 'id="panel-backlog"' in page and 'id="panel-outbox"' in page
     assert 'id="panel-signatures"' in page and 'id="panel-budget"' in page
+
+
+async def test_a_job_shows_its_kept_result(harness: Harness) -> None:
+    from datetime import UTC, datetime
+
+    from service import store
+
+    job_id = await insert_job(harness.resources.sessions, state="succeeded")
+    async with harness.resources.sessions.begin() as session:
+        await store.keep_result(
+            session,
+            job_id,
+            status=201,
+            headers={"Location": "https://api.example/v1/customer/10042"},
+            content_type="application/json",
+            content=b'{"number": "10042", "note": "<b>bold</b>"}',
+            size=42,
+            truncated=False,
+            at=datetime.now(UTC),
+        )
+    async with browser(harness) as client:
+        await log_in(client, READ_TOKEN)
+        page = (await client.get(f"/jobs/{job_id}")).text
+    assert 'id="result"' in page and "HTTP 201" in page
+    assert "10042" in page and "&lt;b&gt;bold&lt;/b&gt;" in page

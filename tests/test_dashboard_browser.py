@@ -97,3 +97,30 @@ async def test_browser_job_list_refreshes_without_a_reload(clean_database: str) 
                 driver.quit()
 
         await asyncio.to_thread(drive)
+
+
+async def test_browser_replays_a_delivery_from_the_inbox(clean_database: str) -> None:
+    async with running_stack(clean_database) as stack:
+        job = await stack.submit(path="/v1/customer", tags={"orderRef": "SO-7"})
+        await stack.wait_for_end(job["id"])
+        (delivery,) = await stack.inbox(kind="visma")
+
+        def drive() -> None:
+            driver = chromium()
+            try:
+                log_in(driver, stack.service_url, API_TOKEN, start="/inbox")
+                form = driver.find_element(
+                    By.CSS_SELECTOR, f"form[action='/inbox/{delivery['id']}/replay']"
+                )
+                form.find_element(By.TAG_NAME, "button").click()
+                note = wait_for(
+                    driver, lambda d: d.find_elements(By.CSS_SELECTOR, "p.note"), "no answer"
+                )[0]
+                assert f"Replayed delivery {delivery['id']} for job {job['id']}" in note.text
+                screenshot(driver, "inbox-replayed")
+            finally:
+                driver.quit()
+
+        await asyncio.to_thread(drive)
+        replayed = await stack.wait_for_event(job["id"], "replayed")
+        assert replayed["state"] == "succeeded"  # a settled job stays settled

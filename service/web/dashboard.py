@@ -32,8 +32,9 @@ from service.domain import (
     iso,
     job_json,
     parse_job_query,
+    result_json,
 )
-from service.flows import signature_failures, utcnow
+from service.flows import replay_delivery, signature_failures, utcnow
 from service.web.dashboard_auth import COOKIE, DashboardKeys, Session, csrf_matches
 from service.web.errors import STATUS_BY_ERROR
 from service.web.schemas import alert_json, delivery_json
@@ -429,15 +430,27 @@ def _rate_budgets(request: Request[State]) -> list[dict[str, Any]]:
 
 
 async def _kept_result(request: Request[State], job_id: str) -> dict[str, Any] | None:
-    """What the finished request returned, kept past Visma's 24 h: none until results are kept."""
-    return None
+    """What the finished request returned, kept past Visma's 24 h (None: nothing kept)."""
+    async with request.state["readers"].begin() as db:
+        result = await store.get_result(db, job_id)
+    return None if result is None else result_json(result)
 
 
 async def _replay(request: Request[State], delivery_id: str) -> str:
-    """Replay one stored delivery; what to tell the operator."""
-    from service.domain import NotConfigured
-
-    raise NotConfigured("replaying deliveries is not available in this version")
+    """Replay one stored delivery (as `POST /api/v1/deliveries/{id}/replay` does); what to
+    tell the operator."""
+    state = request.state
+    replayed = await replay_delivery(
+        state["sessions"],
+        state["visma"],
+        delivery_id,
+        settings=state["resolve_settings"],
+        source="dashboard",
+    )
+    if replayed.job_id is None:
+        return f"Replayed delivery {replayed.delivery_id}: it names no job it may be linked to."
+    read = "; its state was read again" if replayed.state_read else ""
+    return f"Replayed delivery {replayed.delivery_id} for job {replayed.job_id}{read}."
 
 
 def _pretty(value: object) -> str:
