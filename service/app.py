@@ -125,6 +125,7 @@ def alert_policy(settings: Settings) -> AlertPolicy:
         silent_after_jobs=settings.ALERT_SILENT_AFTER_JOBS,
         bad_signatures=settings.ALERT_BAD_SIGNATURES,
         bad_signatures_window_seconds=settings.ALERT_BAD_SIGNATURES_WINDOW_SECONDS,
+        default_tenant=settings.tenant_ids[0] if settings.tenant_ids else None,
     )
 
 
@@ -163,10 +164,11 @@ def visma_client(
         token_url=settings.VISMA_TOKEN_URL,
         client_id=settings.VISMA_CLIENT_ID,
         client_secret=settings.VISMA_CLIENT_SECRET.get_secret_value(),
-        tenant_id=settings.VISMA_TENANT_ID,
+        tenant_ids=settings.tenant_ids,
         scopes=settings.VISMA_SCOPES,
         transport=transport,
         max_requests_per_second=settings.VISMA_MAX_REQUESTS_PER_SECOND,
+        budget_reserve_share=settings.VISMA_RATE_RESERVE,
     )
 
 

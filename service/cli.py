@@ -211,6 +211,11 @@ def _parser() -> argparse.ArgumentParser:
         f"exit status {EXIT_BY_STATE['failed']} failed, {EXIT_BY_STATE['rejected']} rejected, "
         f"{EXIT_BY_STATE['expired']} expired",
     )
+    submit.add_argument(
+        "--tenant",
+        metavar="TENANT",
+        help="the company (one of VISMA_TENANT_ID) to send it for; default: the first",
+    )
     submit.add_argument("--json", action="store_true", help="print the job as JSON")
     submit.set_defaults(run=_submit)
 
@@ -222,6 +227,9 @@ def _parser() -> argparse.ArgumentParser:
         help=f"only jobs in these states, of: {', '.join(JOB_STATES)}",
     )
     jobs.add_argument("--visma-job-id", metavar="ID", help="only the job Visma knows by ID")
+    jobs.add_argument(
+        "--tenant", metavar="TENANT[,TENANT]", help="only jobs of these companies (tenant ids)"
+    )
     jobs.add_argument(
         "--tag",
         action="append",
@@ -314,6 +322,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     chaos.add_argument(
         "--rate-limit", type=_rate, metavar="RPS", help="API requests per second before 429"
+    )
+    chaos.add_argument(
+        "--rate-budget",
+        type=_count,
+        metavar="N",
+        help="API requests per company per budget window before 429 (Visma's hourly budget)",
+    )
+    chaos.add_argument(
+        "--rate-budget-window",
+        type=_rate,
+        metavar="SECONDS",
+        help="the budget's window (default 3600; shorter to rehearse an hour in minutes)",
     )
     chaos.add_argument(
         "--server-error-share", type=_share, metavar="SHARE", help="share of API requests given 503"
@@ -434,6 +454,8 @@ def _submit(args: argparse.Namespace) -> int:
             return 2
     if args.if_match:
         request["ifMatch"] = args.if_match
+    if args.tenant:
+        request["tenant"] = args.tenant
     job_create = parse_job_create(json.dumps(request).encode())
     data = asyncio.run(_submit_and_show(_settings(), job_create.to_request(), wait=args.wait))
     _show_job(data, as_json=args.json)
@@ -605,6 +627,8 @@ def _jobs(args: argparse.Namespace) -> int:
         pairs.append(("state", args.state))
     if args.visma_job_id:
         pairs.append(("vismaJobId", args.visma_job_id))
+    if args.tenant:
+        pairs.append(("tenant", args.tenant))
     pairs += [(f"tag.{k}", v) for k, v in args.tag]
     job_filter, page = parse_job_query(pairs)
     items, total = asyncio.run(_list(_settings(), job_filter, page))
@@ -627,10 +651,13 @@ async def _list(settings: Settings, job_filter: Any, page: Any) -> tuple[list[di
                 states=job_filter.states,
                 visma_job_id=job_filter.visma_job_id,
                 tags=job_filter.tags,
+                tenants=job_filter.tenants,
+                default_tenant=_default_tenant(settings),
                 limit=page.size,
                 offset=page.offset,
             )
-        return [job_json(job) for job in jobs], total
+        default = _default_tenant(settings)
+        return [job_json(job, default_tenant=default) for job in jobs], total
     finally:
         await engine.dispose()
 
@@ -659,7 +686,12 @@ async def _load_job(sessions: Any, job_id: str) -> dict[str, Any]:
         job = await store.get_job(session, job_id)
         if job is None:
             raise NotFound(f"no job with id {job_id!r}")
-        return job_json(job, await store.job_events(session, job_id))
+        events = await store.job_events(session, job_id)
+        return job_json(job, events, default_tenant=_default_tenant(_settings()))
+
+
+def _default_tenant(settings: Settings) -> str | None:
+    return settings.tenant_ids[0] if settings.tenant_ids else None
 
 
 def _show_job(data: dict[str, Any], *, as_json: bool) -> None:
@@ -687,6 +719,8 @@ _CHAOS_FLAGS = {
     "reorder_window": "webhook_reorder_window_seconds",
     "rate_limit_share": "rate_limit_share",
     "rate_limit": "rate_limit_per_second",
+    "rate_budget": "rate_budget",
+    "rate_budget_window": "rate_budget_window_seconds",
     "server_error_share": "server_error_share",
     "forget_after": "forget_after_seconds",
     "forgotten_state_status": "forgotten_state_status",
@@ -712,6 +746,16 @@ def _seconds(text: str) -> float:
     value = _number(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"seconds must not be negative, not {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a count must not be negative, not {text}")
     return value
 
 
@@ -748,11 +792,11 @@ def _simulate(args: argparse.Namespace) -> int:
         config.client_id = settings.VISMA_CLIENT_ID
     if settings.VISMA_CLIENT_SECRET.get_secret_value():
         config.client_secret = settings.VISMA_CLIENT_SECRET.get_secret_value()
-    if settings.VISMA_TENANT_ID:
-        config.tenant_id = settings.VISMA_TENANT_ID
+    if settings.tenant_ids:
+        config.tenant_id, *config.other_tenant_ids = settings.tenant_ids
     Console().print(
         f"simulating Visma.net on http://{args.host}:{args.port} "
-        f"(client {config.client_id}, tenant {config.tenant_id}); "
+        f"(client {config.client_id}, tenants {', '.join(config.tenants)}); "
         f"webhooks go to {config.webhook_url}"
     )
     if chaos:

@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     """Service client secret."""
 
     VISMA_TENANT_ID: str = ""
-    """The company's tenant id (not the customer contract's)."""
+    """The companies' tenant ids (not the customer contract's), comma-separated; the first is
+    the default for a job that names none."""
 
     VISMA_SCOPES: str = DEFAULT_SCOPES
     """Space-separated scopes asked for with each token."""
@@ -94,7 +95,13 @@ class Settings(BaseSettings):
     read is never taken over by another replica while it is still running."""
 
     VISMA_MAX_REQUESTS_PER_SECOND: float = Field(default=10, gt=0)
-    """Requests per second this process sends to Visma at most (each replica has its own)."""
+    """A ceiling: requests per second this process sends to Visma at most (each replica has
+    its own). Within it, each company's hourly budget, as Visma's answers announce it, paces
+    the requests."""
+
+    VISMA_RATE_RESERVE: float = Field(default=0.1, ge=0, lt=1)
+    """Share of each company's hourly budget kept for submissions: state reads wait once no
+    more than this remains (0.1 of 15,000 keeps 1,500 requests an hour for submissions)."""
 
     ALERT_WEBHOOK_URLS: CommaList = Field(default_factory=list)
     """Comma-separated URLs that receive JSON alert hooks."""
@@ -264,10 +271,25 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _tenant_ids_fit(self) -> Settings:
+        if any(len(tenant) > 64 for tenant in self.tenant_ids):
+            raise ValueError("VISMA_TENANT_ID: each tenant id must be at most 64 characters")
+        return self
+
+    @model_validator(mode="after")
     def _one_role_per_token(self) -> Settings:
         if set(self.api_tokens()) & set(self.api_read_tokens()):
             raise ValueError(TOKEN_IN_BOTH)
         return self
+
+    @property
+    def tenant_ids(self) -> list[str]:
+        """`VISMA_TENANT_ID` as a list, blanks and repeats dropped; the first is the default."""
+        tenants: list[str] = []
+        for item in self.VISMA_TENANT_ID.split(","):
+            if item.strip() and item.strip() not in tenants:
+                tenants.append(item.strip())
+        return tenants
 
     def webhook_secrets(self) -> list[str]:
         """The configured webhook secrets as plain strings."""

@@ -30,6 +30,7 @@ STATE_STYLES = {
 _JOB_FIELDS = (
     "method",
     "path",
+    "tenant",
     "vismaJobId",
     "httpStatus",
     "createdResourceId",

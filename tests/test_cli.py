@@ -206,3 +206,25 @@ def test_poll_once_reads_due_jobs(
     assert main(["job", job["id"], "--json"]) == 0
     polled = json.loads(capsys.readouterr().out)
     assert polled["state"] == "succeeded" and polled["resolvedBy"] == "poll"
+
+
+def test_submit_and_jobs_name_the_company(
+    cli_env: str, simulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    simulator.config.other_tenant_ids = ["sim-tenant-2"]
+    monkeypatch.setenv("VISMA_TENANT_ID", "sim-tenant,sim-tenant-2")
+    assert main(["submit", "--path", "/v1/customer", "--json"]) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert main(["submit", "--path", "/v1/customer", "--tenant", "sim-tenant-2", "--json"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert (default["tenant"], second["tenant"]) == ("sim-tenant", "sim-tenant-2")
+    assert simulator.jobs[second["vismaJobId"]].tenant == "sim-tenant-2"
+
+    assert main(["jobs", "--tenant", "sim-tenant-2", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [item["id"] for item in listed["items"]] == [second["id"]]
+    assert main(["job", second["id"]]) == 0
+    assert "tenant: sim-tenant-2" in capsys.readouterr().out
+
+    assert main(["submit", "--path", "/v1/customer", "--tenant", "elsewhere"]) != 0
+    assert "'elsewhere' is not one of" in capsys.readouterr().err

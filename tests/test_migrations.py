@@ -130,13 +130,21 @@ async def test_job_tags_survive_the_tag_filter_migration_both_ways(clean_databas
             )
             return [(job.id, job.tags, total) for job in rows]
 
+    async def found_in_older_schema(db: Migrating) -> list[tuple[str, dict[str, str]]]:
+        # The same tag filter, naming only columns the older schema has (the model has more).
+        query = select(store.Job.id, store.Job.tags).where(
+            store.Job.state == "failed", store.Job.tags["team"].as_string() == "t7"
+        )
+        async with db.sessions.begin() as session:
+            return [(row.id, row.tags) for row in await session.execute(query)]
+
     async with migrating_from(clean_database, BEFORE_TAGS_FILTER) as db:
         tagged = await insert_job(db.sessions, state="failed", tags=tags)
         await insert_job(db.sessions, state="failed", tags={"team": "t8"})
         await db.to("head")
         assert await found(db) == [(tagged, tags, 1)]
         await db.to(BEFORE_TAGS_FILTER)
-        assert await found(db) == [(tagged, tags, 1)]
+        assert await found_in_older_schema(db) == [(tagged, tags)]
 
 
 async def test_a_visma_job_id_two_jobs_held_stays_with_the_one_accepted_first(

@@ -8,7 +8,7 @@ names its job (`alert_deliveries.job_id`, with the `body` it sends) instead of a
 result, its callback, its callback deliveries and their attempts.
 
 Revision ID: e9f2b1c3d413
-Revises: c7a2e4f1d223
+Revises: d8e1a0b2c310 (chained after issue-10's companies when the branches met)
 Create Date: 2026-12-02 13:00:00.000000+00:00
 """
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "e9f2b1c3d413"
-down_revision: str | None = "c7a2e4f1d223"
+down_revision: str | None = "d8e1a0b2c310"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

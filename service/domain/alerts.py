@@ -57,6 +57,8 @@ class AlertPolicy:
     bad_signatures: int = 10
     bad_signatures_window_seconds: float = 300.0
     """This many failed signature checks within the window raise `webhooks.bad_signatures`."""
+    default_tenant: str | None = None
+    """The company of a job stored before jobs named theirs (the first of VISMA_TENANT_ID)."""
 
     def watches(self, refs: Sequence[tuple[str, str | None]]) -> bool:
         """Whether any of these (id, name) components is watched; an empty watch list: all."""
@@ -314,6 +316,8 @@ def _detail_lines(alert: Mapping[str, Any]) -> list[str]:
         lines.append(
             f"*Job:* `{esc(job.get('id'))}` {esc(job.get('method'))} {esc(job.get('path'))}"
         )
+        if job.get("tenant"):
+            lines.append(f"*Company:* {esc(job['tenant'])}")
         tags = _dict(job.get("tags"))
         if tags:
             pairs = ", ".join(f"{k}={v}" for k, v in tags.items())

@@ -87,6 +87,8 @@ class LinkRules:
 
     - its body names a Visma job id, and the job already holds a different one;
     - another job already holds that Visma job id (a Visma job belongs to one job);
+    - it names a company (`x-vwd-tenant-id`) other than the job's (a job stored before jobs
+      named their company is not checked);
     - the job has no Visma job id but is not `adopting_state`: only a job whose 202 never came
       may learn its Visma job id from a webhook, and only once the resolver has checked that
       Visma's own state for that id describes the job's request (`decide_adoption`).
@@ -100,6 +102,7 @@ class LinkRules:
     visma_id_differs: str
     visma_id_taken: str
     cannot_adopt: str
+    tenant_differs: str
 
 
 PROBLEM_VISMA_ID_DIFFERS = (
@@ -112,6 +115,10 @@ PROBLEM_CANNOT_ADOPT = (
     "the named job has no Visma job id and is past `submitted` (refused, or finished): it does "
     "not adopt one from a webhook"
 )
+PROBLEM_TENANT_DIFFERS = (
+    "the delivery's x-vwd-tenant-id names another company than the named job's: not linked to "
+    "the job"
+)
 PROBLEM_STATE_MISMATCH = "Visma's state for the body's job id does not match the named job: {why}"
 """The resolver found that the candidate Visma job is not the named job's (see decide_adoption)."""
 
@@ -122,6 +129,7 @@ LINK_RULES = LinkRules(
     visma_id_differs=PROBLEM_VISMA_ID_DIFFERS,
     visma_id_taken=PROBLEM_VISMA_ID_TAKEN,
     cannot_adopt=PROBLEM_CANNOT_ADOPT,
+    tenant_differs=PROBLEM_TENANT_DIFFERS,
 )
 
 

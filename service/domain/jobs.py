@@ -59,6 +59,10 @@ class EventKind(StrEnum):
     RESENT = "resent"
     ADOPTED = "visma_id_adopted"
     REPLAYED = "replayed"
+    SEND_DEFERRED = "send_deferred"
+    """The request waits for its company's rate budget; it goes out later, by itself."""
+    READ_DEFERRED = "state_read_deferred"
+    """Visma answered a state read 429: the next read waits its whole Retry-After."""
 
 
 class Resolver(StrEnum):

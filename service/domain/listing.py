@@ -13,6 +13,7 @@ from service.domain.errors import InvalidInput
 from service.domain.ids import decode_id, has_control_characters
 from service.domain.jobs import JobState
 from service.domain.status import COMPONENT_STATUSES, INCIDENT_STATUSES
+from service.domain.submission import MAX_TENANT_CHARS
 
 MAX_PAGE_SIZE = 500
 MAX_WHOLE_NUMBER = 999_999_999
@@ -49,6 +50,8 @@ class JobFilter:
     tags: dict[str, str] = field(default_factory=dict)
     last_modified: TimeCondition | None = None
     created: TimeCondition | None = None
+    tenants: tuple[str, ...] = ()
+    """Companies (any of); empty: all."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ def parse_job_query(pairs: Iterable[tuple[str, str]]) -> tuple[JobFilter, Page]:
         params,
         (
             "state",
+            "tenant",
             "vismaJobId",
             "lastModifiedDateTime",
             "lastModifiedDateTimeCondition",
@@ -115,7 +119,12 @@ def parse_job_query(pairs: Iterable[tuple[str, str]]) -> tuple[JobFilter, Page]:
         for state in states:
             if state not in valid:
                 raise InvalidInput(f"state {state!r} is not one of {', '.join(sorted(valid))}")
+    tenants = tuple(t.strip() for t in params.get("tenant", "").split(",") if t.strip())
+    for tenant in tenants:
+        if len(tenant) > MAX_TENANT_CHARS or has_control_characters(tenant):
+            raise InvalidInput(f"tenant must be a tenant id of up to {MAX_TENANT_CHARS} characters")
     job_filter = JobFilter(
+        tenants=tenants,
         states=states,
         visma_job_id=decode_id(params["vismaJobId"]) if params.get("vismaJobId") else None,
         tags=tags,

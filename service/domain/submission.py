@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -116,6 +116,23 @@ class JobRequest:
     if_match: str | None = None
     notify: bool = True
     callback_url: str | None = None
+    tenant: str | None = None
+    """The company it is for; None: the default company."""
+
+
+MAX_TENANT_CHARS = 64
+"""Longest tenant id kept (`jobs.tenant`); Visma's are uuids."""
+TENANT_NOT_CONFIGURED = "tenant {tenant!r} is not one of this service's companies (VISMA_TENANT_ID)"
+
+
+def choose_tenant(asked: str | None, configured: Sequence[str]) -> str | None:
+    """The company a submission is for: the one it names, else the default (the first
+    configured); None when none is configured. InvalidInput for one not configured."""
+    if asked is None:
+        return configured[0] if configured else None
+    if asked not in configured:
+        raise InvalidInput(TENANT_NOT_CONFIGURED.format(tenant=asked[:MAX_TENANT_CHARS]))
+    return asked
 
 
 _In = TypeVar("_In")
@@ -150,6 +167,14 @@ class JobCreate(BaseModel):
     notify: bool = True
     callbackUrl: str | None = None
     """Where the job's JSON is POSTed (Standard Webhooks signed) when the job ends."""
+    tenant: str | None = None
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant(cls, value: str | None) -> str | None:
+        if value is not None and not 0 < len(value) <= MAX_TENANT_CHARS:
+            raise ValueError(f"must be a tenant id of 1 to {MAX_TENANT_CHARS} characters")
+        return value
 
     @field_validator("method")
     @classmethod
@@ -188,6 +213,7 @@ class JobCreate(BaseModel):
             if_match=self.ifMatch,
             notify=self.notify,
             callback_url=self.callbackUrl,
+            tenant=self.tenant,
         )
 
 

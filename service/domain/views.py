@@ -73,6 +73,8 @@ class Job(View):
 
     id: str
     visma_job_id: str | None = None
+    tenant: str | None = None
+    """The company (Visma tenant) the job is for."""
     state: str
     method: str
     path: str
@@ -172,10 +174,15 @@ def job_json(
     *,
     callback_url: str | None = None,
     callback: Mapping[str, Any] | None = None,
+    default_tenant: str | None = None,
 ) -> dict[str, Any]:
     """Job JSON of a job row; with `events` (timeline entries), the single view's, which also
-    shows `callback` (its delivery: `url`, `state`, ..., `attempts`) when there is one."""
+    shows `callback` (its delivery: `url`, `state`, ..., `attempts`) when there is one.
+
+    A job stored before jobs named their company belongs to `default_tenant`."""
     view = Job.model_validate(job)
+    if view.tenant is None and default_tenant:
+        view = view.model_copy(update={"tenant": default_tenant})
     if callback_url is not None:
         view = view.model_copy(update={"callback_url": callback_url})
     if events is None:

@@ -75,7 +75,7 @@ async def raise_job_alert(
             subject=f"job:{job.id}",
             summary=summary,
             at=at,
-            subject_json={"job": job_json(job)},
+            subject_json={"job": job_json(job, default_tenant=policy.default_tenant)},
         )
         return
     window = decision.window
@@ -89,7 +89,7 @@ async def raise_job_alert(
         # The latest job stands for the burst: its error and hint are what a person acts on.
         subject_json={
             "jobs": {"ids": list(window.subjects), "count": window.count},
-            "job": job_json(job),
+            "job": job_json(job, default_tenant=policy.default_tenant),
         },
     )
 

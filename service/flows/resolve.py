@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -44,9 +44,11 @@ from service.domain import (
 from service.flows.clock import utcnow
 from service.flows.locking import locked_job
 from service.flows.outcomes import record_outcome
+from service.flows.submit import SubmitSettings, send_pending_job
 from service.logs import FailureLog
 from service.visma import (
     VismaClient,
+    VismaDeferred,
     VismaError,
     VismaNotFound,
     VismaRejected,
@@ -118,12 +120,17 @@ async def read_and_apply(
     claimed: store.ClaimedJob,
     settings: ResolveSettings,
 ) -> None:
-    """Read one job's state from Visma (no transaction open), then record what it means."""
+    """Read one job's state from Visma (no transaction open), then record what it means; a
+    job whose request waited for its company's rate budget is sent instead."""
+    if claimed.send_pending:
+        submit = SubmitSettings(pacing=settings.pacing, alerts=settings.alerts)
+        await send_pending_job(sessions, visma, claimed.id, settings=submit)
+        return
     if claimed.visma_job_id is None:
         await _adopt_or_wait(sessions, visma, claimed, settings)
         return
     try:
-        data = await visma.background_state(claimed.visma_job_id)
+        data = await visma.background_state(claimed.visma_job_id, tenant=claimed.tenant)
     except VismaError as exc:
         await _record_read_failure(sessions, claimed, exc, settings)
         return
@@ -146,7 +153,7 @@ async def _resolve_from(
         # Read for every finished job with content: it is kept (`GET .../result`) past the
         # 24 hours Visma keeps it. Only a failure's outcome depends on it.
         try:
-            answer = await visma.background_content(claimed.visma_job_id)
+            answer = await visma.background_content(claimed.visma_job_id, tenant=claimed.tenant)
         except VismaError as exc:
             if needs_content(state):
                 await _record_read_failure(sessions, claimed, exc, settings)
@@ -186,7 +193,7 @@ async def _adopt_or_wait(
             candidates = await store.linked_visma_ids(session, claimed.id, limit=MAX_CANDIDATES)
     for visma_job_id in candidates:
         try:
-            data = await visma.background_state(visma_job_id)
+            data = await visma.background_state(visma_job_id, tenant=claimed.tenant)
         except VismaRejected as exc:  # 403: another company's job; 404/410: none Visma knows
             why: str | None = f"Visma answered {exc.status} for it"
         except VismaError as exc:
@@ -311,6 +318,9 @@ async def _record_read_failure(
         if job is None or job.state not in _OPEN:
             return
         source = _resolver(job)
+        if isinstance(exc, VismaDeferred) and now < settings.pacing.deadline(job.submitted_at):
+            await _park_read(session, job, exc, now=now, settings=settings, source=source)
+            return
         detail = {"vismaJobId": claimed.visma_job_id, "vismaHttpStatus": exc.status}
         ended = decide_read_failure(exc.status) or decide_expiry(
             settings.pacing,
@@ -356,6 +366,37 @@ async def _record_read_failure(
                 "retryAt": job.next_check_at.isoformat(),
             },
         )
+
+
+async def _park_read(
+    session: AsyncSession,
+    job: store.Job,
+    exc: VismaDeferred,
+    *,
+    now: datetime,
+    settings: ResolveSettings,
+    source: str,
+) -> None:
+    """The company's rate budget says wait: the read is due again when it allows (never past
+    the deadline). A wait is not a read, so the polls do not grow apart for it."""
+    job.check_attempts = max(0, job.check_attempts - 1)
+    wait_until = now + timedelta(seconds=exc.retry_after)
+    job.next_check_at = min(wait_until, settings.pacing.deadline(job.submitted_at))
+    if exc.status != 429:
+        return  # our own pacing: not worth a timeline entry per wait
+    job.last_modified_at = now
+    await store.add_event(
+        session,
+        job.id,
+        kind=EventKind.READ_DEFERRED,
+        source=source,
+        at=now,
+        detail={
+            "message": exc.message,
+            "tenant": exc.tenant,
+            "retryAt": job.next_check_at.isoformat(),
+        },
+    )
 
 
 async def _wait_for_visma_id(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,6 +22,7 @@ from service.domain import (
     Pacing,
     background_header,
     can_move,
+    choose_tenant,
     decide_completed,
     decide_not_sent,
     decide_submit_failure,
@@ -33,7 +35,9 @@ from service.flows.outcomes import record_outcome
 from service.visma import (
     SubmitAccepted,
     VismaClient,
+    VismaDeferred,
     VismaError,
+    VismaNotConfigured,
     VismaNotSent,
     VismaRejected,
     VismaUnavailable,
@@ -66,6 +70,7 @@ async def submit_job(
     missing = visma.missing_settings()
     if missing:
         raise NotConfigured(f"cannot submit jobs: set {', '.join(missing)}")
+    tenant = choose_tenant(request.tenant, visma.tenant_ids)
     job_id = job_id or str(uuid.uuid4())
     structlog.contextvars.bind_contextvars(job_id=job_id)
     now = utcnow()
@@ -85,6 +90,7 @@ async def submit_job(
                 last_modified_at=now,
                 resent_from=resent_from,
                 next_check_at=first_check(settings.pacing, submitted_at=now),
+                tenant=tenant,
             ),
         )
         if request.callback_url is not None:
@@ -98,9 +104,50 @@ async def submit_job(
             detail={
                 "method": request.method,
                 "path": request.path,
+                "tenant": tenant,
                 **({"resentFrom": resent_from} if resent_from else {}),
             },
         )
+    await send_request(sessions, visma, job_id, request, tenant=tenant, settings=settings)
+    return job_id
+
+
+async def send_pending_job(
+    sessions: async_sessionmaker[AsyncSession],
+    visma: VismaClient,
+    job_id: str,
+    *,
+    settings: SubmitSettings,
+) -> None:
+    """Send a job whose request waited for its company's rate budget (the worker calls this
+    once the wait is over). Visma never processed it (a 429 proves that), so it goes once."""
+    async with sessions.begin() as session:
+        job = await store.get_job(session, job_id)
+        if job is None or not job.send_pending or job.state != JobState.SUBMITTED:
+            return
+        request = JobRequest(
+            method=job.method,
+            path=job.path,
+            body=job.request_body,
+            tags=dict(job.tags or {}),
+            if_match=job.if_match,
+            notify=job.notify,
+        )
+        tenant = job.tenant
+    await send_request(sessions, visma, job_id, request, tenant=tenant, settings=settings)
+
+
+async def send_request(
+    sessions: async_sessionmaker[AsyncSession],
+    visma: VismaClient,
+    job_id: str,
+    request: JobRequest,
+    *,
+    tenant: str | None,
+    settings: SubmitSettings,
+) -> None:
+    """Send a stored job's request to Visma and record how it answered; with no transaction
+    open while it is on its way."""
     header = background_header(job_id, request.tags, notify=request.notify)
     try:
         answer = await visma.submit(
@@ -109,8 +156,14 @@ async def submit_job(
             body=request.body,
             background=header,
             if_match=request.if_match,
+            tenant=tenant,
         )
-    except VismaNotSent as exc:
+    except VismaDeferred as exc:  # not sent, or refused unprocessed (429): it goes later
+        await _record_deferred(sessions, job_id, exc)
+        return
+    except (VismaNotSent, VismaNotConfigured) as exc:
+        # Never sent (no connection, no token; or a waiting job's company is no longer in
+        # VISMA_TENANT_ID): refused, with a hint.
         outcome: Outcome | str = decide_not_sent(exc.message, status=exc.status)
     except (VismaRejected, VismaUnavailable) as exc:
         outcome = decide_submit_failure(exc.status, exc.body, message=exc.message)
@@ -119,13 +172,39 @@ async def submit_job(
     else:
         if isinstance(answer, SubmitAccepted):
             await _record_accepted(sessions, job_id, answer, pacing=settings.pacing)
-            return job_id
+            return
         outcome = decide_completed(answer.status, location=answer.location)
     if isinstance(outcome, str):
-        await _record_uncertain(sessions, job_id, outcome)
+        await _record_uncertain(sessions, job_id, outcome, pacing=settings.pacing)
     else:
         await _record_answer(sessions, job_id, outcome, alerts=settings.alerts)
-    return job_id
+
+
+async def _record_deferred(
+    sessions: async_sessionmaker[AsyncSession], job_id: str, exc: VismaDeferred
+) -> None:
+    """The job stays `submitted`, its request unsent, until its company's budget allows: the
+    worker sends it at `next_check_at`."""
+    now = utcnow()
+    async with locked_job(sessions, job_id) as (session, job):
+        if job is None or job.state != JobState.SUBMITTED:
+            return
+        job.send_pending = True
+        job.next_check_at = now + timedelta(seconds=exc.retry_after)
+        job.last_modified_at = now
+        await store.add_event(
+            session,
+            job_id,
+            kind=EventKind.SEND_DEFERRED,
+            source="visma" if exc.status == 429 else "budget",
+            at=now,
+            detail={
+                "message": exc.message,
+                "tenant": exc.tenant,
+                "waitSeconds": round(exc.retry_after, 3),
+                "sendAt": job.next_check_at.isoformat(),
+            },
+        )
 
 
 async def resend_job(
@@ -157,6 +236,7 @@ async def resend_job(
             if_match=old.if_match,
             notify=old.notify,
             callback_url=(await store.callback_urls(session, [job_id])).get(job_id),
+            tenant=old.tenant,
         )
         old.last_modified_at = utcnow()
         await store.add_event(
@@ -191,6 +271,9 @@ async def _record_accepted(
             return
         job.accepted_at = now
         job.last_modified_at = now
+        if job.send_pending:  # sent after a wait: its claim's lease is no check time
+            job.send_pending = False
+            job.next_check_at = None
         if job.visma_job_id is None:
             job.visma_job_id = accepted.visma_job_id
         moved = can_move(JobState(job.state), JobState.ACCEPTED)
@@ -224,11 +307,12 @@ async def _record_answer(
     async with locked_job(sessions, job_id) as (session, job):
         if job is None:
             return
+        job.send_pending = False
         await record_outcome(session, job, outcome, source="visma", at=now, alerts=alerts)
 
 
 async def _record_uncertain(
-    sessions: async_sessionmaker[AsyncSession], job_id: str, why: str
+    sessions: async_sessionmaker[AsyncSession], job_id: str, why: str, *, pacing: Pacing
 ) -> None:
     """The request may have reached Visma: leave the job submitted, waiting for its webhook.
 
@@ -240,6 +324,9 @@ async def _record_uncertain(
         if job is None:
             return
         job.last_modified_at = now
+        if job.send_pending:  # sent after a wait: back to its backstop at the deadline
+            job.send_pending = False
+            job.next_check_at = first_check(pacing, submitted_at=job.submitted_at)
         await store.add_event(
             session,
             job_id,

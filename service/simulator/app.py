@@ -80,6 +80,7 @@ class _RequestLog:
             scope.get("query_string", b"").decode("latin-1"),
             client=headers.get("user-agent"),
             kind=request_kind(scope["path"], background=BACKGROUND_HEADER in headers),
+            tenant=self.simulator.tenant_for(headers.get("authorization")),
         )
         scope[RECORD_SCOPE_KEY] = record
 
@@ -115,9 +116,9 @@ class _Endpoints:
         configured = self.sim.config.public_base_url
         return configured or f"{request.url.scheme}://{request.url.netloc}"
 
-    def _authorized(self, request: Request) -> bool:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and self.sim.token_issuer.is_valid(token.strip())
+    def _tenant(self, request: Request) -> str | None:
+        """The company the request's token acts for; None: no valid token (401)."""
+        return self.sim.tenant_for(request.headers.get("authorization"))
 
     @staticmethod
     def _unauthorized() -> JSONResponse:
@@ -147,7 +148,8 @@ class _Endpoints:
 
     async def call_api(self, request: Request) -> Response:
         """Any ERP v1/v2 call: queued as a background job when `erp-api-background` is set."""
-        if not self._authorized(request):
+        tenant = self._tenant(request)
+        if tenant is None:
             return self._unauthorized()
         target = CallTarget.parse(
             request.method, request.url.path, public_base=self._public_base(request)
@@ -177,6 +179,7 @@ class _Endpoints:
             body=await request.body(),
             background=background,
             outcome=outcome,
+            tenant=tenant,
         )
         _note_job(request, job.id)
         if job.accept_dropped:
@@ -201,13 +204,17 @@ class _Endpoints:
         )
 
     def _job_for(self, request: Request, *, forgotten_status: int) -> BackgroundJob | Response:
-        if not self._authorized(request):
+        tenant = self._tenant(request)
+        if tenant is None:
             return self._unauthorized()
         job_id = request.path_params["job_id"]
         _note_job(request, job_id)
         job = self.sim.lookup(job_id)
         if job is None:
             return _message(JOB_NOT_FOUND_MESSAGE, 404)
+        if job.tenant and job.tenant != tenant:
+            # Another company's token: Visma's 403, which never heals.
+            return _message(FORBIDDEN_MESSAGE, 403)
         if job.outcome.state_status is not None:
             status = job.outcome.state_status
             return _message(FORBIDDEN_MESSAGE if status == 403 else f"HTTP {status}", status)
@@ -361,6 +368,20 @@ class _Endpoints:
             return _control_error(str(exc))
         return JSONResponse(delivery.to_json(), status_code=201)
 
+    async def list_budgets(self, request: Request) -> Response:
+        """`GET /_sim/budgets`: each company's budget window (limit, used, remaining, reset)."""
+        return JSONResponse({"budgets": self.sim.chaos.budgets.to_json()})
+
+    async def spend_budget(self, request: Request) -> Response:
+        """`POST /_sim/budgets/{tenant}/spend`: spend what remains of a company's budget in its
+        current window, so its requests get 429 until the window resets."""
+        tenant = request.path_params["tenant"]
+        if tenant not in self.sim.config.tenants:
+            return JSONResponse({"error": "not_found", "detail": "no such tenant"}, 404)
+        if self.sim.config.rate_budget is None:
+            return _control_error("no budget is set: set rate_budget first (PUT /_sim/chaos)")
+        return JSONResponse(self.sim.spend_budget(tenant))
+
     async def read_stats(self, request: Request) -> Response:
         """`GET /_sim/stats`: counters."""
         return JSONResponse(self.sim.stats())
@@ -431,6 +452,13 @@ def _routes(endpoints: _Endpoints) -> list[BaseRoute]:
         Route("/_sim/requests", endpoints.list_requests, name="list_requests"),
         Route("/_sim/deliveries", endpoints.list_deliveries, name="list_deliveries"),
         Route("/_sim/stats", endpoints.read_stats, name="read_stats"),
+        Route("/_sim/budgets", endpoints.list_budgets, name="list_budgets"),
+        Route(
+            "/_sim/budgets/{tenant}/spend",
+            endpoints.spend_budget,
+            methods=["POST"],
+            name="spend_budget",
+        ),
         Route(
             "/_sim/status/components",
             endpoints.set_status_component,

@@ -21,12 +21,15 @@ from typing import Literal
 from service.simulator.config import SimulatorConfig
 from service.simulator.dispatcher import DeliveryAttempt, Notification, WebhookDispatcher
 
-FaultReason = Literal["rate_limit", "rate_limit_share", "server_error"]
+FaultReason = Literal["rate_limit", "rate_limit_share", "rate_budget", "server_error"]
 # Visma's docs name the headers and say Reset and Retry-After count seconds
 # (docs.vismasoftware.no, "Rate Limits"); Visma's own limit is a fixed window per hour per
 # company and client ("4-fixed-window"). The simulator uses a per-second token bucket instead
 # so tests of pacing run in seconds; the policy name says so.
 RATE_LIMIT_POLICY = "simulator-token-bucket"
+# The per-company budget (`rate_budget`) is the fixed window Visma describes; its window length
+# is configurable so tests of an "hour" run in seconds.
+BUDGET_POLICY = "simulator-fixed-window"
 # What X-RateLimit-Limit says for a random 429 when no bucket is set: Visma does not publish
 # its number, so this is a placeholder.
 NOMINAL_RATE_LIMIT = 1000
@@ -106,6 +109,84 @@ def _whole_seconds(seconds: float) -> int:
     return max(0, math.ceil(seconds - 1e-9))
 
 
+@dataclass
+class _Window:
+    started: float
+    used: int = 0
+
+
+class CompanyBudgets:
+    """Visma's budget: `config.rate_budget` requests per company in each fixed window of
+    `config.rate_budget_window_seconds`, the window starting with the company's first request.
+
+    Whether Visma's window starts at the first request or on the clock hour is not documented;
+    the headers (Reset in seconds) make either look the same to a client.
+    """
+
+    def __init__(self, config: SimulatorConfig, *, clock: Callable[[], float]) -> None:
+        self._config = config
+        self._clock = clock
+        self._windows: dict[str, _Window] = {}
+
+    @property
+    def enabled(self) -> bool:
+        """True when a budget is set."""
+        return self._config.rate_budget is not None
+
+    def _window(self, tenant: str) -> _Window:
+        now = self._clock()
+        window = self._windows.get(tenant)
+        if window is None or now >= window.started + self._config.rate_budget_window_seconds:
+            window = self._windows[tenant] = _Window(started=now)
+        return window
+
+    def take(self, tenant: str) -> bool:
+        """Count one request against the company's window; False when the budget is spent."""
+        window = self._window(tenant)
+        if window.used >= (self._config.rate_budget or 0):
+            return False
+        window.used += 1
+        return True
+
+    def spend(self, tenant: str) -> None:
+        """Spend what remains of the company's budget in its current window (chaos)."""
+        window = self._window(tenant)
+        window.used = max(window.used, self._config.rate_budget or 0)
+
+    def reset_seconds(self, tenant: str) -> int:
+        """Whole seconds until the company's window resets (rounded up)."""
+        window = self._window(tenant)
+        ends = window.started + self._config.rate_budget_window_seconds
+        return _whole_seconds(ends - self._clock())
+
+    def headers(self, tenant: str) -> dict[str, str]:
+        """X-RateLimit-* for the company's window as it stands."""
+        limit = self._config.rate_budget or 0
+        window = self._window(tenant)
+        return {
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": str(max(0, limit - window.used)),
+            "X-RateLimit-Reset": str(self.reset_seconds(tenant)),
+            "X-RateLimit-Policy": BUDGET_POLICY,
+        }
+
+    def to_json(self) -> dict[str, dict[str, int | str]]:
+        """Each company's window, as `GET /_sim/budgets` shows it."""
+        limit = self._config.rate_budget or 0
+        shown: dict[str, dict[str, int | str]] = {}
+        for tenant in list(self._windows):
+            window = self._window(tenant)
+            ends_in = window.started + self._config.rate_budget_window_seconds - self._clock()
+            shown[tenant] = {
+                "limit": limit,
+                "used": window.used,
+                "remaining": max(0, limit - window.used),
+                "reset": self.reset_seconds(tenant),
+                "resetAt": (datetime.now(UTC) + timedelta(seconds=ends_in)).isoformat(),
+            }
+        return shown
+
+
 @dataclass(frozen=True)
 class RequestFault:
     """A request the simulator refuses on purpose: the status and headers to answer with."""
@@ -126,6 +207,7 @@ class Chaos:
         self.counters = ChaosCounters()
         self._clock = clock
         self._bucket: TokenBucket | None = None
+        self.budgets = CompanyBudgets(config, clock=clock)
 
     def reseed(self) -> None:
         """Start the random sequence again from `config.seed` (None: fresh entropy)."""
@@ -148,8 +230,16 @@ class Chaos:
         # No draw when a mode is off, so a run without chaos uses no randomness at all.
         return share > 0 and self.random.random() < share
 
-    def admit_request(self) -> RequestFault | None:
-        """Decide an ERP API request's fate: None to serve it, else the fault to answer with."""
+    def admit_request(self, tenant: str | None = None) -> RequestFault | None:
+        """Decide an ERP API request's fate: None to serve it, else the fault to answer with.
+
+        `tenant` is the company its token acts for (None without a valid token: no budget).
+        """
+        if tenant is not None and self.budgets.enabled and not self.budgets.take(tenant):
+            self.counters.rate_limited += 1
+            headers = self.budgets.headers(tenant)
+            headers["Retry-After"] = str(max(1, self.budgets.reset_seconds(tenant)))
+            return RequestFault("rate_budget", 429, headers)
         bucket = self._current_bucket()
         if bucket is not None and not bucket.take():
             self.counters.rate_limited += 1
@@ -170,8 +260,11 @@ class Chaos:
             return RequestFault("server_error", SERVER_ERROR_STATUS)
         return None
 
-    def rate_limit_headers(self) -> dict[str, str]:
-        """X-RateLimit-* for an admitted response (Visma sends them on every answer); {} if off."""
+    def rate_limit_headers(self, tenant: str | None = None) -> dict[str, str]:
+        """X-RateLimit-* for an admitted response (Visma sends them on every answer); {} if off.
+        The company's budget, when one is set, is what they announce."""
+        if tenant is not None and self.budgets.enabled:
+            return self.budgets.headers(tenant)
         bucket = self._current_bucket()
         if bucket is None:
             return {}

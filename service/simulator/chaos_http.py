@@ -7,7 +7,7 @@ import contextlib
 import json
 
 import httpx
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -65,13 +65,14 @@ class ChaosMiddleware:
             await self.app(scope, receive, send)
             return
         chaos = self.simulator.chaos
+        tenant = self.simulator.tenant_for(Headers(scope=scope).get("authorization"))
         # Decided before routing: a refused background call consumes no outcome, makes no job.
-        fault = chaos.admit_request()
+        fault = chaos.admit_request(tenant)
         if fault is not None:
             _note(scope, fault.reason)
             await fault_response(fault)(scope, receive, send)
             return
-        limit_headers = chaos.rate_limit_headers()
+        limit_headers = chaos.rate_limit_headers(tenant)
 
         async def send_or_swallow(message: Message) -> None:
             if scope.get(_DROP_KEY):

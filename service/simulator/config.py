@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_SUBSCRIPTION_ID = "5d0f6a3e-2b8c-4e71-9a4d-3c6b8e1f0a27"
@@ -23,6 +23,8 @@ class SimulatorConfig:
     client_id: str = "sim-client"
     client_secret: str = "sim-secret"
     tenant_id: str = "sim-tenant"
+    other_tenant_ids: list[str] = field(default_factory=list)
+    """Further companies the client may get tokens for (a group, or a vendor's customers)."""
     webhook_url: str | None = None
     """Where the dispatcher POSTs webhooks; None: none are sent."""
     webhook_secret: str = "sim-webhook-secret"
@@ -65,6 +67,12 @@ class SimulatorConfig:
     """Share (0..1) of ERP API requests answered 429 (a 429'd background call creates no job)."""
     rate_limit_per_second: float | None = None
     """A token bucket over ERP API requests (burst max(1, rate)); over it: 429. None: no limit."""
+    rate_budget: int | None = None
+    """Requests per window per company (Visma: per hour, per company and client); over it: 429
+    with Retry-After until the window resets. None: no budget."""
+    rate_budget_window_seconds: float = 3600.0
+    """The budget's window (a fixed window, as Visma's); shorter in tests, so they run in
+    seconds."""
     server_error_share: float = 0.0
     """Share (0..1) of ERP API requests answered 503 (a 503'd background call creates no job)."""
     forget_after_seconds: float | None = None
@@ -77,6 +85,11 @@ class SimulatorConfig:
     def __post_init__(self) -> None:
         for name in CHAOS_FIELDS:
             _check(name, getattr(self, name))
+
+    @property
+    def tenants(self) -> list[str]:
+        """Every company the client may act for; the first is `tenant_id`."""
+        return [self.tenant_id, *(t for t in self.other_tenant_ids if t != self.tenant_id)]
 
     def chaos(self) -> dict[str, Any]:
         """The chaos fields and their current values, as `GET /_sim/chaos` shows them."""
@@ -96,6 +109,8 @@ _RULES: dict[str, tuple[str, bool]] = {
     "webhook_reorder_window_seconds": (_SECONDS, False),
     "rate_limit_share": (_SHARE, False),
     "rate_limit_per_second": ("rate", True),
+    "rate_budget": ("count", True),
+    "rate_budget_window_seconds": ("window", False),
     "server_error_share": (_SHARE, False),
     "forget_after_seconds": (_SECONDS, True),
     "forgotten_state_status": ("status", False),
@@ -111,9 +126,11 @@ def _check(name: str, value: object) -> None:
             raise ValueError(f"{name} must not be null")
         return
     # bool is an int in Python, but `"seed": true` is a mistake.
-    if kind in ("seed", "status"):
+    if kind in ("seed", "status", "count"):
         if not isinstance(value, int) or isinstance(value, bool):
             raise ValueError(f"{name} must be an integer")
+        if kind == "count" and value < 0:
+            raise ValueError(f"{name} must not be negative (null turns the budget off)")
         if kind == "status" and value not in FORGOTTEN_STATE_STATUSES:
             raise ValueError(f"{name} must be 404 or 410")
         return
@@ -123,7 +140,7 @@ def _check(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a share from 0 to 1")
     if kind == _SECONDS and value < 0:
         raise ValueError(f"{name} must not be negative")
-    if kind == "rate" and value <= 0:
+    if kind in ("rate", "window") and value <= 0:
         raise ValueError(f"{name} must be above 0 (null turns the limit off)")
 
 

@@ -34,6 +34,8 @@ class Notification:
     # The group id's meaning is undocumented; one fresh uuid per notification is our guess.
     group_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     created_ms: int = field(default_factory=_now_ms)
+    tenant_id: str | None = None
+    """The company whose job it is (x-vwd-tenant-id); None: the configured default company."""
 
     @classmethod
     def for_job(
@@ -43,13 +45,19 @@ class Notification:
         state_location: str,
         content_location: str | None,
         custom_headers: Mapping[str, str],
+        tenant_id: str | None = None,
     ) -> Notification:
         """The notification for a finished job."""
         # Visma does not document the body; this is the variant seen most (id and locations).
         payload = {"id": job_id, "stateLocation": state_location}
         if content_location is not None:
             payload["contentLocation"] = content_location
-        return cls(job_id=job_id, body=dump_json(payload), custom_headers=dict(custom_headers))
+        return cls(
+            job_id=job_id,
+            body=dump_json(payload),
+            custom_headers=dict(custom_headers),
+            tenant_id=tenant_id or None,
+        )
 
 
 @dataclass(frozen=True)
@@ -126,7 +134,7 @@ class WebhookDispatcher:
             wire.NOTIFICATION_ID: notification.id,
             wire.EVENT_ID: wire.BACKGROUND_API_RESPONSE,
             wire.SUBSCRIPTION_ID: config.subscription_id,
-            wire.TENANT_ID: config.tenant_id,
+            wire.TENANT_ID: notification.tenant_id or config.tenant_id,
             wire.APPLICATION_ID: config.application_id,
             wire.APPLICATION_VERSION: "1",
             wire.GROUP_ID: notification.group_id,

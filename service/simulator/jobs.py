@@ -88,6 +88,8 @@ class BackgroundJob:
     content_location: str
     received_at: datetime
     started_at: datetime
+    tenant: str = ""
+    """The company whose token sent the call; only its tokens may read the job."""
     status: JobStatus = "Started"
     finished_at: datetime | None = None
     result: JobResult | None = None
@@ -143,5 +145,6 @@ class BackgroundJob:
             "outcome": self.outcome.to_json(),
             "notification_ids": list(self.notification_ids),
             "accept_dropped": self.accept_dropped,
+            "tenant": self.tenant,
             "state": self.to_state(),
         }

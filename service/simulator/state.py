@@ -66,7 +66,10 @@ class RequestRecord:
     """The caller's User-Agent (the service sends `visma-hooks/<host>/<pid>` per replica)."""
     kind: RequestKind | None = None
     chaos: str | None = None
-    """The chaos that struck: rate_limit, rate_limit_share, server_error or accept_dropped."""
+    """The chaos that struck: rate_limit, rate_limit_share, rate_budget, server_error or
+    accept_dropped."""
+    tenant: str | None = None
+    """The company the request's token acts for (None without a valid token)."""
 
     def to_json(self) -> dict[str, Any]:
         """The record as `GET /_sim/requests` shows it."""
@@ -80,6 +83,7 @@ class RequestRecord:
             "client": self.client,
             "kind": self.kind,
             "chaos": self.chaos,
+            "tenant": self.tenant,
         }
 
 
@@ -139,6 +143,7 @@ class SimulatorState:
         *,
         client: str | None = None,
         kind: RequestKind | None = None,
+        tenant: str | None = None,
     ) -> RequestRecord:
         """Add a request to the log; the caller fills in job id and status as they are known."""
         record = RequestRecord(
@@ -148,9 +153,22 @@ class SimulatorState:
             at=datetime.now(UTC),
             client=client,
             kind=kind,
+            tenant=tenant,
         )
         self.requests.append(record)
         return record
+
+    def tenant_for(self, authorization: str | None) -> str | None:
+        """The company a request's `Authorization: Bearer <token>` acts for; None if invalid."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return self.token_issuer.tenant_of(token.strip())
+
+    def spend_budget(self, tenant: str) -> dict[str, Any]:
+        """Spend a company's budget for its current window (chaos); its window as it stands."""
+        self.chaos.budgets.spend(tenant)
+        return self.chaos.budgets.to_json()[tenant]
 
     def lookup(self, job_id: str) -> BackgroundJob | None:
         """The job with this id, if the simulator (still) knows it."""
@@ -169,6 +187,7 @@ class SimulatorState:
         body: bytes,
         background: BackgroundRequest,
         outcome: Outcome,
+        tenant: str,
     ) -> BackgroundJob:
         """Accept a background call and schedule its finish.
 
@@ -193,6 +212,7 @@ class SimulatorState:
             received_at=now,
             # Visma queues the job until a server is free; the simulator starts it at once.
             started_at=now,
+            tenant=tenant,
         )
         self.jobs[job_id] = job
         if outcome.drop_accept or self.chaos.drop_accept():
@@ -247,6 +267,7 @@ class SimulatorState:
             state_location=job.state_location,
             content_location=job.content_location if job.has_content else None,
             custom_headers=job.background.custom_headers,
+            tenant_id=job.tenant,
         )
         job.notification_ids.append(notification.id)
         return self.webhooks.send(notification, copies=copies)

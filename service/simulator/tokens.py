@@ -30,6 +30,7 @@ class IssuedToken:
     access_token: str
     expires_in: int
     scope: str
+    tenant_id: str
 
 
 class TokenIssuer:
@@ -38,6 +39,7 @@ class TokenIssuer:
     def __init__(self, config: SimulatorConfig) -> None:
         self._config = config
         self._expiry: dict[str, float] = {}  # token -> time.monotonic() deadline
+        self._tenant: dict[str, str] = {}  # token -> the company it was issued for
         self.issued = 0
 
     def issue(
@@ -70,24 +72,30 @@ class TokenIssuer:
         tenant_id = form.get("tenant_id")
         if not tenant_id:
             raise TokenError("invalid_request", "tenant_id is required")
-        if tenant_id != config.tenant_id:
+        if tenant_id not in config.tenants:
             raise TokenError("invalid_request", "the client has no access to this tenant")
-        return self._new(" ".join(scopes))
+        return self._new(" ".join(scopes), tenant_id)
 
-    def _new(self, scope: str) -> IssuedToken:
+    def _new(self, scope: str, tenant_id: str) -> IssuedToken:
         now = time.monotonic()
         # Drop expired tokens here so a long benchmark doesn't grow the table forever.
         self._expiry = {token: at for token, at in self._expiry.items() if at > now}
+        self._tenant = {token: self._tenant[token] for token in self._expiry}
         token = secrets.token_urlsafe(32)
         ttl = self._config.token_ttl_seconds
         self._expiry[token] = now + ttl
+        self._tenant[token] = tenant_id
         self.issued += 1
-        return IssuedToken(access_token=token, expires_in=ttl, scope=scope)
+        return IssuedToken(access_token=token, expires_in=ttl, scope=scope, tenant_id=tenant_id)
 
     def is_valid(self, token: str) -> bool:
         """True for a token this issuer gave out that has not expired."""
         deadline = self._expiry.get(token)
         return deadline is not None and time.monotonic() < deadline
+
+    def tenant_of(self, token: str) -> str | None:
+        """The company a valid token acts for; None for a token that is not (or no longer) valid."""
+        return self._tenant.get(token) if self.is_valid(token) else None
 
     @property
     def active(self) -> int:

@@ -76,6 +76,8 @@ class DeliveryRecord:
     claimed_job_id: str | None = None
     visma_job_id: str | None = None
     problem: str | None = None
+    tenant_id: str | None = None
+    """The company the delivery says it is for (`x-vwd-tenant-id`)."""
 
     def values(self) -> dict[str, Any]:
         """The inbox columns of this delivery."""
@@ -105,6 +107,9 @@ class LinkRules(Protocol):
     @property
     def cannot_adopt(self) -> str: ...
 
+    @property
+    def tenant_differs(self) -> str: ...
+
 
 def deliveries_insert(rules: LinkRules, *, source: str, returning: bool) -> str:
     """INSERT of the deliveries in `source` (a derived table with `DELIVERY_COLUMNS`), each
@@ -115,6 +120,8 @@ def deliveries_insert(rules: LinkRules, *, source: str, returning: bool) -> str:
     delivery retention has removed while the dispatcher may still send it (`purged_notifications`).
     """
     refusal = f"""CASE
+            WHEN d.tenant_id IS NOT NULL AND j.tenant IS NOT NULL AND d.tenant_id <> j.tenant
+                THEN {_literal(rules.tenant_differs)}
             WHEN j.id IS NULL OR d.visma_job_id IS NULL OR j.visma_job_id = d.visma_job_id
                 THEN NULL
             WHEN j.visma_job_id IS NOT NULL THEN {_literal(rules.visma_id_differs)}

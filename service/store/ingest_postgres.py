@@ -54,6 +54,7 @@ _TYPES: dict[str, str] = {
     "claimed_job_id": "text",
     "visma_job_id": "text",
     "problem": "text",
+    "tenant_id": "text",
 }
 _HEADERS = DELIVERY_COLUMNS.index("headers")
 _values = operator.attrgetter(*DELIVERY_COLUMNS)

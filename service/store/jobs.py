@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, insert, select, text, update
+from sqlalchemy import ColumnElement, delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.store.job_changes import mark_changed
@@ -134,13 +134,23 @@ async def list_jobs(
     tags: Mapping[str, str] | None = None,
     last_modified: tuple[str, datetime] | None = None,
     created: tuple[str, datetime] | None = None,
+    tenants: Sequence[str] = (),
+    default_tenant: str | None = None,
     limit: int,
     offset: int,
 ) -> tuple[Sequence[Job], int]:
-    """One page of jobs matching every filter, newest first, and the total count."""
+    """One page of jobs matching every filter, newest first, and the total count.
+
+    `tenants` filters by company; a job stored before jobs named one (NULL) is the
+    `default_tenant`'s."""
     conditions: list[ColumnElement[bool]] = []
     if states:
         conditions.append(Job.state.in_(states))
+    if tenants:
+        by_tenant: ColumnElement[bool] = Job.tenant.in_(tenants)
+        if default_tenant is not None and default_tenant in tenants:
+            by_tenant = or_(by_tenant, Job.tenant.is_(None))
+        conditions.append(by_tenant)
     if visma_job_id:
         conditions.append(Job.visma_job_id == visma_job_id)
     for key, value in (tags or {}).items():
@@ -212,6 +222,10 @@ class ClaimedJob:
     visma_job_id: str | None
     submitted_at: datetime
     claimed_at: datetime
+    tenant: str | None = None
+    """The job's company; None for a job stored before jobs named one (the default's)."""
+    send_pending: bool = False
+    """Its request has not been sent yet (it waited for its company's rate budget)."""
 
 
 async def claim_due_jobs(
@@ -244,11 +258,18 @@ async def claim_due_jobs(
         update(Job)
         .where(Job.id.in_(due.scalar_subquery()))
         .values(next_check_at=lease_until, check_attempts=Job.check_attempts + 1)
-        .returning(Job.id, Job.visma_job_id, Job.submitted_at)
+        .returning(Job.id, Job.visma_job_id, Job.submitted_at, Job.tenant, Job.send_pending)
         .execution_options(synchronize_session=False)
     )
     return [
-        ClaimedJob(row.id, row.visma_job_id, row.submitted_at, now)
+        ClaimedJob(
+            row.id,
+            row.visma_job_id,
+            row.submitted_at,
+            now,
+            tenant=row.tenant,
+            send_pending=row.send_pending,
+        )
         for row in await session.execute(claim)
     ]
 

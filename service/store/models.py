@@ -18,7 +18,9 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
     func,
+    null,
     text,
 )
 from sqlalchemy.dialects import postgresql
@@ -69,6 +71,9 @@ class Job(Base):
     """A request we sent (or are sending) to Visma as a background call."""
 
     __tablename__ = "jobs"
+    # Server defaults are not read back after an insert: the newer columns stay out of an
+    # insert that does not name them (older schemas, in the migration tests, lack them).
+    __mapper_args__ = {"eager_defaults": False}
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     # Unique: a Visma job belongs to one job (a webhook never hands it to a second).
@@ -100,12 +105,20 @@ class Job(Base):
     check_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # A job a person re-sent deliberately (`submit --resend`) names the job it replaces.
     resent_from: Mapped[str | None] = mapped_column(String(36))
+    # The company (Visma tenant) the job is for; NULL for jobs stored before there were
+    # several, which belong to the default company (the first of VISMA_TENANT_ID). Server-side
+    # defaults only (here and below): an insert that does not name the column leaves it out.
+    tenant: Mapped[str | None] = mapped_column(String(64), server_default=null())
+    # The request has not been sent yet: its company's rate budget made it wait. It goes out
+    # at `next_check_at` (a 429 proves Visma did not process it, so sending later is safe).
+    send_pending: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
     __table_args__ = (
         # The job list pages newest first (submitted_at DESC, id DESC), often for one state:
         # with id in the index a page is read in order and the count is an index-only scan.
         Index("ix_jobs_state_submitted_at_id", "state", "submitted_at", "id"),
         Index("ix_jobs_submitted_at_id", "submitted_at", "id"),
+        Index("ix_jobs_tenant_submitted_at_id", "tenant", "submitted_at", "id"),
         # The poller's due work: only jobs with a read scheduled, so the index stays as small as
         # the set of open jobs however many finished ones the table holds.
         Index(
@@ -185,6 +198,7 @@ class Delivery(Base):
     """A webhook delivery exactly as it arrived (the inbox); unique on its notification id."""
 
     __tablename__ = "deliveries"
+    __mapper_args__ = {"eager_defaults": False}  # as for jobs
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
@@ -200,6 +214,8 @@ class Delivery(Base):
     claimed_job_id: Mapped[str | None] = mapped_column(String(128))
     visma_job_id: Mapped[str | None] = mapped_column(String(64))
     problem: Mapped[str | None] = mapped_column(Text)
+    # The company the delivery says it is for (x-vwd-tenant-id, not signed).
+    tenant_id: Mapped[str | None] = mapped_column(Text, server_default=null())
 
 
 class PurgedNotification(Base):

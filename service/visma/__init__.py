@@ -2,6 +2,7 @@
 
 from service.visma.client import Content, SubmitAccepted, SubmitCompleted, VismaClient
 from service.visma.errors import (
+    VismaDeferred,
     VismaError,
     VismaNotConfigured,
     VismaNotFound,
@@ -9,6 +10,7 @@ from service.visma.errors import (
     VismaRejected,
     VismaUnavailable,
 )
+from service.visma.pacing import BudgetSnapshot
 from service.visma.signatures import (
     EVENT_ID_HEADER,
     NOTIFICATION_ID_HEADER,
@@ -26,7 +28,9 @@ __all__ = [
     "Content",
     "SubmitAccepted",
     "SubmitCompleted",
+    "BudgetSnapshot",
     "VismaClient",
+    "VismaDeferred",
     "VismaError",
     "VismaNotConfigured",
     "VismaNotFound",

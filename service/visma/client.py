@@ -10,7 +10,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -20,6 +20,7 @@ import stamina
 
 from service import metrics
 from service.visma.errors import (
+    VismaDeferred,
     VismaError,
     VismaNotConfigured,
     VismaNotFound,
@@ -28,14 +29,25 @@ from service.visma.errors import (
     VismaUnavailable,
     VismaUnsendable,
 )
-from service.visma.pacing import Pacer
+from service.visma.pacing import (
+    MAX_WAIT_SECONDS,
+    BudgetSnapshot,
+    CompanyBudget,
+    Pacer,
+    RequestKind,
+)
 
 BACKGROUND_HEADER = "erp-api-background"
 # Renew a little before Visma says the token expires, so a request never carries a dead one.
 TOKEN_RENEW_MARGIN_SECONDS = 60.0
+# Retries inside one call (a 5xx, the token endpoint's 429) wait at most this long; a 429 from
+# the API is never retried in place: the work is parked for the whole Retry-After instead.
 MAX_RETRY_AFTER_SECONDS = 60.0
 ACCEPT_ENCODING = "br, gzip, deflate"
 DEFAULT_429_PAUSE_SECONDS = 1.0
+INLINE_WAIT_SECONDS = 0.5
+"""A state read whose company's spacing asks for a wait this short waits in place; a longer
+one is handed back (VismaDeferred) to be parked, so no task sits in a long sleep."""
 # Tells Visma's support (and the simulator's log) which replica sent a request.
 USER_AGENT = f"visma-hooks/{socket.gethostname()}/{os.getpid()}"
 
@@ -81,19 +93,21 @@ class VismaClient:
         token_url: str,
         client_id: str,
         client_secret: str,
-        tenant_id: str,
+        tenant_ids: Sequence[str],
         scopes: str,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
         retry_attempts: int = 8,
         retry_timeout: float = 60.0,
         max_requests_per_second: float = 10.0,
+        budget_reserve_share: float = 0.1,
     ) -> None:
         self._api_url = api_url.rstrip("/")
         self._token_url = token_url
         self._client_id = client_id
         self._client_secret = client_secret
-        self._tenant_id = tenant_id
+        # The companies this deployment acts for; the first is the default.
+        self._tenant_ids = tuple(tenant_ids)
         self._scopes = scopes
         self._retry_attempts = retry_attempts
         self._retry_timeout = retry_timeout
@@ -109,15 +123,44 @@ class VismaClient:
             },
         )
         self._pacer = Pacer(max_requests_per_second)
-        self._token: _Token | None = None
-        self._token_lock = asyncio.Lock()
+        self._budgets = {
+            tenant: CompanyBudget(tenant, reserve_share=budget_reserve_share)
+            for tenant in self._tenant_ids
+        }
+        # A token is issued for one company, so each company has its own.
+        self._tokens: dict[str, _Token] = {}
+        self._token_locks: dict[str, asyncio.Lock] = {}
+
+    @property
+    def tenant_ids(self) -> tuple[str, ...]:
+        """The companies configured (`VISMA_TENANT_ID`); the first is the default."""
+        return self._tenant_ids
+
+    @property
+    def default_tenant(self) -> str | None:
+        """The company a job that names none belongs to; None when none is configured."""
+        return self._tenant_ids[0] if self._tenant_ids else None
+
+    def budget_snapshot(self) -> list[BudgetSnapshot]:
+        """Each configured company's rate budget as this process last heard it from Visma."""
+        now = time.monotonic()
+        return [budget.snapshot(now=now) for budget in self._budgets.values()]
+
+    def _tenant(self, tenant: str | None) -> str:
+        chosen = tenant or self.default_tenant
+        if chosen is None:
+            raise VismaNotConfigured("set VISMA_TENANT_ID to call Visma")
+        if chosen not in self._tenant_ids:
+            # Never ask for a token for a company this deployment was not given.
+            raise VismaNotConfigured(f"tenant {chosen!r} is not in VISMA_TENANT_ID")
+        return chosen
 
     def missing_settings(self) -> list[str]:
         """The settings a call to Visma needs but that are empty."""
         named = {
             "VISMA_CLIENT_ID": self._client_id,
             "VISMA_CLIENT_SECRET": self._client_secret,
-            "VISMA_TENANT_ID": self._tenant_id,
+            "VISMA_TENANT_ID": ",".join(self._tenant_ids),
             "VISMA_API_URL": self._api_url,
             "VISMA_TOKEN_URL": self._token_url,
         }
@@ -134,6 +177,7 @@ class VismaClient:
         body: bytes | None,
         background: str,
         if_match: str | None = None,
+        tenant: str | None = None,
     ) -> SubmitAccepted | SubmitCompleted:
         """Send a background call. Not retried once it may have reached Visma (not idempotent).
 
@@ -148,7 +192,9 @@ class VismaClient:
             headers["Content-Type"] = "application/json"
         if if_match:
             headers["If-Match"] = if_match
-        response = await self._send(method, path, headers=headers, content=body, resend=False)
+        response = await self._send(
+            method, path, tenant=tenant, kind="submit", headers=headers, content=body, resend=False
+        )
         if 200 <= response.status_code < 300 and response.status_code != 202:
             return SubmitCompleted(response.status_code, response.headers.get("location"))
         if response.status_code >= 500:
@@ -169,9 +215,14 @@ class VismaClient:
             visma_job_id=job_id, state_location=location if isinstance(location, str) else None
         )
 
-    async def background_state(self, visma_job_id: str) -> dict[str, Any]:
-        """`GET /v1/background/{id}`; VismaNotFound for 404/410."""
-        response = await self._send("GET", self._background_path(visma_job_id))
+    async def background_state(
+        self, visma_job_id: str, *, tenant: str | None = None
+    ) -> dict[str, Any]:
+        """`GET /v1/background/{id}` with the token of the job's company; VismaNotFound for
+        404/410."""
+        response = await self._send(
+            "GET", self._background_path(visma_job_id), tenant=tenant, kind="read"
+        )
         if response.status_code in (404, 410):
             raise VismaNotFound(
                 f"Visma does not know background job {visma_job_id} ({response.status_code})",
@@ -181,9 +232,13 @@ class VismaClient:
         _raise_for_status(response)
         return _json_object(response)
 
-    async def background_content(self, visma_job_id: str) -> Content | None:
+    async def background_content(
+        self, visma_job_id: str, *, tenant: str | None = None
+    ) -> Content | None:
         """`GET /v1/background/{id}/content`, or None when there is none (404/410)."""
-        response = await self._send("GET", self._background_path(visma_job_id) + "/content")
+        response = await self._send(
+            "GET", self._background_path(visma_job_id) + "/content", tenant=tenant, kind="read"
+        )
         if response.status_code in (404, 410):
             return None
         _raise_for_status(response)
@@ -201,6 +256,8 @@ class VismaClient:
         method: str,
         path: str,
         *,
+        tenant: str | None,
+        kind: RequestKind,
         headers: Mapping[str, str] | None = None,
         content: bytes | None = None,
         resend: bool = True,
@@ -208,9 +265,11 @@ class VismaClient:
         """One API call with token, 401 renewal and retries.
 
         With `resend=False` only failures that prove the request was not processed are retried:
-        a refused connection and a 429.
+        a refused connection. Neither retries a 429 or waits long for the company's budget:
+        VismaDeferred says how long to wait, and the caller parks the work.
         """
         url = self._api_url + path
+        company = self._tenant(tenant)
         renewed = False
         async for attempt in stamina.retry_context(
             on=_retry_wait if resend else _retry_wait_unsent,
@@ -219,7 +278,7 @@ class VismaClient:
         ):
             with attempt:
                 try:
-                    token = await self._access_token()
+                    token = await self._access_token(company)
                 except VismaUnavailable as exc:
                     # Without a token nothing was sent to the API itself.
                     raise VismaNotSent(
@@ -227,16 +286,26 @@ class VismaClient:
                     ) from exc
                 request_headers = {**(headers or {}), "Authorization": f"Bearer {token}"}
                 response = await self._request(
-                    method, url, headers=request_headers, content=content
+                    method,
+                    url,
+                    company=company,
+                    kind=kind,
+                    headers=request_headers,
+                    content=content,
                 )
                 if response.status_code == 401 and not renewed:
                     # The token may have been revoked early; renew once and try again.
                     renewed = True
-                    self._token = None
-                    token = await self._access_token()
+                    self._tokens.pop(company, None)
+                    token = await self._access_token(company)
                     request_headers["Authorization"] = f"Bearer {token}"
                     response = await self._request(
-                        method, url, headers=request_headers, content=content
+                        method,
+                        url,
+                        company=company,
+                        kind=kind,
+                        headers=request_headers,
+                        content=content,
                     )
                 if response.status_code == 429 or (resend and response.status_code >= 500):
                     raise _unavailable(response)
@@ -248,35 +317,67 @@ class VismaClient:
         method: str,
         url: str,
         *,
+        company: str,
+        kind: RequestKind,
         headers: Mapping[str, str],
         content: bytes | None,
     ) -> httpx.Response:
+        budget = self._budgets[company]
+        await self._admit(budget, kind)
         await self._pacer.wait()
-        kind = _request_kind(url)
+        metric_kind = _request_kind(url)
         try:
             response = await self._http.request(method, url, headers=headers, content=content)
         except httpx.HTTPError as exc:
-            metrics.visma_request(kind, None)
+            metrics.visma_request(metric_kind, None)
             raise _transport_error(exc) from exc
         except httpx.InvalidURL as exc:  # not an HTTPError: it must not escape as one
             raise VismaUnsendable(f"the request cannot be sent: {exc}") from exc
-        metrics.visma_request(kind, response.status_code)
+        metrics.visma_request(metric_kind, response.status_code)
+        now = time.monotonic()
+        budget.observe(response.headers, now=now)
         if response.status_code == 429:
-            self._pacer.pause(retry_after(response.headers) or DEFAULT_429_PAUSE_SECONDS)
+            wait = budget_wait(response.headers)
+            budget.pause(wait, now=now)
+            raise VismaDeferred(
+                f"Visma answered 429 for company {company}: its rate budget is spent; "
+                f"retry after {wait:g} s",
+                retry_after=wait,
+                tenant=company,
+                status=429,
+                body=response.content,
+            )
         return response
 
-    async def _access_token(self) -> str:
-        token = self._token
+    async def _admit(self, budget: CompanyBudget, kind: RequestKind) -> None:
+        """Return when the company's budget lets this request go; VismaDeferred when that is
+        more than a moment away (nothing was sent)."""
+        while True:
+            wait = budget.admit(kind, now=time.monotonic())
+            if wait <= 0:
+                return
+            if kind == "read" and wait <= INLINE_WAIT_SECONDS:
+                await asyncio.sleep(wait)
+                continue
+            raise VismaDeferred(
+                f"company {budget.tenant}'s rate budget asks to wait {wait:.1f} s",
+                retry_after=wait,
+                tenant=budget.tenant,
+            )
+
+    async def _access_token(self, tenant: str) -> str:
+        token = self._tokens.get(tenant)
         if token is not None and time.monotonic() < token.renew_at:
             return token.value
-        async with self._token_lock:
-            token = self._token
+        lock = self._token_locks.setdefault(tenant, asyncio.Lock())
+        async with lock:
+            token = self._tokens.get(tenant)
             if token is not None and time.monotonic() < token.renew_at:
                 return token.value
-            self._token = await self._fetch_token()
-            return self._token.value
+            token = self._tokens[tenant] = await self._fetch_token(tenant)
+            return token.value
 
-    async def _fetch_token(self) -> _Token:
+    async def _fetch_token(self, tenant: str) -> _Token:
         missing = self.missing_settings()
         if missing:
             raise VismaNotConfigured(f"set {', '.join(missing)} to call Visma")
@@ -285,7 +386,7 @@ class VismaClient:
             "client_id": self._client_id,
             "client_secret": self._client_secret,
             "scope": self._scopes,
-            "tenant_id": self._tenant_id,
+            "tenant_id": tenant,
         }
         try:
             response = await self._http.post(self._token_url, data=form)
@@ -318,7 +419,7 @@ class VismaClient:
 
 
 def _retry_wait(exc: Exception) -> bool | float:
-    if isinstance(exc, VismaUnsendable):
+    if isinstance(exc, VismaUnsendable | VismaDeferred):
         return False
     if isinstance(exc, VismaUnavailable):
         return exc.retry_after if exc.retry_after is not None else True
@@ -326,13 +427,9 @@ def _retry_wait(exc: Exception) -> bool | float:
 
 
 def _retry_wait_unsent(exc: Exception) -> bool | float:
-    if isinstance(exc, VismaUnsendable):
+    if isinstance(exc, VismaUnsendable | VismaDeferred):
         return False
-    if isinstance(exc, VismaNotSent):
-        return True
-    if isinstance(exc, VismaUnavailable) and exc.status == 429:
-        return exc.retry_after if exc.retry_after is not None else True
-    return False
+    return isinstance(exc, VismaNotSent)
 
 
 def _unavailable(response: httpx.Response) -> VismaUnavailable:
@@ -355,6 +452,19 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
         except ValueError:
             continue
     return None
+
+
+def budget_wait(headers: Mapping[str, str]) -> float:
+    """Seconds a 429 asks to wait, in full: `Retry-After`, else `X-RateLimit-Reset` (seconds);
+    bounded, since it is outside input."""
+    for name in ("retry-after", "x-ratelimit-reset"):
+        try:
+            seconds = float(headers.get(name, ""))
+        except ValueError:
+            continue
+        if seconds == seconds:  # not NaN
+            return min(max(seconds, DEFAULT_429_PAUSE_SECONDS), MAX_WAIT_SECONDS)
+    return DEFAULT_429_PAUSE_SECONDS
 
 
 def _raise_for_status(response: httpx.Response) -> None:

@@ -3,7 +3,9 @@
 VismaError
 ├── VismaUnavailable   timeout, connection error, 5xx or 429: try again later
 │   └── VismaNotSent   the request never left (no connection, no token): safe to resend
-│       └── VismaUnsendable  it cannot be built (a URL httpx refuses): resending fails too
+│       ├── VismaUnsendable  it cannot be built (a URL httpx refuses): resending fails too
+│       └── VismaDeferred    the company's rate budget says wait `retry_after` seconds (it was
+│                            not sent, or Visma answered 429, which proves it was not processed)
 └── VismaRejected      a 4xx answer: Visma looked at the request and said no
     └── VismaNotFound  404 or 410: Visma does not know (or no longer keeps) the resource
 """
@@ -43,6 +45,25 @@ class VismaNotSent(VismaUnavailable):
 class VismaUnsendable(VismaNotSent):
     """The request cannot even be built (httpx refuses its URL); it never left, and trying
     again would fail the same way."""
+
+
+class VismaDeferred(VismaNotSent):
+    """Not sent now: the company's rate budget says to wait `retry_after` seconds first. The
+    caller parks the work until then (a 429 proves Visma did not process the request)."""
+
+    retry_after: float
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float,
+        tenant: str,
+        status: int | None = None,
+        body: bytes = b"",
+    ) -> None:
+        super().__init__(message, status=status, body=body, retry_after=retry_after)
+        self.tenant = tenant
 
 
 class VismaRejected(VismaError):

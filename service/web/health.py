@@ -43,7 +43,18 @@ async def readyz(request: Request[State]) -> Response:
     problem = SchemaState(current, head_revision()).problem()
     if problem is not None:
         return error_response(503, "unavailable", problem)
-    return JSONResponse({"status": "ready", "tables": _tables(request)})
+    return JSONResponse(
+        {"status": "ready", "tables": _tables(request), "rateBudgets": _budgets(request)}
+    )
+
+
+def _budgets(request: Request[State]) -> list[dict[str, object]]:
+    """Each company's Visma rate budget as this process last heard it (VismaClient's
+    `budget_snapshot`; nulls until Visma has answered for that company)."""
+    return [
+        {"tenant": budget.tenant, **budget.as_json()}
+        for budget in request.state["visma"].budget_snapshot()
+    ]
 
 
 def _tables(request: Request[State]) -> dict[str, object]:

@@ -70,11 +70,16 @@ async def list_jobs(request: Request[State]) -> Response:
             tags=job_filter.tags,
             last_modified=_condition(job_filter.last_modified),
             created=_condition(job_filter.created),
+            tenants=job_filter.tenants,
+            default_tenant=_default_tenant(request),
             limit=page.size,
             offset=page.offset,
         )
         urls = await store.callback_urls(session, [job.id for job in jobs])
-    items = [job_json(job, callback_url=urls.get(job.id)) for job in jobs]
+    items = [
+        job_json(job, callback_url=urls.get(job.id), default_tenant=_default_tenant(request))
+        for job in jobs
+    ]
     return JSONResponse(page_json(items, total=total, page=page, max_size=MAX_PAGE_SIZE))
 
 
@@ -175,8 +180,18 @@ async def _job_view(request: Request[State], job_id: str) -> tuple[dict[str, obj
         events = await store.job_events(session, job_id)
         callback_url = (await store.callback_urls(session, [job_id])).get(job_id)
         callback = await store.job_callback(session, job_id) if callback_url else None
-    data = job_json(job, events, callback_url=callback_url, callback=callback)
+    data = job_json(
+        job,
+        events,
+        callback_url=callback_url,
+        callback=callback,
+        default_tenant=_default_tenant(request),
+    )
     return data, etag_of(data)
+
+
+def _default_tenant(request: Request[State]) -> str | None:
+    return request.state["visma"].default_tenant
 
 
 def _etags(header: str | None) -> set[str]:

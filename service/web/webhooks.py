@@ -23,7 +23,13 @@ from service.domain import (
     time_ordered_uuid,
 )
 from service.store import DeliveryRecord, IngestUnavailable
-from service.visma import EVENT_ID_HEADER, NOTIFICATION_ID_HEADER, SIGNATURE_HEADER, verify
+from service.visma import (
+    EVENT_ID_HEADER,
+    NOTIFICATION_ID_HEADER,
+    SIGNATURE_HEADER,
+    TENANT_ID_HEADER,
+    verify,
+)
 from service.web.errors import error_response
 from service.web.sources import Address, Network, client_address, in_networks
 
@@ -151,6 +157,7 @@ def delivery_record(headers: dict[str, str], body: bytes) -> DeliveryRecord:
         claimed_job_id=_job_id(headers),
         visma_job_id=visma_job_id,
         problem=problem,
+        tenant_id=headers.get(TENANT_ID_HEADER) or None,
     )
 
 
