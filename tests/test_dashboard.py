@@ -189,3 +189,24 @@ async def test_a_job_shows_its_kept_result(harness: Harness) -> None:
         page = (await client.get(f"/jobs/{job_id}")).text
     assert 'id="result"' in page and "HTTP 201" in page
     assert "10042" in page and "&lt;b&gt;bold&lt;/b&gt;" in page
+
+
+async def test_jobs_filter_by_company_and_each_company_has_a_budget(clean_database: str) -> None:
+    async with in_process(
+        clean_database, VISMA_TENANT_ID="tenant-a,tenant-b", API_READ_TOKENS=[READ_TOKEN]
+    ) as harness:
+        a_job = await insert_job(harness.resources.sessions, tenant="tenant-a")
+        b_job = await insert_job(harness.resources.sessions, tenant="tenant-b")
+        old_job = await insert_job(harness.resources.sessions)  # before jobs named a company
+        async with browser(harness) as client:
+            await log_in(client, READ_TOKEN)
+            page = (await client.get("/jobs")).text
+            assert '<option value="tenant-b"' in page
+            only_b = (await client.get("/jobs", params={"company": "tenant-b"})).text
+            assert b_job in only_b and a_job not in only_b and old_job not in only_b
+            default = (await client.get("/jobs", params={"company": "tenant-a"})).text
+            assert a_job in default and old_job in default and b_job not in default
+            health = (await client.get("/", params={"partial": "1"})).text
+    budgets = health.split('id="panel-budget"', 1)[1].split("</section>", 1)[0]
+    assert "tenant-a" in budgets and "tenant-b" in budgets
+    assert "Visma has not told its budget yet" in budgets

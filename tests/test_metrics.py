@@ -105,6 +105,7 @@ async def test_metrics_show_deliveries_times_and_database_figures(harness) -> No
     assert value(text, STORED) == stored_before + 3
     assert value(text, "visma_hooks_webhook_handling_seconds_count") == timed_before + 3
     assert value(text, 'visma_hooks_jobs{company="sim-tenant",state="accepted"}') == 1
+    assert value(text, 'visma_hooks_jobs{company="",state="succeeded"}') is None
     assert value(text, "visma_hooks_poll_backlog_jobs") is not None
     assert value(text, "visma_hooks_alert_outbox_deliveries") == 0
     assert value(text, "visma_hooks_alert_outbox_oldest_age_seconds") == 0

@@ -43,11 +43,19 @@ FLUSH_SECONDS = 1.0
 
 
 async def check_silence(
-    session: AsyncSession, *, company: str, at: datetime, policy: AlertPolicy
+    session: AsyncSession, *, company: str | None, at: datetime, policy: AlertPolicy
 ) -> None:
-    """After a job was resolved by polling: raise `webhooks.silent` if the company's newest
-    jobs all were (once per such streak)."""
-    resolvers = await store.recent_resolvers(session, limit=policy.silent_after_jobs + 1)
+    """After a job of `company` was resolved by polling: raise `webhooks.silent` if the
+    company's newest jobs all were (once per such streak). A job stored before jobs named their
+    company (None) is the default company's."""
+    company = company or policy.default_tenant
+    resolvers = await store.recent_resolvers(
+        session,
+        tenant=company,
+        default_tenant=policy.default_tenant,
+        limit=policy.silent_after_jobs + 1,
+    )
+    company = company or ""
     if not webhooks_went_silent(resolvers, after_jobs=policy.silent_after_jobs):
         return
     await raise_diagnostic_alert(

@@ -74,14 +74,9 @@ async def record_outcome(
     )
     await raise_job_alert(session, job, at=at, policy=alerts)
     if resolved_by == Resolver.POLL and job.notify:
-        await check_silence(session, company=_company(job), at=at, policy=alerts)
+        await check_silence(session, company=job.tenant, at=at, policy=alerts)
     metrics.JOB_OUTCOME_SECONDS.labels(outcome.state).observe(
         max((at - job.submitted_at).total_seconds(), 0.0)
     )
     await queue_callback(session, job, at=at)
     return True
-
-
-def _company(job: store.Job) -> str:
-    """The company (tenant) a job ran for; one company until jobs carry their own."""
-    return ""

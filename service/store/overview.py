@@ -21,6 +21,8 @@ PENDING = "pending"
 @dataclass(frozen=True)
 class Figures:
     jobs_by_state: dict[str, int]
+    open_jobs: dict[tuple[str, str | None], int]
+    """Open jobs by (state, company); None: jobs stored before jobs named their company."""
     poll_backlog: int
     """Open jobs whose state read is due now (not yet claimed by a worker)."""
     outbox_depth: int
@@ -34,6 +36,13 @@ async def figures(session: AsyncSession, *, now: datetime, open_states: Sequence
     states = (
         await session.execute(
             select(JobStateCount.state, func.sum(JobStateCount.delta)).group_by(JobStateCount.state)
+        )
+    ).all()
+    open_jobs = (
+        await session.execute(
+            select(Job.state, Job.tenant, func.count())
+            .where(Job.state.in_(open_states))
+            .group_by(Job.state, Job.tenant)
         )
     ).all()
     backlog = (
@@ -58,6 +67,7 @@ async def figures(session: AsyncSession, *, now: datetime, open_states: Sequence
     ).one()
     return Figures(
         jobs_by_state={state: int(total) for state, total in states if total},
+        open_jobs={(state, tenant): int(count) for state, tenant, count in open_jobs},
         poll_backlog=int(backlog),
         outbox_depth=int(depth),
         outbox_oldest=oldest,

@@ -179,11 +179,15 @@ async def jobs_page(request: Request[State]) -> Response:
     query: list[tuple[str, str]] = [("pageSize", str(PAGE_SIZE))]
     if state_filter:
         query.append(("state", state_filter))
+    company = params.get("company", "").strip()
+    if company:
+        query.append(("tenant", company))
     if tag:
         key, _, value = tag.partition("=")
         query.append((f"tag.{key.strip()}", value.strip()))
     jobs: list[dict[str, Any]] = []
     total = 0
+    default_tenant = _default_tenant(request)
     try:
         job_filter, page = parse_job_query(query)
     except DomainError as exc:
@@ -196,6 +200,10 @@ async def jobs_page(request: Request[State]) -> Response:
                     job
                     for job in found
                     if (not job_filter.states or job.state in job_filter.states)
+                    and (
+                        not job_filter.tenants
+                        or (job.tenant or default_tenant) in job_filter.tenants
+                    )
                     and all(job.tags.get(k) == v for k, v in job_filter.tags.items())
                 ]
                 total = len(rows)
@@ -207,11 +215,13 @@ async def jobs_page(request: Request[State]) -> Response:
                     tags=job_filter.tags,
                     last_modified=None,
                     created=None,
+                    tenants=job_filter.tenants,
+                    default_tenant=default_tenant,
                     limit=page.size,
                     offset=0,
                 )
                 rows = list(rows_seq)
-        jobs = [job_json(job) for job in rows]
+        jobs = [job_json(job, default_tenant=default_tenant) for job in rows]
     return _page(
         request,
         "jobs.html",
@@ -264,7 +274,7 @@ async def job_page(request: Request[State]) -> Response:
         response = _page(request, "missing.html", session, what=f"job {job_id}")
         response.status_code = 404
         return response
-    data = job_json(job, events)
+    data = job_json(job, events, default_tenant=_default_tenant(request))
     request_body = job.request_body.decode("utf-8", errors="replace") if job.request_body else None
     return _page(
         request,
@@ -416,17 +426,28 @@ async def _silent_alerts(db: Any, *, now: datetime) -> list[dict[str, Any]]:
     ]
 
 
+def _default_tenant(request: Request[State]) -> str | None:
+    """The company of jobs stored before jobs named theirs (the first of VISMA_TENANT_ID)."""
+    tenants = request.state["settings"].tenant_ids
+    return tenants[0] if tenants else None
+
+
 # What other work brings (kept isolated so it is wired in one place each)
 
 
 def _companies(request: Request[State]) -> list[str]:
-    """Companies to filter the job list by: none until jobs carry their company (tenant)."""
-    return []
+    """Companies to filter the job list by (VISMA_TENANT_ID); none when there is only one."""
+    tenants = request.state["settings"].tenant_ids
+    return tenants if len(tenants) > 1 else []
 
 
 def _rate_budgets(request: Request[State]) -> list[dict[str, Any]]:
-    """Each company's Visma rate budget as last seen: none until the client keeps one."""
-    return []
+    """Each company's Visma rate budget as this process last heard it (nulls until Visma has
+    answered for that company)."""
+    return [
+        {"company": budget.tenant, **budget.as_json()}
+        for budget in request.state["visma"].budget_snapshot()
+    ]
 
 
 async def _kept_result(request: Request[State], job_id: str) -> dict[str, Any] | None:

@@ -98,11 +98,23 @@ async def _database_figures(request: Request[State]) -> service_metrics.Database
     except Exception as exc:  # the process's own metrics still go out
         log.warning("metrics: the database figures are left out: %s", reason(exc))
         return None
-    company = request.state["settings"].VISMA_TENANT_ID
+    tenants = request.state["settings"].tenant_ids
+    default = tenants[0] if tenants else ""
+    # Open jobs per company (few, and indexed by state); finished ones over all companies from
+    # the count table (`company=""`): counting a million finished jobs per company would scan
+    # them on every scrape.
+    jobs: dict[tuple[str, str], float] = {
+        (state, ""): count
+        for state, count in counted.jobs_by_state.items()
+        if state not in _OPEN_STATES
+    }
+    for (state, tenant), count in counted.open_jobs.items():
+        key = (state, tenant or default)
+        jobs[key] = jobs.get(key, 0) + count
     sizes, _measured_at = request.state["table_sizes"]()
     oldest = counted.outbox_oldest
     return service_metrics.DatabaseFigures(
-        jobs={(state, company): count for state, count in counted.jobs_by_state.items()},
+        jobs=jobs,
         poll_backlog=counted.poll_backlog,
         outbox_depth=counted.outbox_depth,
         outbox_oldest_age_seconds=0 if oldest is None else (now - oldest).total_seconds(),
