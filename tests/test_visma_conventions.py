@@ -145,7 +145,7 @@ async def test_the_visma_client_decodes_each_encoding(encoding: str, compress) -
             token_url=f"{base}/connect/token",
             client_id="c",
             client_secret="s",
-            tenant_id="t",
+            tenant_ids=["t"],
             scopes="read",
         )
         try:
