@@ -16,10 +16,12 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.domain import LINK_RULES, AlertPolicy, DomainError, Pacing, Retention
-from service.flows import OutboxSettings, ResolveSettings, SubmitSettings
+from service.flows import OutboxSettings, ResolveSettings, SignatureWatch, SubmitSettings
+from service.logs import configure_logging
 from service.settings import Settings, get_settings
 from service.store import (
     JOB_CHANGES,
@@ -31,10 +33,13 @@ from service.store import (
 )
 from service.visma import VismaClient
 from service.web import (
+    STATIC_DIR,
     BearerAuth,
     FastLane,
     RequestErrorHandler,
+    RequestId,
     State,
+    alerts_page,
     create_job,
     domain_error,
     get_docs,
@@ -43,17 +48,26 @@ from service.web import (
     get_openapi,
     healthz,
     http_error,
+    inbox_page,
+    job_page,
+    jobs_page,
     list_alerts,
     list_components,
     list_deliveries,
     list_incidents,
     list_jobs,
+    log_in,
+    log_out,
+    login_form,
     metrics,
+    overview,
     readyz,
     receive_status_webhook,
     receive_visma_webhook,
     replay,
+    replay_from_inbox,
     server_error,
+    status_page,
     storage_error,
 )
 from service.workers import AlertSender, HousekeepingWorker, ResolverWorker
@@ -74,6 +88,7 @@ class Resources:
     resolver: ResolverWorker
     alerts: AlertSender
     housekeeping: HousekeepingWorker
+    signature_watch: SignatureWatch
 
     def state(self) -> State:
         return {
@@ -86,6 +101,7 @@ class Resources:
             "submit_settings": submit_settings(self.settings),
             "resolve_settings": resolve_settings(self.settings),
             "table_sizes": self.housekeeping.measured_tables,
+            "signature_watch": self.signature_watch,
         }
 
 
@@ -106,6 +122,9 @@ def alert_policy(settings: Settings) -> AlertPolicy:
         flap_window_seconds=settings.ALERT_FLAP_WINDOW_SECONDS,
         burst_window_seconds=settings.ALERT_BURST_WINDOW_SECONDS,
         watch_components=tuple(settings.WATCH_COMPONENTS),
+        silent_after_jobs=settings.ALERT_SILENT_AFTER_JOBS,
+        bad_signatures=settings.ALERT_BAD_SIGNATURES,
+        bad_signatures_window_seconds=settings.ALERT_BAD_SIGNATURES_WINDOW_SECONDS,
         default_tenant=settings.tenant_ids[0] if settings.tenant_ids else None,
     )
 
@@ -218,6 +237,8 @@ async def open_resources(
             every_seconds=settings.HOUSEKEEPING_INTERVAL_SECONDS,
         )
         stack.push_async_callback(housekeeping.stop)
+        signature_watch = SignatureWatch(sessions, alert_policy(settings))
+        stack.push_async_callback(signature_watch.close)
         listener = listener_for(engine)
         if listener is not None:
             listener.start()
@@ -226,7 +247,17 @@ async def open_resources(
             resolver.start()
             alerts.start()
             housekeeping.start()
-        yield Resources(settings, engine, sessions, visma, ingest, resolver, alerts, housekeeping)
+        yield Resources(
+            settings,
+            engine,
+            sessions,
+            visma,
+            ingest,
+            resolver,
+            alerts,
+            housekeeping,
+            signature_watch,
+        )
 
 
 def create_app(
@@ -275,6 +306,23 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"], name="healthz"),
         Route("/readyz", readyz, methods=["GET"], name="readyz"),
         Route("/metrics", metrics, methods=["GET"], name="metrics"),
+        # The dashboard (web/dashboard.py): its own login, so no bearer middleware.
+        Route("/", overview, methods=["GET"], name="dashboard"),
+        Route("/login", login_form, methods=["GET"], name="login_form"),
+        Route("/login", log_in, methods=["POST"], name="log_in"),
+        Route("/logout", log_out, methods=["POST"], name="log_out"),
+        Route("/jobs", jobs_page, methods=["GET"], name="jobs_page"),
+        Route("/jobs/{job_id}", job_page, methods=["GET"], name="job_page"),
+        Route("/inbox", inbox_page, methods=["GET"], name="inbox_page"),
+        Route(
+            "/inbox/{delivery_id}/replay",
+            replay_from_inbox,
+            methods=["POST"],
+            name="replay_from_inbox",
+        ),
+        Route("/status", status_page, methods=["GET"], name="status_page"),
+        Route("/alerts", alerts_page, methods=["GET"], name="alerts_page"),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         Route("/openapi.json", get_openapi, methods=["GET"], name="openapi"),
         Route("/docs", get_docs, methods=["GET"], name="docs"),
         Mount(
@@ -312,6 +360,8 @@ def create_app(
             exception_handlers=exception_handlers,
         )
     )
+    # Inside FastLane: webhook deliveries never pay for a request id.
+    middleware.append(Middleware(RequestId))
     # Inside the fast lane: the webhook hot path never passes through it.
     middleware.append(Middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=5))
     return Starlette(
@@ -320,6 +370,14 @@ def create_app(
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )
+
+
+def create_served_app() -> Starlette:
+    """The app `visma-hooks serve` runs: each worker process makes its own, and sets up its log
+    lines first (LOG_FORMAT, LOG_LEVEL), so uvicorn's and the service's come out alike."""
+    settings = get_settings()
+    configure_logging(level=settings.LOG_LEVEL, fmt=settings.LOG_FORMAT)
+    return create_app(settings)
 
 
 class _ProvideState:

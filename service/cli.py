@@ -367,9 +367,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from service.logs import configure_logging
     from service.server import run_server
 
     settings = _settings()
+    configure_logging(level=settings.LOG_LEVEL, fmt=settings.LOG_FORMAT)
     _before_serving(settings, migrate=args.migrate)
     return run_server(
         settings,

@@ -20,12 +20,17 @@ header stalls the process, and clients that send a head one byte at a time keep 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http
 import json
 import logging
+import os
 import resource
+import tempfile
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httptools
@@ -34,11 +39,12 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 from uvicorn.supervisors import Multiprocess
 
+from service.metrics import MULTIPROC_ENV
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-APP = "service.app:create_app"
+APP = "service.app:create_served_app"
 FD_HEADROOM = 64
 """File descriptors kept free of client connections: database pool, SQLite writer, logs, the
 listening socket."""
@@ -111,16 +117,41 @@ def run_server(
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
         log_level=log_level,
+        # `serve` configured logging (service/logs.py): uvicorn's lines go through it too.
+        log_config=None,
     )
     server = uvicorn.Server(config)
     try:
         if config.workers > 1:
-            Multiprocess(config, sockets=[config.bind_socket()]).run()
+            with metrics_directory():
+                Multiprocess(config, sockets=[config.bind_socket()]).run()
             return 0
         server.run()
     except KeyboardInterrupt:
         return 0
     return 0 if server.started else 1
+
+
+@contextlib.contextmanager
+def metrics_directory() -> Iterator[Path]:
+    """Where the worker processes keep their metrics so that any one's /metrics sums them all
+    (prometheus-client's multiprocess mode): PROMETHEUS_MULTIPROC_DIR, emptied now (files of an
+    earlier run would add to this one's counts), else a directory of our own for this run.
+    Set before the workers start: each reads it when it imports prometheus-client."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="visma-hooks-metrics-") as made:
+        os.environ[MULTIPROC_ENV] = made
+        try:
+            yield Path(made)
+        finally:
+            os.environ.pop(MULTIPROC_ENV, None)
 
 
 def _within_open_files(limits: ServerLimits) -> ServerLimits:

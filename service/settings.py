@@ -123,6 +123,18 @@ class Settings(BaseSettings):
     """Failed jobs with the same fault code within this window after the first one's alert are
     counted into one `jobs.burst` alert, sent when the window closes. 0: off."""
 
+    ALERT_SILENT_AFTER_JOBS: int = Field(default=5, ge=0)
+    """A company whose last this many jobs (that asked for a webhook) were all resolved by
+    polling raises `webhooks.silent`: its webhooks do not arrive. 0: off."""
+
+    ALERT_BAD_SIGNATURES: int = Field(default=10, ge=0)
+    """This many deliveries failing the signature check within
+    ALERT_BAD_SIGNATURES_WINDOW_SECONDS raise `webhooks.bad_signatures` (a rotated or mistyped
+    secret). 0: off."""
+
+    ALERT_BAD_SIGNATURES_WINDOW_SECONDS: float = Field(default=300, gt=0)
+    """The window ALERT_BAD_SIGNATURES counts in."""
+
     ALERT_RETRY_BASE_SECONDS: float = Field(default=5, gt=0)
     """Wait before the first retry of a failed alert send; doubles with each further attempt."""
 
@@ -205,12 +217,18 @@ class Settings(BaseSettings):
     """How often each replica purges what retention allows and folds the job counts."""
 
     LOG_LEVEL: Literal["debug", "info", "warning", "error", "critical"] = "info"
-    """The usual levels, any case; `debug` also shows the traceback behind a CLI error."""
+    """The usual levels, any case; `debug` also shows the traceback behind a CLI error and the
+    first traceback of a failure that repeats."""
 
-    @field_validator("LOG_LEVEL", mode="before")
+    LOG_FORMAT: Literal["json", "console"] | None = None
+    """`json` (one object a line) or `console`. Empty: console on a terminal, else JSON."""
+
+    @field_validator("LOG_LEVEL", "LOG_FORMAT", mode="before")
     @classmethod
     def _lower_case(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
+        if isinstance(value, str):
+            return value.strip().lower() or None
+        return value
 
     @field_validator(
         "VISMA_WEBHOOK_SECRETS",

@@ -45,6 +45,15 @@ from service.domain.deliveries import (
     decide_replay_link,
     read_background_body,
 )
+from service.domain.diagnostics import (
+    BAD_SIGNATURE_CHECKS,
+    SILENT_CHECKS,
+    bad_signatures_alarm,
+    bad_signatures_summary,
+    recent_failures,
+    silent_summary,
+    webhooks_went_silent,
+)
 from service.domain.errors import (
     Conflict,
     DomainError,
@@ -144,6 +153,13 @@ from service.domain.views import Job as JobView
 from service.domain.visma_errors import VismaErrorInfo, hint_for, parse_error
 
 __all__ = [
+    "BAD_SIGNATURE_CHECKS",
+    "SILENT_CHECKS",
+    "bad_signatures_alarm",
+    "bad_signatures_summary",
+    "recent_failures",
+    "silent_summary",
+    "webhooks_went_silent",
     "callback_host",
     "callback_refusal",
     "validate_callback_url",

@@ -33,6 +33,8 @@ class AlertKind(StrEnum):
     JOBS_BURST = "jobs.burst"
     COMPONENT_STATUS = "component.status"
     INCIDENT_UPDATE = "incident.update"
+    WEBHOOKS_SILENT = "webhooks.silent"
+    WEBHOOKS_BAD_SIGNATURES = "webhooks.bad_signatures"
 
 
 ALERT_KINDS = frozenset(k.value for k in AlertKind)
@@ -50,6 +52,11 @@ class AlertPolicy:
     flap_window_seconds: float = 300.0
     burst_window_seconds: float = 300.0
     watch_components: tuple[str, ...] = ()
+    silent_after_jobs: int = 5
+    """A company whose last this many jobs were resolved by polling raises `webhooks.silent`."""
+    bad_signatures: int = 10
+    bad_signatures_window_seconds: float = 300.0
+    """This many failed signature checks within the window raise `webhooks.bad_signatures`."""
     default_tenant: str | None = None
     """The company of a job stored before jobs named theirs (the first of VISMA_TENANT_ID)."""
 
@@ -337,6 +344,9 @@ def _detail_lines(alert: Mapping[str, Any]) -> list[str]:
         updates = incident.get("updates") or []
         if updates and updates[0].get("body"):
             lines.append(f"> {esc(updates[0]['body'])}")
+    checks = alert.get("check")
+    if isinstance(checks, list):
+        lines.extend(f"*Check:* {esc(check)}" for check in checks[:5])
     return lines
 
 

@@ -15,6 +15,12 @@ from service.flows.alert_outbox import (
 )
 from service.flows.callbacks import CALLBACK, CallbackTarget, check_callback
 from service.flows.clock import utcnow
+from service.flows.diagnostics import (
+    SignatureFailures,
+    SignatureWatch,
+    record_bad_signatures,
+    signature_failures,
+)
 from service.flows.lookup import find_job_id
 from service.flows.replay import Replayed, replay_delivery, replay_since
 from service.flows.resolve import ResolveSettings, read_and_apply, resolve_due_jobs
@@ -23,6 +29,10 @@ from service.flows.status import StatusReceipt, record_status_delivery
 from service.flows.submit import SubmitSettings, resend_job, submit_job
 
 __all__ = [
+    "SignatureFailures",
+    "SignatureWatch",
+    "record_bad_signatures",
+    "signature_failures",
     "CALLBACK",
     "CallbackTarget",
     "check_callback",

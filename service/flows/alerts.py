@@ -180,6 +180,21 @@ async def raise_incident_alert(
     )
 
 
+async def raise_diagnostic_alert(
+    session: AsyncSession,
+    *,
+    kind: AlertKind,
+    subject: str,
+    summary: str,
+    at: datetime,
+    subject_json: dict[str, Any],
+) -> None:
+    """A diagnostics alert (`webhooks.silent`, `webhooks.bad_signatures`): the caller decided."""
+    await _add(
+        session, kind=kind, subject=subject, summary=summary, at=at, subject_json=subject_json
+    )
+
+
 async def _add(
     session: AsyncSession,
     *,

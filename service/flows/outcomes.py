@@ -10,10 +10,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service import store
-from service.domain import AlertPolicy, EventKind, JobState, Outcome, can_move
+from service import metrics, store
+from service.domain import AlertPolicy, EventKind, JobState, Outcome, Resolver, can_move
 from service.flows.alerts import raise_job_alert
 from service.flows.callbacks import queue_callback
+from service.flows.diagnostics import check_silence
 
 _EVENT_FOR = {
     JobState.SUCCEEDED: EventKind.SUCCEEDED,
@@ -72,5 +73,10 @@ async def record_outcome(
         session, job.id, kind=_EVENT_FOR[outcome.state], source=source, at=at, detail=detail
     )
     await raise_job_alert(session, job, at=at, policy=alerts)
+    if resolved_by == Resolver.POLL and job.notify:
+        await check_silence(session, company=job.tenant, at=at, policy=alerts)
+    metrics.JOB_OUTCOME_SECONDS.labels(outcome.state).observe(
+        max((at - job.submitted_at).total_seconds(), 0.0)
+    )
     await queue_callback(session, job, at=at)
     return True

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import store
@@ -44,6 +45,7 @@ from service.flows.clock import utcnow
 from service.flows.locking import locked_job
 from service.flows.outcomes import record_outcome
 from service.flows.submit import SubmitSettings, send_pending_job
+from service.logs import FailureLog
 from service.visma import (
     VismaClient,
     VismaDeferred,
@@ -54,6 +56,7 @@ from service.visma import (
 )
 
 log = logging.getLogger(__name__)
+_READ_FAILURES = FailureLog(log, "resolver: reading a job's state")
 
 _OPEN = [s.value for s in OPEN_STATES]
 
@@ -88,15 +91,27 @@ async def resolve_due_jobs(
             # runs out (and another replica reads the same job).
             limit=settings.concurrency,
         )
-    results = await asyncio.gather(
-        *(read_and_apply(sessions, visma, job, settings) for job in claimed),
-        return_exceptions=True,
-    )
-    for job, result in zip(claimed, results, strict=True):
-        if isinstance(result, BaseException):
-            # The job stays claimed until its lease ends, then it is read again.
-            log.error("resolver: reading job %s failed", job.id, exc_info=result)
+    await asyncio.gather(*(_read_one(sessions, visma, job, settings) for job in claimed))
     return len(claimed)
+
+
+async def _read_one(
+    sessions: async_sessionmaker[AsyncSession],
+    visma: VismaClient,
+    claimed: store.ClaimedJob,
+    settings: ResolveSettings,
+) -> None:
+    # A task of its own (gather): the job id bound here is on every line its read writes.
+    structlog.contextvars.bind_contextvars(job_id=claimed.id)
+    try:
+        await read_and_apply(sessions, visma, claimed, settings)
+    except Exception as exc:
+        # The job stays claimed until its lease ends, then it is read again. One cause failing
+        # every job is one line (with the first job's id), then a count now and then.
+        _READ_FAILURES.failed(exc)
+    else:
+        if _READ_FAILURES.failing:
+            _READ_FAILURES.succeeded()
 
 
 async def read_and_apply(

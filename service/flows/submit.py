@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import store
@@ -71,6 +72,7 @@ async def submit_job(
         raise NotConfigured(f"cannot submit jobs: set {', '.join(missing)}")
     tenant = choose_tenant(request.tenant, visma.tenant_ids)
     job_id = job_id or str(uuid.uuid4())
+    structlog.contextvars.bind_contextvars(job_id=job_id)
     now = utcnow()
     async with sessions.begin() as session:
         await store.add_job(

@@ -11,6 +11,7 @@ from service.store.alerts import (
     delivery_attempts,
     get_alert,
     get_delivery,
+    get_window,
     list_alerts,
     lock_window,
     next_alert_due_at,
@@ -54,6 +55,7 @@ from service.store.jobs import (
     job_ids_starting_with,
     last_event,
     list_jobs,
+    recent_resolvers,
 )
 from service.store.migrations import (
     Migration,
@@ -86,6 +88,7 @@ from service.store.models import (
     StatusIncidentComponent,
     StatusIncidentUpdate,
 )
+from service.store.overview import Figures, WebhookActivity, figures, webhook_activity
 from service.store.results import (
     callback_urls,
     get_result,
@@ -118,6 +121,12 @@ from service.store.status import (
 )
 
 __all__ = [
+    "get_window",
+    "recent_resolvers",
+    "Figures",
+    "figures",
+    "WebhookActivity",
+    "webhook_activity",
     "mark_changed",
     "job_callback",
     "JobCallback",

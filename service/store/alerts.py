@@ -224,3 +224,10 @@ async def delivery_attempts(
     for attempt in (await session.execute(query)).scalars():
         found[attempt.delivery_id].append(attempt)
     return found
+
+
+async def get_window(session: AsyncSession, key: str) -> AlertWindow | None:
+    """The noise window with this key, read without a lock (None: never used)."""
+    return (
+        await session.execute(select(AlertWindow).where(AlertWindow.key == key))
+    ).scalar_one_or_none()

@@ -35,6 +35,9 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service import metrics
+from service.logs import FailureLog
+
 log = logging.getLogger(__name__)
 
 
@@ -249,6 +252,7 @@ class IngestWriter:
         self._running = 0
         """Writer tasks not yet ended (counted by their done callbacks, not per request)."""
         self._closing = False
+        self._failures = FailureLog(log, "ingest: storing a batch")
 
     async def start(self) -> None:
         if not self._tasks:
@@ -323,9 +327,9 @@ class IngestWriter:
     async def _write(self, batch: list[_Pending]) -> None:
         try:
             result = await self._write_records([p.record for p in batch])
-        except Exception:
+        except Exception as exc:
             # Not even one delivery could be committed (the database is gone, say): all retry.
-            log.exception("ingest: could not store a batch of %d deliveries", len(batch))
+            self._failures.failed(exc)
             result = BatchResult([Stored.FAILED] * len(batch), [])
         except BaseException:
             # The writer task itself is stopped (cancelled): answer 503 rather than never. A
@@ -333,9 +337,20 @@ class IngestWriter:
             for pending in batch:
                 _fail(pending)
             raise
+        else:
+            if self._failures.failing:
+                self._failures.succeeded()
+        stored = duplicate = 0
         for pending, outcome in zip(batch, result.outcomes, strict=True):
+            if outcome is Stored.NEW:
+                stored += 1
+            elif outcome is Stored.DUPLICATE:
+                duplicate += 1
             if not pending.done.done():
                 pending.done.set_result(outcome)
+        metrics.record_batch(
+            stored=stored, duplicate=duplicate, failed=len(batch) - stored - duplicate
+        )
         if result.due_job_ids and self._on_matched is not None:
             self._on_matched(result.due_job_ids)
 

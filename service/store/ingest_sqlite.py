@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from service.logs import configured_format
 from service.store import ingest
 from service.store.engine import sqlite_pragmas
 from service.store.ingest import DELIVERY_COLUMNS, BatchResult, DeliveryRecord, Stored
@@ -168,6 +169,7 @@ class SqliteBatchWriter:
                     "-I",  # only the standard library: not this service's path or environment
                     str(_PROCESS_SCRIPT),
                     str(theirs.fileno()),
+                    configured_format() or "plain",
                     pass_fds=(theirs.fileno(),),
                     start_new_session=True,  # a Ctrl-C at the terminal is the service's to handle
                 )

@@ -289,3 +289,21 @@ async def last_event(session: AsyncSession, job_id: str, kind: str) -> JobEvent 
         .limit(1)
     )
     return (await session.execute(query)).scalar_one_or_none()
+
+
+async def recent_resolvers(
+    session: AsyncSession, *, tenant: str | None, default_tenant: str | None, limit: int
+) -> list[str | None]:
+    """How a company's newest finished jobs that asked for a webhook were resolved (`webhook`,
+    `poll`), newest first. A job with no company (stored before jobs named one) counts as the
+    `default_tenant`'s."""
+    query = (
+        select(Job.resolved_by)
+        .where(Job.finished_at.is_not(None), Job.resolved_by.is_not(None), Job.notify.is_(True))
+        .order_by(Job.finished_at.desc())
+        .limit(limit)
+    )
+    if tenant is not None:
+        mine = Job.tenant == tenant
+        query = query.where(or_(mine, Job.tenant.is_(None)) if tenant == default_tenant else mine)
+    return list((await session.execute(query)).scalars().all())

@@ -43,6 +43,7 @@ import struct
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any, BinaryIO, NamedTuple, TypeVar
 
 log = logging.getLogger("visma-hooks.ingest-sqlite")
@@ -246,6 +247,23 @@ def _answer(stream: BinaryIO, message: Any) -> bool:
     return True
 
 
+class _JsonLines(logging.Formatter):
+    """The service's JSON log line (service/logs.py), made with the standard library alone."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "event": record.getMessage(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "timestamp": datetime.fromtimestamp(record.created, UTC)
+            .isoformat()
+            .replace("+00:00", "Z"),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
 def main(argv: Sequence[str]) -> int:
     # Its life is the service's: it ends when the service closes the socket (or dies), after
     # the batch in hand. A Ctrl-C or SIGTERM meant for the service's process group must not
@@ -257,9 +275,12 @@ def main(argv: Sequence[str]) -> int:
     # (its listening socket, with several workers): close them here, keeping stdio.
     os.closerange(3, sock_fd)
     os.closerange(sock_fd + 1, os.sysconf("SC_OPEN_MAX"))
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="%(name)s %(levelname)s %(message)s"
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    if len(argv) > 2 and argv[2] == "json":  # the service logs JSON: so do we, one per line
+        handler.setFormatter(_JsonLines())
+    else:
+        handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     with socket.socket(fileno=sock_fd) as sock:
         stream = sock.makefile("rwb")
         try:

@@ -18,6 +18,7 @@ from urllib.parse import quote
 import httpx
 import stamina
 
+from service import metrics
 from service.visma.errors import (
     VismaDeferred,
     VismaError,
@@ -324,16 +325,15 @@ class VismaClient:
         budget = self._budgets[company]
         await self._admit(budget, kind)
         await self._pacer.wait()
+        metric_kind = _request_kind(url)
         try:
             response = await self._http.request(method, url, headers=headers, content=content)
-        except httpx.ConnectError as exc:
-            raise VismaNotSent(f"cannot connect to Visma: {exc}") from exc
+        except httpx.HTTPError as exc:
+            metrics.visma_request(metric_kind, None)
+            raise _transport_error(exc) from exc
         except httpx.InvalidURL as exc:  # not an HTTPError: it must not escape as one
             raise VismaUnsendable(f"the request cannot be sent: {exc}") from exc
-        except httpx.TimeoutException as exc:
-            raise VismaUnavailable(f"Visma did not answer in time: {exc!r}") from exc
-        except httpx.HTTPError as exc:
-            raise VismaUnavailable(f"HTTP error talking to Visma: {exc!r}") from exc
+        metrics.visma_request(metric_kind, response.status_code)
         now = time.monotonic()
         budget.observe(response.headers, now=now)
         if response.status_code == 429:
@@ -391,9 +391,12 @@ class VismaClient:
         try:
             response = await self._http.post(self._token_url, data=form)
         except httpx.ConnectError as exc:
+            metrics.visma_request("token", None)
             raise VismaNotSent(f"cannot connect to the token endpoint: {exc}") from exc
         except httpx.HTTPError as exc:
+            metrics.visma_request("token", None)
             raise VismaUnavailable(f"token endpoint failed: {exc!r}") from exc
+        metrics.visma_request("token", response.status_code)
         if response.status_code == 429 or response.status_code >= 500:
             raise _unavailable(response)
         if response.status_code != 200:
@@ -491,3 +494,20 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
             body=response.content,
         )
     return data
+
+
+def _transport_error(exc: httpx.HTTPError) -> Exception:
+    """What a request that got no answer means for the caller."""
+    if isinstance(exc, httpx.ConnectError):
+        return VismaNotSent(f"cannot connect to Visma: {exc}")
+    if isinstance(exc, httpx.TimeoutException):
+        return VismaUnavailable(f"Visma did not answer in time: {exc!r}")
+    return VismaUnavailable(f"HTTP error talking to Visma: {exc!r}")
+
+
+def _request_kind(url: str) -> str:
+    """Which kind of Visma request `url` is, for the metrics."""
+    _, _, after = url.partition("/background/")
+    if not after:
+        return "submit"
+    return "content" if after.rstrip("/").endswith("/content") else "state"

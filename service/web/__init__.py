@@ -2,21 +2,47 @@
 
 from service.web.alerts_api import list_alerts
 from service.web.auth import BearerAuth, may_write, require_write
+from service.web.dashboard import (
+    STATIC_DIR,
+    alerts_page,
+    inbox_page,
+    job_page,
+    jobs_page,
+    log_in,
+    log_out,
+    login_form,
+    overview,
+    replay_from_inbox,
+    status_page,
+)
 from service.web.deliveries_api import list_deliveries, replay
 from service.web.errors import domain_error, http_error, server_error, storage_error
 from service.web.fast_lane import FastLane, RequestErrorHandler
 from service.web.health import healthz, metrics, readyz
 from service.web.jobs_api import create_job, get_job, get_job_result, list_jobs
 from service.web.openapi import get_docs, get_openapi, openapi_document
+from service.web.request_id import RequestId
 from service.web.state import State
 from service.web.status_api import list_components, list_incidents
 from service.web.status_webhooks import receive_status_webhook
 from service.web.webhooks import receive_visma_webhook
 
 __all__ = [
+    "STATIC_DIR",
+    "alerts_page",
+    "inbox_page",
+    "job_page",
+    "jobs_page",
+    "log_in",
+    "log_out",
+    "login_form",
+    "overview",
+    "replay_from_inbox",
+    "status_page",
     "BearerAuth",
     "FastLane",
     "RequestErrorHandler",
+    "RequestId",
     "State",
     "create_job",
     "domain_error",

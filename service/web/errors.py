@@ -18,6 +18,7 @@ from service.domain import (
     NotConfigured,
     NotFound,
 )
+from service.logs import FailureLog, reason
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,9 @@ _NOT_AN_OUTAGE = (
     sa_exc.DataError,
     sa_exc.NotSupportedError,
 )
+
+_OUTAGES = FailureLog(log, "database for a request")
+_BUGS_SEEN: set[str] = set()
 
 STATUS_BY_ERROR: dict[type[DomainError], int] = {
     InvalidInput: 400,
@@ -75,10 +79,18 @@ async def storage_error(request: Request, exc: Exception) -> Response:
     500; a driver error that means a bug still is one."""
     if isinstance(exc, _NOT_AN_OUTAGE):
         return await server_error(request, exc)
-    log.warning("database unavailable: %s", exc)
+    _OUTAGES.failed(exc)
     return error_response(503, "unavailable", DATABASE_UNAVAILABLE, headers={"Retry-After": "5"})
 
 
-async def server_error(_request: Request, exc: Exception) -> Response:
-    log.error("unhandled error", exc_info=exc)
+async def server_error(request: Request, exc: Exception) -> Response:
+    # The first of each cause with its traceback (a bug to fix); its repeats only counted.
+    cause = reason(exc)
+    where = f"{request.method} {request.url.path[:200]}"
+    if cause not in _BUGS_SEEN:
+        if len(_BUGS_SEEN) < 1000:
+            _BUGS_SEEN.add(cause)
+        log.error("unhandled error in %s: %s", where, cause, exc_info=exc)
+    else:
+        log.error("unhandled error in %s again: %s", where, cause)
     return error_response(500, "internal_error", "the service failed; see its log")

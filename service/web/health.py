@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from service.domain import iso
+from service import metrics as service_metrics
+from service.domain import OPEN_STATES, iso
 from service.flows import utcnow
-from service.store import SchemaState, current_revisions, head_revision
+from service.logs import reason
+from service.store import SchemaState, current_revisions, figures, head_revision
 from service.web.errors import error_response
 from service.web.state import State
 
@@ -78,5 +79,49 @@ def _tables(request: Request[State]) -> dict[str, object]:
     }
 
 
-async def metrics(_request: Request[State]) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+_OPEN_STATES = tuple(sorted(state.value for state in OPEN_STATES))
+
+
+async def metrics(request: Request[State]) -> Response:
+    """Every worker's counters, and the database's figures as of this scrape (left out, with a
+    log line, when the database does not answer in time)."""
+    database = await _database_figures(request)
+    return Response(service_metrics.render(database), media_type=service_metrics.CONTENT_TYPE)
+
+
+async def _database_figures(request: Request[State]) -> service_metrics.DatabaseFigures | None:
+    now = utcnow()
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            async with request.state["readers"]() as session:
+                counted = await figures(session, now=now, open_states=_OPEN_STATES)
+    except Exception as exc:  # the process's own metrics still go out
+        log.warning("metrics: the database figures are left out: %s", reason(exc))
+        return None
+    tenants = request.state["settings"].tenant_ids
+    default = tenants[0] if tenants else ""
+    # Open jobs per company (few, and indexed by state); finished ones over all companies from
+    # the count table (`company=""`): counting a million finished jobs per company would scan
+    # them on every scrape.
+    jobs: dict[tuple[str, str], float] = {
+        (state, ""): count
+        for state, count in counted.jobs_by_state.items()
+        if state not in _OPEN_STATES
+    }
+    for (state, tenant), count in counted.open_jobs.items():
+        key = (state, tenant or default)
+        jobs[key] = jobs.get(key, 0) + count
+    sizes, _measured_at = request.state["table_sizes"]()
+    oldest = counted.outbox_oldest
+    return service_metrics.DatabaseFigures(
+        jobs=jobs,
+        poll_backlog=counted.poll_backlog,
+        outbox_depth=counted.outbox_depth,
+        outbox_oldest_age_seconds=0 if oldest is None else (now - oldest).total_seconds(),
+        table_rows={size.table: size.rows for size in sizes},
+        table_oldest_age_seconds={
+            size.table: (now - size.oldest).total_seconds()
+            for size in sizes
+            if size.oldest is not None
+        },
+    )

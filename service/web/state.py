@@ -9,7 +9,7 @@ from typing import TypedDict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.domain import AlertPolicy
-from service.flows import ResolveSettings, SubmitSettings
+from service.flows import ResolveSettings, SignatureWatch, SubmitSettings
 from service.settings import Settings
 from service.store import IngestWriter, TableSize
 from service.visma import VismaClient
@@ -27,3 +27,5 @@ class State(TypedDict):
     resolve_settings: ResolveSettings
     # The tables retention trims, as housekeeping last measured them (and when).
     table_sizes: Callable[[], tuple[Sequence[TableSize], datetime | None]]
+    # Failed signature checks on their way to the shared count (webhooks.bad_signatures).
+    signature_watch: SignatureWatch

@@ -8,11 +8,13 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
+from time import perf_counter
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive, Scope, Send
 
+from service import metrics
 from service.domain import (
     JOB_ID_KEY,
     PROBLEM_NO_NOTIFICATION_ID,
@@ -37,6 +39,7 @@ NOT_STORED = "the delivery could not be stored; retry later"
 SOURCE_NOT_ALLOWED = "this source address is not in ALLOWED_SOURCE_IPS"
 _SIGNATURE_HEADER = SIGNATURE_HEADER.encode("latin-1")
 _RETRY_LATER = {"Retry-After": "5"}
+_observe_handling = metrics.WEBHOOK_TIMER.observe
 
 
 class BodyTooLarge(Exception):
@@ -54,6 +57,7 @@ class VismaWebhook:
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = perf_counter()
         state = scope["state"]
         settings = state["settings"]
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
@@ -62,12 +66,14 @@ class VismaWebhook:
         if allowed and not in_networks(
             _client_ip(scope, headers, settings.TRUSTED_PROXIES), allowed
         ):
+            metrics.DELIVERY_FORBIDDEN.inc()
             await error_response(403, "forbidden", SOURCE_NOT_ALLOWED)(scope, receive, send)
             return
         limit = settings.MAX_BODY_BYTES
         try:
             body = await _receive_body(receive, _first(raw_headers, b"content-length"), limit)
         except BodyTooLarge:
+            metrics.DELIVERY_TOO_LARGE.inc()
             too_large = f"body is larger than MAX_BODY_BYTES={limit}"
             await error_response(413, "too_large", too_large)(scope, receive, send)
             return
@@ -75,16 +81,22 @@ class VismaWebhook:
             return  # nobody is left to answer
         secrets = settings.webhook_secrets()
         if not secrets:
+            metrics.DELIVERY_BAD_SIGNATURE.inc()
             await error_response(401, "unauthorized", NO_SECRETS)(scope, receive, send)
             return
         signature = _first(raw_headers, _SIGNATURE_HEADER)
         if not verify(body, signature, secrets):
+            metrics.DELIVERY_BAD_SIGNATURE.inc()
+            watch = state.get("signature_watch")  # absent where no service runs it
+            if watch is not None:
+                watch.failed()
             await error_response(401, "unauthorized", BAD_SIGNATURE)(scope, receive, send)
             return
         record = delivery_record(headers, body)
         try:
             stored = await state["ingest"].store(record)
         except IngestUnavailable:
+            metrics.DELIVERY_UNAVAILABLE.inc()
             unavailable = error_response(503, "unavailable", NOT_STORED, headers=_RETRY_LATER)
             await unavailable(scope, receive, send)
             return
@@ -117,6 +129,7 @@ class VismaWebhook:
             }
         )
         await send({"type": "http.response.body", "body": answer})
+        _observe_handling(perf_counter() - started)
 
 
 receive_visma_webhook = VismaWebhook()

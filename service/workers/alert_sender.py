@@ -21,7 +21,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks.webhooks import Webhook
 
-from service import store
+from service import metrics, store
 from service.domain import InvalidInput, slack_message
 from service.flows import (
     CALLBACK,
@@ -34,6 +34,7 @@ from service.flows import (
     next_due,
     record_send,
 )
+from service.logs import FailureLog
 from service.workers.background import BackgroundLoop
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class AlertSender:
             headers={"User-Agent": USER_AGENT},
         )
         self._wake = asyncio.Event()
+        self._failures = FailureLog(log, "alert sender pass")
         self._loop = BackgroundLoop(self.run_forever, name="alert-sender")
 
     def wake(self) -> None:
@@ -99,9 +101,11 @@ class AlertSender:
                 due = await next_due(self._sessions)
                 if due is not None:
                     wait = min(wait, max((due - datetime.now(UTC)).total_seconds(), 0.0))
-            except Exception:
+            except Exception as exc:
                 # A database or programming error must not kill the worker; it tries again.
-                log.exception("alert sender: pass failed")
+                self._failures.failed(exc)
+            else:
+                self._failures.succeeded()
             await self._loop.pause(wait, self._wake)
 
     def start(self) -> None:
@@ -117,7 +121,13 @@ class AlertSender:
     async def _send_and_record(self, delivery: store.ClaimedDelivery) -> None:
         async with self._slots:
             result = await self.send(delivery)
-        await record_send(self._sessions, delivery.id, result, self._settings)
+        outcome = await record_send(self._sessions, delivery.id, result, self._settings)
+        sent = result.status_code is not None and 200 <= result.status_code < 300
+        gone = result.status_code == 410
+        metrics.ALERT_SENDS.labels(
+            delivery.channel, "sent" if sent else "gone" if gone else "failed"
+        ).inc()
+        del outcome
 
     async def send(self, delivery: store.ClaimedDelivery) -> SendResult:
         """One attempt at one delivery; never raises for what the target or network does."""

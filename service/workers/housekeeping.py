@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service import store
 from service.domain import Retention
 from service.flows import PurgeSettings, purge, utcnow
+from service.logs import FailureLog
 from service.workers.background import BackgroundLoop
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class HousekeepingWorker:
         self._retention = retention
         self._every_seconds = every_seconds
         self._purge = PurgeSettings(max_seconds=min(PURGE_SECONDS_PER_PASS, every_seconds))
+        self._failures = FailureLog(log, "housekeeping pass")
         self._loop = BackgroundLoop(self.run_forever, name="housekeeping")
         self.table_sizes: Sequence[store.TableSize] = ()
         """Each trimmed table's rows and oldest row, as of `measured_at` (for /readyz)."""
@@ -63,8 +65,10 @@ class HousekeepingWorker:
         while True:
             try:
                 await self.run_once()
-            except Exception:
-                log.exception("housekeeping: pass failed")
+            except Exception as exc:
+                self._failures.failed(exc)
+            else:
+                self._failures.succeeded()
             await self._loop.pause(self._every_seconds)
 
     def measured_tables(self) -> tuple[Sequence[store.TableSize], datetime | None]:

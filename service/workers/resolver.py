@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.flows import ResolveSettings, resolve_due_jobs
+from service.logs import FailureLog
 from service.visma import VismaClient
 from service.workers.background import BackgroundLoop
 
@@ -34,6 +35,7 @@ class ResolverWorker:
         self._settings = settings
         self._idle_seconds = idle_seconds
         self._wake = asyncio.Event()
+        self._failures = FailureLog(log, "resolver pass")
         self._loop = BackgroundLoop(self.run_forever, name="resolver")
 
     def wake(self, _job_ids: Sequence[str] = ()) -> None:
@@ -52,9 +54,11 @@ class ResolverWorker:
             self._wake.clear()
             try:
                 await self.run_once()
-            except Exception:
+            except Exception as exc:
                 # A database or programming error must not kill the worker; it tries again.
-                log.exception("resolver: pass failed")
+                self._failures.failed(exc)
+            else:
+                self._failures.succeeded()
             await self._loop.pause(self._idle_seconds, self._wake)
 
     def start(self) -> None:
