@@ -154,6 +154,11 @@ class DatabaseFigures:
     outbox_oldest_age_seconds: float = 0
     table_rows: dict[str, float] = field(default_factory=dict)
     table_oldest_age_seconds: dict[str, float] = field(default_factory=dict)
+    rate_budgets: dict[str, tuple[float | None, float | None, float | None]] = field(
+        default_factory=dict
+    )
+    """company -> (limit, remaining, seconds to the reset), as the scraped worker last heard
+    them from Visma (the budget is Visma's, shared: any worker's view will do)."""
 
     def families(self) -> Iterable[Metric]:
         jobs = GaugeMetricFamily(
@@ -191,6 +196,20 @@ class DatabaseFigures:
         for table, value in sorted(self.table_oldest_age_seconds.items()):
             oldest.add_metric([table], value)
         yield oldest
+        yield from self._budget_families()
+
+    def _budget_families(self) -> Iterable[Metric]:
+        names = (
+            ("visma_hooks_visma_rate_limit_requests", "Each company's hourly Visma budget"),
+            ("visma_hooks_visma_rate_remaining_requests", "Requests left in the window"),
+            ("visma_hooks_visma_rate_reset_seconds", "Seconds until the window resets"),
+        )
+        for index, (name, documentation) in enumerate(names):
+            family = GaugeMetricFamily(name, documentation, labels=["company"])
+            for company, values in sorted(self.rate_budgets.items()):
+                if values[index] is not None:  # Visma has not said yet
+                    family.add_metric([company], float(values[index] or 0))
+            yield family
 
 
 class _Figures(Collector):

@@ -137,3 +137,20 @@ async def test_readyz_shows_each_companys_budget(clean_database: str) -> None:
     assert 990 <= after[SECOND]["remaining"] < 1000  # the submission, and reads since
     assert 0 < after[SECOND]["resetSeconds"] <= WINDOW_SECONDS
     assert after[FIRST]["limit"] is None
+
+
+async def test_metrics_show_each_companys_budget(clean_database: str) -> None:
+    async with running_stack(clean_database, **COMPANIES) as stack:
+        await stack.submit(body={"n": 1}, tenant=SECOND)
+        text = (await stack.api.get("/metrics")).text
+    samples = dict(
+        line.rsplit(" ", 1)
+        for line in text.splitlines()
+        if line.startswith("visma_hooks_visma_rate")
+    )
+    assert float(samples[f'visma_hooks_visma_rate_limit_requests{{company="{SECOND}"}}']) == 1000
+    remaining = float(samples[f'visma_hooks_visma_rate_remaining_requests{{company="{SECOND}"}}'])
+    assert 990 <= remaining < 1000
+    assert 0 < float(samples[f'visma_hooks_visma_rate_reset_seconds{{company="{SECOND}"}}']) <= 10
+    # Nothing heard from Visma for the first company yet: no sample, rather than a made-up one.
+    assert not any(FIRST + '"' in key for key in samples)

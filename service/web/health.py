@@ -113,6 +113,10 @@ async def _database_figures(request: Request[State]) -> service_metrics.Database
         jobs[key] = jobs.get(key, 0) + count
     sizes, _measured_at = request.state["table_sizes"]()
     oldest = counted.outbox_oldest
+    budgets: dict[str, tuple[float | None, float | None, float | None]] = {
+        budget.tenant: (budget.limit, budget.remaining, budget.reset_seconds)
+        for budget in request.state["visma"].budget_snapshot()
+    }
     return service_metrics.DatabaseFigures(
         jobs=jobs,
         poll_backlog=counted.poll_backlog,
@@ -124,4 +128,5 @@ async def _database_figures(request: Request[State]) -> service_metrics.Database
             for size in sizes
             if size.oldest is not None
         },
+        rate_budgets=budgets,
     )
