@@ -6,6 +6,7 @@ httpx types never leave this module: every failure becomes one of `service.visma
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import socket
@@ -285,7 +286,8 @@ class VismaClient:
                         f"no token: {exc.message}", status=exc.status, retry_after=exc.retry_after
                     ) from exc
                 request_headers = {**(headers or {}), "Authorization": f"Bearer {token}"}
-                response = await self._request(
+                send = functools.partial(
+                    self._request,
                     method,
                     url,
                     company=company,
@@ -293,20 +295,14 @@ class VismaClient:
                     headers=request_headers,
                     content=content,
                 )
+                response = await send()
                 if response.status_code == 401 and not renewed:
                     # The token may have been revoked early; renew once and try again.
                     renewed = True
                     self._tokens.pop(company, None)
                     token = await self._access_token(company)
                     request_headers["Authorization"] = f"Bearer {token}"
-                    response = await self._request(
-                        method,
-                        url,
-                        company=company,
-                        kind=kind,
-                        headers=request_headers,
-                        content=content,
-                    )
+                    response = await send()
                 if response.status_code == 429 or (resend and response.status_code >= 500):
                     raise _unavailable(response)
                 return response
