@@ -125,7 +125,7 @@ def alert_policy(settings: Settings) -> AlertPolicy:
         silent_after_jobs=settings.ALERT_SILENT_AFTER_JOBS,
         bad_signatures=settings.ALERT_BAD_SIGNATURES,
         bad_signatures_window_seconds=settings.ALERT_BAD_SIGNATURES_WINDOW_SECONDS,
-        default_tenant=settings.tenant_ids[0] if settings.tenant_ids else None,
+        default_tenant=settings.default_tenant,
     )
 
 

@@ -652,11 +652,11 @@ async def _list(settings: Settings, job_filter: Any, page: Any) -> tuple[list[di
                 visma_job_id=job_filter.visma_job_id,
                 tags=job_filter.tags,
                 tenants=job_filter.tenants,
-                default_tenant=_default_tenant(settings),
+                default_tenant=settings.default_tenant,
                 limit=page.size,
                 offset=page.offset,
             )
-        default = _default_tenant(settings)
+        default = settings.default_tenant
         return [job_json(job, default_tenant=default) for job in jobs], total
     finally:
         await engine.dispose()
@@ -687,11 +687,7 @@ async def _load_job(sessions: Any, job_id: str) -> dict[str, Any]:
         if job is None:
             raise NotFound(f"no job with id {job_id!r}")
         events = await store.job_events(session, job_id)
-        return job_json(job, events, default_tenant=_default_tenant(_settings()))
-
-
-def _default_tenant(settings: Settings) -> str | None:
-    return settings.tenant_ids[0] if settings.tenant_ids else None
+        return job_json(job, events, default_tenant=_settings().default_tenant)
 
 
 def _show_job(data: dict[str, Any], *, as_json: bool) -> None:

@@ -291,6 +291,13 @@ class Settings(BaseSettings):
                 tenants.append(item.strip())
         return tenants
 
+    @property
+    def default_tenant(self) -> str | None:
+        """The first of `VISMA_TENANT_ID`: the company of a submission that names none, and of
+        jobs stored before jobs named theirs."""
+        tenants = self.tenant_ids
+        return tenants[0] if tenants else None
+
     def webhook_secrets(self) -> list[str]:
         """The configured webhook secrets as plain strings."""
         return [s.get_secret_value() for s in self.VISMA_WEBHOOK_SECRETS]

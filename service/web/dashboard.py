@@ -428,8 +428,7 @@ async def _silent_alerts(db: Any, *, now: datetime) -> list[dict[str, Any]]:
 
 def _default_tenant(request: Request[State]) -> str | None:
     """The company of jobs stored before jobs named theirs (the first of VISMA_TENANT_ID)."""
-    tenants = request.state["settings"].tenant_ids
-    return tenants[0] if tenants else None
+    return request.state["settings"].default_tenant
 
 
 # What other work brings (kept isolated so it is wired in one place each)

@@ -98,8 +98,7 @@ async def _database_figures(request: Request[State]) -> service_metrics.Database
     except Exception as exc:  # the process's own metrics still go out
         log.warning("metrics: the database figures are left out: %s", reason(exc))
         return None
-    tenants = request.state["settings"].tenant_ids
-    default = tenants[0] if tenants else ""
+    default = request.state["settings"].default_tenant or ""
     # Open jobs per company (few, and indexed by state); finished ones over all companies from
     # the count table (`company=""`): counting a million finished jobs per company would scan
     # them on every scrape.
