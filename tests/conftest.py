@@ -14,6 +14,7 @@ from sqlalchemy import text
 from service.cli import migrate
 from service.settings import Settings, get_settings
 from service.store import Base, JobStateCount, create_engine, is_sqlite
+from tests.sink import Sink, running_sink
 
 WEBHOOK_SECRET = "test-webhook-secret"
 API_TOKEN = "test-api-token"
@@ -94,3 +95,18 @@ async def fixture_clean_database(database_url: str) -> AsyncIterator[str]:
     await _empty_tables(database_url)
     yield database_url
     await _empty_tables(database_url)
+
+
+@pytest.fixture(name="sink_server", scope="module")
+async def fixture_sink_server() -> AsyncIterator[Sink]:
+    """An alert and callback receiver over loopback, one per test module (each uvicorn
+    shutdown costs ~0.2 s)."""
+    async with running_sink() as sink:
+        yield sink
+
+
+@pytest.fixture(name="sink")
+def fixture_sink(sink_server: Sink) -> Sink:
+    """The module's receiver, emptied for this test."""
+    sink_server.reset()
+    return sink_server

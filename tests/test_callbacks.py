@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 import subprocess
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +27,7 @@ from service.flows import CALLBACK, OutboxSettings, SendResult
 from service.simulator import Outcome
 from service.workers import AlertSender
 from tests.servers import bind_loopback
-from tests.sink import SIGNING_SECRET, Sink, running_sink
+from tests.sink import SIGNING_SECRET, Sink
 from tests.stack import Stack, running_stack
 
 pytestmark = pytest.mark.e2e
@@ -59,18 +58,6 @@ def test_callback_refusal(url, addresses, allowed, refused) -> None:
 def test_validate_callback_url_refuses_what_is_no_callback_target(url: str) -> None:
     with pytest.raises(InvalidInput):
         validate_callback_url(url)
-
-
-@pytest.fixture(name="sink_server", scope="module")
-async def fixture_sink_server() -> AsyncIterator[Sink]:
-    async with running_sink() as sink:
-        yield sink
-
-
-@pytest.fixture(name="sink")
-def fixture_sink(sink_server: Sink) -> Sink:
-    sink_server.reset()
-    return sink_server
 
 
 def _callback_settings(**overrides: Any) -> dict[str, Any]:

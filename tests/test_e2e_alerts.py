@@ -18,26 +18,13 @@ from service.simulator import Outcome
 from service.store import create_engine, create_sessionmaker
 from service.workers import AlertSender
 from tests.harness import in_process
-from tests.sink import SIGNING_SECRET, Sink, running_sink, slack_problem
+from tests.sink import SIGNING_SECRET, Sink, slack_problem
 from tests.stack import Stack, running_stack
 
 pytestmark = pytest.mark.e2e
 
 STATUS_TOKEN = "status-token-e2e"
 ERP_API = "Visma.net ERP API"
-
-
-@pytest.fixture(name="sink_server", scope="module")
-async def fixture_sink_server() -> AsyncIterator[Sink]:
-    # One sink for the module keeps the suite fast (each uvicorn shutdown costs ~0.2 s).
-    async with running_sink() as sink:
-        yield sink
-
-
-@pytest.fixture(name="sink")
-def fixture_sink(sink_server: Sink) -> Sink:
-    sink_server.reset()
-    return sink_server
 
 
 @contextlib.asynccontextmanager

@@ -14,6 +14,7 @@ import pytest
 from service.domain import keep_result, shown_content
 from service.simulator import Outcome
 from tests.stack import Stack, running_stack
+from tests.test_simulator import token_form
 
 pytestmark = pytest.mark.e2e
 
@@ -57,18 +58,8 @@ async def test_get_job_result_outlives_visma_forgetting_the_job(stack: Stack) ->
     # Visma forgets the job: its content now answers 410.
     deadline = time.monotonic() + 10
     async with httpx.AsyncClient(base_url=stack.simulator_url) as visma:
-        token = (
-            await visma.post(
-                "/connect/token",
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": "sim-client",
-                    "client_secret": "sim-secret",
-                    "scope": "vismanet_erp_service_api:read",
-                    "tenant_id": "sim-tenant",
-                },
-            )
-        ).json()["access_token"]
+        form = token_form(stack.simulator.config)
+        token = (await visma.post("/connect/token", data=form)).json()["access_token"]
         while True:
             content = await visma.get(
                 f"/v1/background/{job['vismaJobId']}/content",
