@@ -214,7 +214,8 @@ class Settings(BaseSettings):
     delivery: longer than the Visma dispatcher may go on retrying it."""
 
     HOUSEKEEPING_INTERVAL_SECONDS: float = Field(default=60, gt=0)
-    """How often each replica purges what retention allows and folds the job counts."""
+    """How often each replica folds the job counts, measures the tables, and looks for rows
+    past retention (a purge with rows left goes on without waiting for the next time)."""
 
     LOG_LEVEL: Literal["debug", "info", "warning", "error", "critical"] = "info"
     """The usual levels, any case; `debug` also shows the traceback behind a CLI error and the

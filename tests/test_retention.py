@@ -16,9 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service import store
 from service.cli import main
 from service.domain import LINK_RULES, Retention
-from service.flows import PurgeSettings, purge
+from service.flows import PurgeSettings, purge, purge_for_a_while
 from service.store import DeliveryRecord, IngestWriter, Stored
 from service.web.webhooks import delivery_record
+from service.workers import HousekeepingWorker
 from tests.factories import insert_job
 from tests.harness import in_process, signed_delivery
 
@@ -115,6 +116,42 @@ async def test_purge_removes_old_finished_jobs_and_deliveries_but_not_open_ones(
     assert await counts_match_rows(sessions)
     # Nothing more to take: a second purge removes nothing.
     assert set((await purge(sessions, RETENTION, QUICK, now=now)).values()) == {0}
+
+
+async def test_a_backlog_in_one_table_holds_up_none_of_the_others(
+    sessions: async_sessionmaker[AsyncSession], ingest: IngestWriter
+) -> None:
+    now = datetime.now(UTC)
+    old = now - timedelta(seconds=30)
+    job = await insert_job(sessions, state="succeeded", finished_at=old)
+    await ingest.store_many([delivery(received_at=old) for _ in range(6)])
+    # Time for two batches: the inbox's first, then the jobs' turn (not the inbox's second).
+    short = PurgeSettings(batch_size=2, duty=1.0, pause_seconds=0.4, max_seconds=0.6)
+
+    first = await purge_for_a_while(sessions, RETENTION, short, now=now)
+
+    assert (first.rows["deliveries"], first.rows["jobs"], first.done) == (2, 1, False)
+    assert job not in await ids(sessions, store.Job.id)
+    rest = await purge_for_a_while(sessions, RETENTION, QUICK, now=now)
+    assert (rest.rows["deliveries"], rest.done) == (4, True)
+
+
+async def test_housekeeping_works_through_a_backlog_without_waiting_an_interval(
+    sessions: async_sessionmaker[AsyncSession], ingest: IngestWriter
+) -> None:
+    old = datetime.now(UTC) - timedelta(seconds=30)
+    await ingest.store_many([delivery(received_at=old) for _ in range(12)])
+    # A pass has time for a batch or two of two; the next interval is an hour away.
+    passes = PurgeSettings(batch_size=2, duty=0.5, max_seconds=0.05)
+    worker = HousekeepingWorker(sessions, retention=RETENTION, every_seconds=3600, purge=passes)
+    worker.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 10
+        while await ids(sessions, store.Delivery.id):
+            assert asyncio.get_running_loop().time() < deadline, "the backlog waited an interval"
+            await asyncio.sleep(0.05)
+    finally:
+        await worker.stop()
 
 
 async def test_purge_takes_a_jobs_kept_result_and_callback_attempts_with_the_job(

@@ -24,7 +24,14 @@ from service.flows.diagnostics import (
 from service.flows.lookup import find_job_id
 from service.flows.replay import Replayed, replay_delivery, replay_since
 from service.flows.resolve import ResolveSettings, read_and_apply, resolve_due_jobs
-from service.flows.retention import PURGED_TABLES, PurgeSettings, give_space_back, purge
+from service.flows.retention import (
+    PURGED_TABLES,
+    Purged,
+    PurgeSettings,
+    give_space_back,
+    purge,
+    purge_for_a_while,
+)
 from service.flows.status import StatusReceipt, record_status_delivery
 from service.flows.submit import SubmitSettings, resend_job, submit_job
 
@@ -40,9 +47,11 @@ __all__ = [
     "replay_delivery",
     "replay_since",
     "PURGED_TABLES",
+    "Purged",
     "PurgeSettings",
     "give_space_back",
     "purge",
+    "purge_for_a_while",
     "SLACK",
     "OutboxSettings",
     "ResolveSettings",

@@ -38,9 +38,18 @@ class PurgeSettings:
     pause_seconds: float = 0.01
     """The shortest pause after a batch."""
     max_seconds: float | None = None
-    """Stop after this long (housekeeping's share of a pass); None: until all is done."""
+    """Stop after this long (one housekeeping pass); None: until all is done."""
     vacuum_pages: int = 256
     """SQLite: free pages given back per step (1 MiB with 4 KiB pages)."""
+
+
+@dataclass(frozen=True)
+class Purged:
+    """What a purge removed (or, dry, would remove) per table, and whether it got to the end."""
+
+    rows: dict[str, int]
+    done: bool
+    """Nothing it looked at is left to go; False: it stopped at `max_seconds` with more left."""
 
 
 async def purge(
@@ -53,21 +62,41 @@ async def purge(
 ) -> dict[str, int]:
     """Remove (or, with `dry_run`, count) what is older than `retention` allows; how many rows
     of each kind."""
+    return (await purge_for_a_while(sessions, retention, settings, dry_run=dry_run, now=now)).rows
+
+
+async def purge_for_a_while(
+    sessions: async_sessionmaker[AsyncSession],
+    retention: Retention,
+    settings: PurgeSettings,
+    *,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> Purged:
+    """Purge as `purge` does, for at most `settings.max_seconds`. The tables take turns, one
+    batch each, so a large backlog in one (the inbox after a burst) holds up none of the
+    others."""
     cutoffs = retention.cutoffs(now or utcnow())
     deadline = None if settings.max_seconds is None else time.monotonic() + settings.max_seconds
     removed = dict.fromkeys(PURGED_TABLES, 0)
-    for table in PURGED_TABLES:
-        while deadline is None or time.monotonic() < deadline:
-            started = time.monotonic()
-            async with sessions.begin() as session:
-                count = await _purge_batch(session, table, cutoffs, settings, dry_run)
-            removed[table] += count
-            if dry_run or count < settings.batch_size:
-                break
+    left = list(PURGED_TABLES)
+    turn = 0
+    while left and (deadline is None or time.monotonic() < deadline):
+        turn %= len(left)
+        table = left[turn]
+        started = time.monotonic()
+        async with sessions.begin() as session:
+            count = await _purge_batch(session, table, cutoffs, settings, dry_run)
+        removed[table] += count
+        if dry_run or count < settings.batch_size:
+            del left[turn]  # that table is done: the next one takes its turn
+        else:
+            turn += 1
+        if not dry_run:
             await _pause(settings, time.monotonic() - started)
     if not dry_run and removed["deliveries"] + removed["jobs"] > 0:
         await give_space_back(sessions, settings, deadline=deadline)
-    return removed
+    return Purged(removed, done=not left)
 
 
 async def _purge_batch(

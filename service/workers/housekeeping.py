@@ -1,14 +1,19 @@
 """Housekeeping: retention's purge, the job-count fold, and a measure of each table's size.
 
-Every replica runs it. The purge takes small batches with a pause after each (claimed with
-SKIP LOCKED on PostgreSQL) and gives each pass a bounded share of time, so ingest and the API
-never wait on it for long; what is left goes in the next pass. The fold takes only the count
-rows it sees, so two replicas at once still leave the right sums.
+Every replica runs it, in two loops. The fold and the measure run once an interval. The purge
+runs in passes of at most a second, small batches with a pause after each so that it works
+a tenth of the time at most (claimed with SKIP LOCKED on PostgreSQL): while old rows are left
+(a backlog after a burst, or after retention was first switched on) pass follows pass, so the
+purge keeps up with any average ingest; once none are, it waits an interval. Ingest and the
+API never wait on it for longer than one batch. The fold takes only the count rows it sees, so
+two replicas at once still leave the right sums.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -16,13 +21,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import store
 from service.domain import Retention
-from service.flows import PurgeSettings, purge, utcnow
+from service.flows import PurgeSettings, purge_for_a_while, utcnow
 from service.logs import FailureLog
 from service.workers.background import BackgroundLoop
 
 log = logging.getLogger(__name__)
 
-PURGE_SECONDS_PER_PASS = 5.0
+PURGE_SECONDS_PER_PASS = 1.0
+"""Short beside the loops' stop grace, so a stopping replica leaves between two passes."""
+PURGE_LOG_SECONDS = 60.0
+"""Through a backlog, one log line a minute sums up what went (not one a pass)."""
 
 
 class HousekeepingWorker:
@@ -33,33 +41,45 @@ class HousekeepingWorker:
         retention: Retention | None = None,
         every_seconds: float = 60.0,
         readers: async_sessionmaker[AsyncSession] | None = None,
+        purge: PurgeSettings | None = None,
     ) -> None:
         self._sessions = sessions
         self._readers = readers or sessions
         self._retention = retention
         self._every_seconds = every_seconds
-        self._purge = PurgeSettings(max_seconds=min(PURGE_SECONDS_PER_PASS, every_seconds))
+        self._purge = purge or PurgeSettings(max_seconds=PURGE_SECONDS_PER_PASS)
         self._failures = FailureLog(log, "housekeeping pass")
+        self._purge_failures = FailureLog(log, "retention purge")
         self._loop = BackgroundLoop(self.run_forever, name="housekeeping")
+        self._purge_loop = BackgroundLoop(self.purge_forever, name="retention purge")
+        self._unlogged: Counter[str] = Counter()
+        self._logged_at = time.monotonic()
         self.table_sizes: Sequence[store.TableSize] = ()
         """Each trimmed table's rows and oldest row, as of `measured_at` (for /readyz)."""
         self.measured_at: datetime | None = None
 
-    async def run_once(self) -> int:
-        """Purge what retention allows (a pass's share of time), fold the job counts, measure
-        the tables; how many rows were purged."""
-        purged = 0
-        if self._retention is not None:
-            removed = await purge(self._sessions, self._retention, self._purge)
-            purged = sum(removed.values())
-            if purged:
-                log.info("housekeeping: purged %s", removed)
+    async def run_once(self) -> None:
+        """Fold the job counts and measure the tables."""
         async with self._sessions.begin() as session:
             await store.compact_job_counts(session)
         async with self._readers.begin() as session:
             self.table_sizes = await store.table_sizes(session)
         self.measured_at = utcnow()
-        return purged
+
+    async def purge_once(self) -> bool:
+        """One pass of the purge; whether it got through all that retention lets go."""
+        if self._retention is None:
+            return True
+        purged = await purge_for_a_while(self._sessions, self._retention, self._purge)
+        self._unlogged.update(purged.rows)
+        if self._unlogged.total() and (
+            purged.done or time.monotonic() - self._logged_at >= PURGE_LOG_SECONDS
+        ):
+            more = "" if purged.done else " (more to go)"
+            log.info("housekeeping: purged %s%s", dict(+self._unlogged), more)
+            self._unlogged.clear()
+            self._logged_at = time.monotonic()
+        return purged.done
 
     async def run_forever(self) -> None:
         while True:
@@ -71,12 +91,27 @@ class HousekeepingWorker:
                 self._failures.succeeded()
             await self._loop.pause(self._every_seconds)
 
+    async def purge_forever(self) -> None:
+        while True:
+            done = True
+            try:
+                done = await self.purge_once()
+            except Exception as exc:
+                self._purge_failures.failed(exc)
+            else:
+                self._purge_failures.succeeded()
+            # Rows left: the next pass at once (each pass keeps to its share of the time).
+            await self._purge_loop.pause(self._every_seconds if done else 0)
+
     def measured_tables(self) -> tuple[Sequence[store.TableSize], datetime | None]:
         """The tables as the last pass measured them, and when (None: not yet)."""
         return self.table_sizes, self.measured_at
 
     def start(self) -> None:
         self._loop.start()
+        if self._retention is not None:
+            self._purge_loop.start()
 
     async def stop(self) -> None:
+        await self._purge_loop.stop()
         await self._loop.stop()
