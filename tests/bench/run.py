@@ -57,11 +57,9 @@ MAX_RSS_MB = 150.0
 MAX_LIST_MS = 20.0
 MAX_DUE_MS = 5.0
 PURGE_MAX_COST = 0.9
-"""The main load's ratio with a purge running beside it, against the same load without."""
-HOUSEKEEPING_EVERY = "0.5"
-"""Housekeeping's interval in the purge loads, so it purges pass after pass through the load.
-Its yardstick runs with the same interval and nothing to purge: a housekeeping pass 120 times
-a minute costs something of its own, and that is not the purge's cost."""
+"""The main load's ratio with a purge running beside it, against the same load without: the
+medians of `--purge-repeats` runs of each, taken in turns (on these shared machines one run's
+ratio swings by a quarter or more, ten times the purge's own share of the time)."""
 
 BARE = "bare"
 """The label of the one-worker bare endpoint's runs."""
@@ -87,8 +85,6 @@ class Row:
     """A service load's yardstick: the mean of the one-worker bare runs just before and after."""
     purged: int | None = None
     """With a purge running beside the load: the old rows it removed meanwhile."""
-    busy_housekeeping: bool = False
-    """Housekeeping ran every HOUSEKEEPING_EVERY seconds (not every 60): a purge's yardstick."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         matched: bool = True,
         open_jobs: bool = False,
         purge_rows: int = 0,
-        busy_housekeeping: bool = False,
+        again: bool = False,
     ) -> Row:
         url = urls[database]
         databases.reset(url)
@@ -154,17 +150,15 @@ def main(argv: list[str] | None = None) -> int:
         label = f"service {database}" + (f" x{workers} workers" if workers > 1 else "")
         label += "" if matched else ", no job"
         label += ", open jobs" if open_jobs else ""
+        label += " (again)" if again else ""
         deliveries_file = requests_file if matched else unmatched_file
         service_env = dict(env)
         if purge_rows:
-            # Rows past retention, and housekeeping purging them pass after pass during the load.
+            # Rows past retention: housekeeping starts purging them as the service starts, and
+            # with that many it goes on through the warm-up and the load.
             seconds = databases.seed_old_deliveries(url, purge_rows)
             print(f"  ({purge_rows:,} old deliveries seeded in {seconds:.0f} s)")
             label += f", purging {purge_rows:,} old rows"
-        elif busy_housekeeping:
-            label += f", housekeeping every {HOUSEKEEPING_EVERY} s"
-        if purge_rows or busy_housekeeping:
-            service_env["HOUSEKEEPING_INTERVAL_SECONDS"] = HOUSEKEEPING_EVERY
         with procs.service(url, workers=workers, env=service_env) as server:
             old_before = databases.count_old_deliveries(url) if purge_rows else 0
             load, prefix = drive(server, database, deliveries_file)
@@ -179,7 +173,6 @@ def main(argv: list[str] | None = None) -> int:
             row = Row(label, database, workers, load, stored, rss, problems, matched, open_jobs)
             row.cpu_us_per_request = _cpu_us(load)
             row.purged = purged
-            row.busy_housekeeping = bool(purge_rows or busy_housekeeping)
             if purge_rows and not purged:
                 row.problems.append("the purge removed nothing during the load")
             if load.not_ok or row.problems:
@@ -199,30 +192,31 @@ def main(argv: list[str] | None = None) -> int:
             VISMA_CLIENT_SECRET="sim-secret",
             VISMA_TENANT_ID="sim-tenant",
         )
-        # database, workers, matched, open jobs, old rows purged beside the load (-1: none,
-        # but housekeeping as often as when there are)
-        loads: list[tuple[str, int, bool, bool, int]] = []
+        # database, workers, matched, open jobs, old rows purged beside the load, a repeat
+        loads: list[tuple[str, int, bool, bool, int, bool]] = []
         for database in dbs:
-            loads.append((database, 1, True, False, 0))
+            loads.append((database, 1, True, False, 0, False))
             if args.purge_rows:
-                loads.append((database, 1, True, False, -1))  # the purge's yardstick
-                loads.append((database, 1, True, False, args.purge_rows))
+                for repeat in range(args.purge_repeats):
+                    if repeat:  # the main load again, in turn with the purge's
+                        loads.append((database, 1, True, False, 0, True))
+                    loads.append((database, 1, True, False, args.purge_rows, bool(repeat)))
             if args.unmatched:
-                loads.append((database, 1, False, False, 0))
+                loads.append((database, 1, False, False, 0, False))
             if args.open_jobs:
-                loads.append((database, 1, True, True, 0))
+                loads.append((database, 1, True, True, 0, False))
         if "postgresql" in dbs and args.two_workers:
-            loads.append(("postgresql", 2, True, False, 0))
+            loads.append(("postgresql", 2, True, False, 0, False))
         rows.append(bare(1, BARE))
-        for database, workers, matched, open_jobs, purge_rows in loads:
+        for database, workers, matched, open_jobs, purge_rows, again in loads:
             rows.append(
                 service(
                     database,
                     workers,
                     matched=matched,
                     open_jobs=open_jobs,
-                    purge_rows=max(purge_rows, 0),
-                    busy_housekeeping=purge_rows == -1,
+                    purge_rows=purge_rows,
+                    again=again,
                 )
             )
             if workers > 1:
@@ -296,25 +290,25 @@ def _bracket_with_bare(rows: list[Row]) -> None:
 def _purge_verdicts(rows: list[Row]) -> list[tuple[bool, str]]:
     """A purge beside the load costs at most a tenth of the main load's ratio."""
     verdicts = []
-    for row in rows:
-        if row.purged is None:
-            continue
-        plain = next(
+    for database in dict.fromkeys(r.database for r in rows if r.purged is not None):
+        main_load = [
             r
             for r in rows
-            if r.database == row.database
+            if r.database == database
             and r.workers == 1
             and r.matched
             and not r.open_jobs
             and r.purged is None
-            and r.busy_housekeeping
-        )
-        with_purge, without = row.load.rps / row.bare_rps, plain.load.rps / plain.bare_rps
+        ]
+        purging = [r for r in rows if r.database == database and r.purged is not None]
+        with_purge = statistics.median(r.load.rps / r.bare_rps for r in purging)
+        without = statistics.median(r.load.rps / r.bare_rps for r in main_load)
         verdicts.append(
             (
                 with_purge >= PURGE_MAX_COST * without,
-                f"{row.label}: {with_purge:.2f} of bare against {without:.2f} without the purge "
-                f"({with_purge / without:.0%}; >= {PURGE_MAX_COST:.0%})",
+                f"{database}: {with_purge:.2f} of bare with a purge beside the load against "
+                f"{without:.2f} without (medians of {len(purging)} and {len(main_load)} runs; "
+                f"{with_purge / without:.0%}; >= {PURGE_MAX_COST:.0%})",
             )
         )
     return verdicts
@@ -476,6 +470,12 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=1_000_000,
         help="old deliveries housekeeping purges beside a repeat of the main load (0: skip)",
+    )
+    parser.add_argument(
+        "--purge-repeats",
+        type=int,
+        default=3,
+        help="runs of the load with the purge beside it, each after a run without",
     )
     parser.add_argument("--json", help="also write the figures to this file")
     return parser
