@@ -80,6 +80,13 @@ ALERT_SENDS = Counter(
     ["channel", "result"],
 )
 
+PURGED_ROWS = Counter(
+    "visma_hooks_purged_rows_total",
+    "Rows retention's purge removed, by kind (deliveries, jobs, status_history, alerts, "
+    "notification_ids: the ids it kept for the dedupe window, let go)",
+    ["kind"],
+)
+
 
 class FastHistogram:
     """Observations of one histogram gathered in plain lists, then added to it in one go.

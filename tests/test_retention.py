@@ -22,6 +22,7 @@ from service.web.webhooks import delivery_record
 from service.workers import HousekeepingWorker
 from tests.factories import insert_job
 from tests.harness import in_process, signed_delivery
+from tests.test_metrics import value as metric_value
 
 SECONDS = 1 / 86400
 """One second, in the days the retention settings count."""
@@ -425,6 +426,8 @@ async def test_housekeeping_purges_on_its_own_and_readyz_shows_the_tables(
         assert (
             await harness.client.post("/webhooks/visma", content=body, headers=headers)
         ).is_success
+        purged = 'visma_hooks_purged_rows_total{kind="deliveries"}'
+        before = metric_value((await harness.client.get("/metrics")).text, purged) or 0
         harness.resources.housekeeping.start()
         deadline = asyncio.get_running_loop().time() + 10
         while True:  # until a pass has purged it and measured the tables after
@@ -435,6 +438,7 @@ async def test_housekeeping_purges_on_its_own_and_readyz_shows_the_tables(
             assert asyncio.get_running_loop().time() < deadline, "housekeeping never purged it"
             await asyncio.sleep(0.1)
         assert await _count(harness.resources.sessions, store.Delivery) == 0
+        assert metric_value((await harness.client.get("/metrics")).text, purged) == before + 1
     tables = {item["table"]: item for item in ready["tables"]["items"]}
     assert tables["deliveries"]["rows"] == 0 and tables["deliveries"]["oldestAt"] is None
     assert tables["purged_notifications"]["rows"] == 1  # its id, for the dedupe window

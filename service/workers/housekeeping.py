@@ -19,9 +19,9 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service import store
+from service import metrics, store
 from service.domain import Retention
-from service.flows import PurgeSettings, purge_for_a_while, utcnow
+from service.flows import PURGED_TABLES, PurgeSettings, purge_for_a_while, utcnow
 from service.logs import FailureLog
 from service.workers.background import BackgroundLoop
 
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 PURGE_SECONDS_PER_PASS = 1.0
 """Short beside the loops' stop grace, so a stopping replica leaves between two passes."""
+_KINDS = {table: table.replace(" ", "_") for table in PURGED_TABLES}
+_KINDS["purged notification ids"] = "notification_ids"
+"""The purge's tables as the `kind` label of its metric."""
 PURGE_LOG_SECONDS = 60.0
 """Through a backlog, one log line a minute sums up what went (not one a pass)."""
 
@@ -71,6 +74,9 @@ class HousekeepingWorker:
         if self._retention is None:
             return True
         purged = await purge_for_a_while(self._sessions, self._retention, self._purge)
+        for table, rows in purged.rows.items():
+            if rows:
+                metrics.PURGED_ROWS.labels(_KINDS[table]).inc(rows)
         self._unlogged.update(purged.rows)
         if self._unlogged.total() and (
             purged.done or time.monotonic() - self._logged_at >= PURGE_LOG_SECONDS
