@@ -42,24 +42,46 @@ async def purge_deliveries(
     dry_run: bool = False,
 ) -> int:
     """Deliveries received before `before`, but none of a job still open; the notification id
-    of one received since `dedupe_since` is kept, so its repeat is still refused."""
+    of one received since `dedupe_since` is kept, so its repeat is still refused.
+
+    The inbox is the table a purge has most of, so its batch never passes through Python: the
+    statements pick the rows, keep their ids and delete them in the database."""
     open_job = exists().where(Job.id == Delivery.job_id, Job.state.in_(open_states))
     old = select(Delivery.id).where(Delivery.received_at < before, ~open_job)
     if dry_run:
         return await _count(session, old)
-    ids = await _claim(session, old.order_by(Delivery.received_at), Delivery, limit)
-    if not ids:
-        return 0
-    kept = select(Delivery.notification_id, Delivery.received_at).where(
-        Delivery.id.in_(ids),
+    batch = old.order_by(Delivery.received_at).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        # One statement: claim (SKIP LOCKED), delete, keep the ids the dedupe window needs.
+        doomed = batch.with_for_update(skip_locked=True, of=Delivery).cte("doomed")
+        gone = (
+            delete(Delivery)
+            .where(Delivery.id == doomed.c.id)
+            .returning(Delivery.notification_id, Delivery.received_at)
+            .cte("gone")
+        )
+        kept = insert(PurgedNotification).from_select(
+            ["notification_id", "received_at"],
+            select(gone.c.notification_id, gone.c.received_at).where(
+                gone.c.notification_id.is_not(None), gone.c.received_at >= dedupe_since
+            ),
+        )
+        count = select(func.count()).select_from(gone).add_cte(kept.cte("kept"))
+        return int((await session.execute(count)).scalar_one())
+    # SQLite: the transaction holds the one write lock, so both statements see the same batch.
+    kept_ids = select(Delivery.notification_id, Delivery.received_at).where(
+        Delivery.id.in_(batch),
         Delivery.notification_id.is_not(None),
         Delivery.received_at >= dedupe_since,
     )
     await session.execute(
-        insert(PurgedNotification).from_select(["notification_id", "received_at"], kept)
+        insert(PurgedNotification).from_select(["notification_id", "received_at"], kept_ids)
     )
-    await session.execute(delete(Delivery).where(Delivery.id.in_(ids)))
-    return len(ids)
+    removed = await session.execute(
+        delete(Delivery).where(Delivery.id.in_(batch)),
+        execution_options={"synchronize_session": False},
+    )
+    return int(removed.rowcount)  # type: ignore[attr-defined]
 
 
 async def purge_jobs(
