@@ -4,7 +4,8 @@ Each `purge_*` takes one batch (at most `limit` rows) of what is old enough, old
 removes it in the caller's transaction; with `dry_run` it only counts what would go. On
 PostgreSQL the batch is claimed with SKIP LOCKED, so replicas purging at once take different
 rows and never wait on each other (or on the rows a request is writing). Functions take a
-session and never commit.
+session and never commit; one exception: on SQLite a batch of the inbox is a transaction of its
+own, run in one call to the driver, so the webhook writer waits on it for as short as can be.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, exists, func, insert, select, text
+from sqlalchemy import Delete, Insert, Select, delete, exists, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from service.store.models import (
@@ -68,20 +69,45 @@ async def purge_deliveries(
         )
         count = select(func.count()).select_from(gone).add_cte(kept.cte("kept"))
         return int((await session.execute(count)).scalar_one())
-    # SQLite: the transaction holds the one write lock, so both statements see the same batch.
     kept_ids = select(Delivery.notification_id, Delivery.received_at).where(
         Delivery.id.in_(batch),
         Delivery.notification_id.is_not(None),
         Delivery.received_at >= dedupe_since,
     )
-    await session.execute(
-        insert(PurgedNotification).from_select(["notification_id", "received_at"], kept_ids)
-    )
-    removed = await session.execute(
-        delete(Delivery).where(Delivery.id.in_(batch)),
-        execution_options={"synchronize_session": False},
-    )
-    return int(removed.rowcount)  # type: ignore[attr-defined]
+    keep = insert(PurgedNotification).from_select(["notification_id", "received_at"], kept_ids)
+    return await _at_once_on_sqlite(session, keep, delete(Delivery).where(Delivery.id.in_(batch)))
+
+
+async def _at_once_on_sqlite(session: AsyncSession, keep: Insert, remove: Delete) -> int:
+    """SQLite: `keep` then `remove` as one transaction of their own, in one call to the driver's
+    thread; how many rows `remove` deleted.
+
+    A transaction run statement by statement holds the one write lock until the event loop
+    comes back to it after each statement, which under a full webhook load is most of a batch's
+    time, and the webhook writer waits all that time. Run as one script, the lock is held only
+    while SQLite works. Both statements pick the same batch: nothing else writes in between.
+    The SQL is rendered with its values inline (a script takes no parameters): cut-off times
+    and job states, never text from outside."""
+    engine = session.bind
+    assert isinstance(engine, AsyncEngine)
+    dialect = engine.dialect
+    sql = [
+        str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+        for statement in (keep, remove)
+    ]
+    async with engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        try:
+            await driver.executescript(f"BEGIN IMMEDIATE; {sql[0]}; {sql[1]}; COMMIT;")
+        except BaseException:
+            if driver.in_transaction:
+                await driver.rollback()
+            raise
+        # changes(): the rows the last INSERT, UPDATE or DELETE touched (COMMIT is none).
+        async with driver.execute("SELECT changes()") as cursor:
+            row = await cursor.fetchone()
+    return int(row[0]) if row else 0
 
 
 async def purge_jobs(
