@@ -133,8 +133,10 @@ async def test_a_backlog_in_one_table_holds_up_none_of_the_others(
 
     assert (first.rows["deliveries"], first.rows["jobs"], first.done) == (2, 1, False)
     assert job not in await ids(sessions, store.Job.id)
-    rest = await purge_for_a_while(sessions, RETENTION, QUICK, now=now)
-    assert (rest.rows["deliveries"], rest.done) == (4, True)
+    # The jobs are done with; the inbox and the tables not reached yet are left for the next.
+    assert first.left == ("deliveries", "status history", "alerts", "purged notification ids")
+    rest = await purge_for_a_while(sessions, RETENTION, QUICK, now=now, tables=first.left)
+    assert (rest.rows["deliveries"], rest.rows["jobs"], rest.done) == (4, 0, True)
 
 
 async def test_housekeeping_works_through_a_backlog_without_waiting_an_interval(

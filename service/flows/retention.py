@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -48,8 +49,12 @@ class Purged:
     """What a purge removed (or, dry, would remove) per table, and whether it got to the end."""
 
     rows: dict[str, int]
-    done: bool
-    """Nothing it looked at is left to go; False: it stopped at `max_seconds` with more left."""
+    left: tuple[str, ...]
+    """The tables it stopped on at `max_seconds` with more to go (none: it got to the end)."""
+
+    @property
+    def done(self) -> bool:
+        return not self.left
 
 
 async def purge(
@@ -72,14 +77,16 @@ async def purge_for_a_while(
     *,
     dry_run: bool = False,
     now: datetime | None = None,
+    tables: Sequence[str] = PURGED_TABLES,
 ) -> Purged:
-    """Purge as `purge` does, for at most `settings.max_seconds`. The tables take turns, one
-    batch each, so a large backlog in one (the inbox after a burst) holds up none of the
-    others."""
+    """Purge `tables` as `purge` does, for at most `settings.max_seconds`. The tables take
+    turns, one batch each, so a large backlog in one (the inbox after a burst) holds up none of
+    the others. A pass that goes on from one that stopped early takes only the tables that
+    pass left (`Purged.left`): on SQLite every batch, even an empty one, takes the write lock."""
     cutoffs = retention.cutoffs(now or utcnow())
     deadline = None if settings.max_seconds is None else time.monotonic() + settings.max_seconds
     removed = dict.fromkeys(PURGED_TABLES, 0)
-    left = list(PURGED_TABLES)
+    left = list(tables)
     turn = 0
     while left and (deadline is None or time.monotonic() < deadline):
         turn %= len(left)
@@ -96,7 +103,7 @@ async def purge_for_a_while(
             await _pause(settings, time.monotonic() - started)
     if not dry_run and removed["deliveries"] + removed["jobs"] > 0:
         await give_space_back(sessions, settings, deadline=deadline)
-    return Purged(removed, done=not left)
+    return Purged(removed, left=tuple(left))
 
 
 async def _purge_batch(
@@ -138,6 +145,8 @@ async def give_space_back(
     deadline: float | None = None,
 ) -> int:
     """SQLite: shrink the file by its free pages, a step at a time; how many were free."""
+    if deadline is not None and time.monotonic() >= deadline:
+        return 0  # no time left in this pass: the space is reused meanwhile, and freed later
     async with sessions.begin() as session:
         free = await store.free_pages(session)
     left = free

@@ -55,6 +55,8 @@ class HousekeepingWorker:
         self._purge_failures = FailureLog(log, "retention purge")
         self._loop = BackgroundLoop(self.run_forever, name="housekeeping")
         self._purge_loop = BackgroundLoop(self.purge_forever, name="retention purge")
+        self._left: tuple[str, ...] = ()
+        """The tables the last pass stopped on with more to go: the next pass takes only those."""
         self._unlogged: Counter[str] = Counter()
         self._logged_at = time.monotonic()
         self.table_sizes: Sequence[store.TableSize] = ()
@@ -73,7 +75,10 @@ class HousekeepingWorker:
         """One pass of the purge; whether it got through all that retention lets go."""
         if self._retention is None:
             return True
-        purged = await purge_for_a_while(self._sessions, self._retention, self._purge)
+        purged = await purge_for_a_while(
+            self._sessions, self._retention, self._purge, tables=self._left or PURGED_TABLES
+        )
+        self._left = purged.left
         for table, rows in purged.rows.items():
             if rows:
                 metrics.PURGED_ROWS.labels(_KINDS[table]).inc(rows)
