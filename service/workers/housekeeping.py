@@ -2,7 +2,7 @@
 
 Every replica runs it, in two loops. The fold and the measure run once an interval. The purge
 runs in passes of at most a second, small batches with a pause after each so that it works
-a tenth of the time at most (claimed with SKIP LOCKED on PostgreSQL): while old rows are left
+a twentieth of the time at most (claimed with SKIP LOCKED on PostgreSQL): while old rows are left
 (a backlog after a burst, or after retention was first switched on) pass follows pass, so the
 purge keeps up with any average ingest; once none are, it waits an interval. Ingest and the
 API never wait on it for longer than one batch. The fold takes only the count rows it sees, so
