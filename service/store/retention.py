@@ -10,7 +10,8 @@ own, run in one call to the driver, so the webhook writer waits on it for as sho
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -95,9 +96,7 @@ async def _at_once_on_sqlite(session: AsyncSession, keep: Insert, remove: Delete
         str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
         for statement in (keep, remove)
     ]
-    async with engine.connect() as connection:
-        driver = (await connection.get_raw_connection()).driver_connection
-        assert driver is not None
+    async with _own_driver_connection(engine) as driver:
         try:
             await driver.executescript(f"BEGIN IMMEDIATE; {sql[0]}; {sql[1]}; COMMIT;")
         except BaseException:
@@ -205,10 +204,18 @@ async def release_space(session: AsyncSession, *, pages: int) -> None:
     # On a connection of its own, outside any transaction: the pragma frees one page per step
     # of its statement, and only sqlite3's executescript steps a statement with no result
     # columns to its end (it also commits first, which must not end the caller's transaction).
+    async with _own_driver_connection(engine) as driver:
+        await driver.executescript(f"PRAGMA incremental_vacuum({int(pages)});")
+
+
+@contextlib.asynccontextmanager
+async def _own_driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """SQLite: the driver's (aiosqlite's) own connection of a pooled connection, for a script
+    that must run outside the caller's transaction and in one call to the driver."""
     async with engine.connect() as connection:
         driver = (await connection.get_raw_connection()).driver_connection
         assert driver is not None
-        await driver.executescript(f"PRAGMA incremental_vacuum({int(pages)});")
+        yield driver
 
 
 async def free_pages(session: AsyncSession) -> int:
