@@ -204,7 +204,7 @@ async def test_rate_limit_share_answers_429_and_creates_no_job() -> None:
 
 
 async def test_rate_limit_per_second_refuses_when_empty_and_admits_after_reset() -> None:
-    async with running(None, rate_limit_per_second=3) as sim:
+    async with running(None, rate_limit_per_second=3, announce_rounding="up") as sim:
         admitted = [await sim.api.get("/v1/customer") for _ in range(3)]
         refused = await sim.api.get("/v1/customer")
 
@@ -230,8 +230,10 @@ def test_token_bucket_reports_truthful_waits() -> None:
     bucket = TokenBucket(2, clock=lambda: now[0])
 
     assert [bucket.take() for _ in range(3)] == [True, True, False]
-    assert bucket.seconds_until_token() == 1  # 0.5 s, rounded up to whole seconds
-    assert bucket.seconds_until_full() == 1
+    assert bucket.seconds_until_token("up") == 1  # 0.5 s, rounded up to whole seconds
+    assert bucket.seconds_until_token("down") == 0  # ... and down, as "seconds left" is
+    assert bucket.seconds_until_full("up") == 1
+    assert bucket.seconds_until_full("down") == 1  # exactly 1 s: nothing to round
     now[0] = 0.5
     assert bucket.take() is True
     slow = TokenBucket(0.5, clock=lambda: now[0])

@@ -118,14 +118,39 @@ async def test_budget_is_per_company_announced_on_every_answer_and_resets() -> N
     assert [r.status_code for r in first] == [200, 200, 200]
     assert [r.headers["x-ratelimit-remaining"] for r in first] == ["2", "1", "0"]
     assert all(r.headers["x-ratelimit-limit"] == "3" for r in first)
-    assert all(1 <= int(r.headers["x-ratelimit-reset"]) <= 2 for r in first)
+    # Seconds left, rounded down: a 2 s window just begun announces 1.
+    assert all(0 <= int(r.headers["x-ratelimit-reset"]) <= 1 for r in first)
     assert refused.status_code == 429
-    assert 1 <= wait <= 2
+    assert 0 <= wait <= 1
     assert refused.headers["x-ratelimit-remaining"] == "0"
     assert other.status_code == 200  # one company's spent budget is not another's
     assert other.headers["x-ratelimit-remaining"] == "2"
     assert again.status_code == 200
     assert again.headers["x-ratelimit-remaining"] == "2"
+
+
+@pytest.mark.parametrize(("rounding", "admitted"), [("down", False), ("up", True)])
+async def test_a_client_sending_at_the_announced_reset_is_early_when_seconds_round_down(
+    rounding: str, admitted: bool
+) -> None:
+    # The window is 2 s long: rounded down its reset says 1 s, up 2 s. A client that sends
+    # exactly when the header says lands a fraction of a second early under "down".
+    async with two_companies(
+        rate_budget=1, rate_budget_window_seconds=2, announce_rounding=rounding
+    ) as sim:
+        started = time.monotonic()
+        first = await sim.first.get("/v1/customer")
+        announced = int(first.headers["x-ratelimit-reset"])
+        await asyncio.sleep(max(0.0, started + announced - time.monotonic()))
+        at_reset = await sim.first.get("/v1/customer")
+        took = time.monotonic() - started
+
+    assert first.status_code == 200
+    assert announced == (1 if rounding == "down" else 2)
+    if took < 2:  # only a request that really was early can show it
+        assert (at_reset.status_code == 200) is admitted
+    else:
+        assert at_reset.status_code == 200
 
 
 async def test_chaos_spends_a_companys_budget() -> None:

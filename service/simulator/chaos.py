@@ -92,21 +92,27 @@ class TokenBucket:
         self._refill()
         return math.floor(self._tokens)
 
-    def seconds_until_token(self) -> int:
+    def seconds_until_token(self, rounding: str = "down") -> int:
         """Whole seconds until the next request will be admitted (0 if now)."""
         self._refill()
-        return _whole_seconds((1 - self._tokens) / self.rate)
+        return whole_seconds((1 - self._tokens) / self.rate, rounding)
 
-    def seconds_until_full(self) -> int:
+    def seconds_until_full(self, rounding: str = "down") -> int:
         """Whole seconds until the bucket is full again: the X-RateLimit-Reset."""
         self._refill()
-        return _whole_seconds((self.capacity - self._tokens) / self.rate)
+        return whole_seconds((self.capacity - self._tokens) / self.rate, rounding)
 
 
-def _whole_seconds(seconds: float) -> int:
-    # Rounded up, so a client that waits this long is admitted; the epsilon keeps float noise
-    # (1.0000000001) from costing a whole second.
-    return max(0, math.ceil(seconds - 1e-9))
+def whole_seconds(seconds: float, rounding: str) -> int:
+    """`seconds` as the whole seconds a header announces (`SimulatorConfig.announce_rounding`).
+
+    Down: what a server computing "seconds left" with integer division says, so the instant
+    announced is up to a second before the real one. Up: a client that waits this long is
+    admitted. The epsilon keeps float noise (1.0000000001, 0.9999999999) from costing a second.
+    """
+    if rounding == "up":
+        return max(0, math.ceil(seconds - 1e-9))
+    return max(0, math.floor(seconds + 1e-9))
 
 
 @dataclass
@@ -154,10 +160,10 @@ class CompanyBudgets:
         window.used = max(window.used, self._config.rate_budget or 0)
 
     def reset_seconds(self, tenant: str) -> int:
-        """Whole seconds until the company's window resets (rounded up)."""
+        """Whole seconds until the company's window resets (rounded as the config says)."""
         window = self._window(tenant)
         ends = window.started + self._config.rate_budget_window_seconds
-        return _whole_seconds(ends - self._clock())
+        return whole_seconds(ends - self._clock(), self._config.announce_rounding)
 
     def headers(self, tenant: str) -> dict[str, str]:
         """X-RateLimit-* for the company's window as it stands."""
@@ -238,14 +244,17 @@ class Chaos:
         if tenant is not None and self.budgets.enabled and not self.budgets.take(tenant):
             self.counters.rate_limited += 1
             headers = self.budgets.headers(tenant)
-            headers["Retry-After"] = str(max(1, self.budgets.reset_seconds(tenant)))
+            headers["Retry-After"] = str(self.budgets.reset_seconds(tenant))
             return RequestFault("rate_budget", 429, headers)
         bucket = self._current_bucket()
         if bucket is not None and not bucket.take():
             self.counters.rate_limited += 1
-            retry_after = max(1, bucket.seconds_until_token())
+            rounding = self.config.announce_rounding
+            retry_after = bucket.seconds_until_token(rounding)
             headers = self._limit_headers(
-                bucket.limit, remaining=0, reset=max(retry_after, bucket.seconds_until_full())
+                bucket.limit,
+                remaining=0,
+                reset=max(retry_after, bucket.seconds_until_full(rounding)),
             )
             headers["Retry-After"] = str(retry_after)
             return RequestFault("rate_limit", 429, headers)
@@ -269,7 +278,9 @@ class Chaos:
         if bucket is None:
             return {}
         return self._limit_headers(
-            bucket.limit, remaining=bucket.remaining, reset=bucket.seconds_until_full()
+            bucket.limit,
+            remaining=bucket.remaining,
+            reset=bucket.seconds_until_full(self.config.announce_rounding),
         )
 
     @staticmethod

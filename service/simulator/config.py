@@ -14,6 +14,8 @@ from typing import Any
 DEFAULT_SUBSCRIPTION_ID = "5d0f6a3e-2b8c-4e71-9a4d-3c6b8e1f0a27"
 # Visma's API reference: "404: no state or no content; 410: removed after 24 hours".
 FORGOTTEN_STATE_STATUSES = (404, 410)
+ROUNDINGS = ("down", "up")
+"""How announced seconds may be rounded (`announce_rounding`)."""
 
 
 @dataclass
@@ -81,6 +83,11 @@ class SimulatorConfig:
     """What `GET /v1/background/{id}` answers for a forgotten job: 404 or 410."""
     accept_drop_share: float = 0.0
     """Share (0..1) of background calls accepted (the job runs) whose 202 is lost on the way."""
+    announce_rounding: str = "down"
+    """How the whole seconds of `X-RateLimit-Reset` and `Retry-After` are rounded: "down", as a
+    server computing "seconds left" with integer division does (so a client that sends at the
+    announced instant is a fraction of a second early), or "up" (a client waiting that long is
+    always admitted). Which one Visma's servers do is not documented: rehearse both."""
 
     def __post_init__(self) -> None:
         for name in CHAOS_FIELDS:
@@ -115,6 +122,7 @@ _RULES: dict[str, tuple[str, bool]] = {
     "forget_after_seconds": (_SECONDS, True),
     "forgotten_state_status": ("status", False),
     "accept_drop_share": (_SHARE, False),
+    "announce_rounding": ("rounding", False),
 }
 CHAOS_FIELDS = tuple(_RULES)
 
@@ -124,6 +132,10 @@ def _check(name: str, value: object) -> None:
     if value is None:
         if not nullable:
             raise ValueError(f"{name} must not be null")
+        return
+    if kind == "rounding":
+        if value not in ROUNDINGS:
+            raise ValueError(f"{name} must be one of {', '.join(ROUNDINGS)}")
         return
     # bool is an int in Python, but `"seed": true` is a mistake.
     if kind in ("seed", "status", "count"):

@@ -36,6 +36,7 @@ from service.visma.pacing import (
     CompanyBudget,
     Pacer,
     RequestKind,
+    not_before,
 )
 
 BACKGROUND_HEADER = "erp-api-background"
@@ -451,15 +452,15 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 def budget_wait(headers: Mapping[str, str]) -> float:
-    """Seconds a 429 asks to wait, in full: `Retry-After`, else `X-RateLimit-Reset` (seconds);
-    bounded, since it is outside input."""
+    """Seconds a 429 asks to wait, in full: `Retry-After`, else `X-RateLimit-Reset` (seconds),
+    read as "not before" (whole seconds may be rounded down); bounded, as outside input is."""
     for name in ("retry-after", "x-ratelimit-reset"):
         try:
             seconds = float(headers.get(name, ""))
         except ValueError:
             continue
         if seconds == seconds:  # not NaN
-            return min(max(seconds, DEFAULT_429_PAUSE_SECONDS), MAX_WAIT_SECONDS)
+            return min(max(not_before(seconds), DEFAULT_429_PAUSE_SECONDS), MAX_WAIT_SECONDS)
     return DEFAULT_429_PAUSE_SECONDS
 
 

@@ -16,6 +16,10 @@ The rule (`read_spacing`, `CompanyBudget.admit`):
 - Nothing here sleeps long: `admit` says how long to wait, and the caller parks the work (the
   job's next check time) rather than holding a task, or shutdown, in a sleep. One company's
   wait never holds back another's requests.
+- A reset or Retry-After in whole seconds is read as "not before": a server that counts the
+  seconds left rounds them down, so "12" means the window ends between 12 and 13 s from now.
+  Work parked until a reset goes after it (`not_before`), never a fraction early, which would
+  earn a 429 whose Retry-After costs a whole window.
 - Before Visma has said anything (the first request), requests go; the answer tells the rest.
 - Replicas share the budget without talking: between two of its answers a replica sees how
   far `remaining` fell and how much of that it sent itself; the ratio (smoothed) says how many
@@ -46,6 +50,20 @@ SHARERS_SMOOTHING = 0.2
 """Weight of each new sample of how many spend alongside (an exponential moving average)."""
 MAX_WAIT_SECONDS = 86400.0
 """The longest wait believed from a header (outside input is bounded; a window is an hour)."""
+EDGE_MARGIN_SECONDS = 0.25
+"""Added to every announced wait: the answer's time on the wire, and the two clocks' drift."""
+
+
+def not_before(seconds: float) -> float:
+    """The seconds to wait for an announced `seconds` (a reset, a Retry-After) to have passed.
+
+    Whole seconds may be rounded down (Visma does not document which way it rounds), so the
+    instant is up to a second later than announced; a fraction is taken as exact. Either way
+    the margin is added. Costs at most a second and a quarter per window of an hour.
+    """
+    seconds = float(min(max(seconds, 0.0), MAX_WAIT_SECONDS))
+    whole = 1.0 if seconds.is_integer() else 0.0
+    return seconds + whole + EDGE_MARGIN_SECONDS
 
 
 def read_spacing(*, remaining: int, seconds_to_reset: float, reserve: int) -> float | None:
@@ -156,7 +174,8 @@ class CompanyBudget:
             return
         self._limit = max(0, int(limit))
         self._remaining = max(0, int(remaining))
-        self._reset_at = now + min(max(reset or 0.0, 0.0), MAX_WAIT_SECONDS) if reset else None
+        # "0" is a reset less than a second away, not an unknown one.
+        self._reset_at = None if reset is None else now + not_before(reset)
         self._learn_sharers(self._remaining)
         self._heard = (self._remaining, self._reset_at or now)
 
