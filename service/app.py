@@ -41,6 +41,7 @@ from service.web import (
     State,
     alerts_page,
     create_job,
+    create_jobs_batch,
     domain_error,
     get_docs,
     get_job,
@@ -102,6 +103,7 @@ class Resources:
             "resolve_settings": resolve_settings(self.settings),
             "table_sizes": self.housekeeping.measured_tables,
             "signature_watch": self.signature_watch,
+            "wake_resolver": self.resolver.wake,
         }
 
 
@@ -113,6 +115,7 @@ def retention(settings: Settings) -> Retention:
         status_days=settings.RETENTION_STATUS_DAYS,
         alerts_days=settings.RETENTION_ALERTS_DAYS,
         dedupe_days=settings.RETENTION_DEDUPE_DAYS,
+        idempotency_days=settings.IDEMPOTENCY_KEY_DAYS,
     )
 
 
@@ -282,6 +285,7 @@ def create_app(
     api = [
         Route("/jobs", create_job, methods=["POST"], name="create_job"),
         Route("/jobs", list_jobs, methods=["GET"], name="list_jobs"),
+        Route("/jobs/batch", create_jobs_batch, methods=["POST"], name="create_jobs_batch"),
         Route("/jobs/{job_id}", get_job, methods=["GET"], name="get_job"),
         Route("/jobs/{job_id}/result", get_job_result, methods=["GET"], name="get_job_result"),
         Route("/deliveries", list_deliveries, methods=["GET"], name="list_deliveries"),

@@ -160,6 +160,12 @@ class Settings(BaseSettings):
     MAX_SUBMIT_BYTES: int = Field(default=1_048_576, gt=0)
     """Largest `POST /api/v1/jobs` body accepted; larger ones get 413."""
 
+    MAX_BATCH_JOBS: int = Field(default=1000, gt=0, le=100_000)
+    """Most jobs one `POST /api/v1/jobs/batch` may carry (400 above)."""
+
+    MAX_BATCH_BYTES: int = Field(default=16 * 1_048_576, gt=0)
+    """Largest `POST /api/v1/jobs/batch` body accepted, in bytes (413 above)."""
+
     ALLOWED_SOURCE_IPS: NetworkList = Field(default_factory=list)
     """Optional allow-list for `/webhooks/visma`: addresses or CIDR ranges, IPv4 or IPv6,
     comma-separated (an IPv4-mapped IPv6 peer matches its IPv4 entry). Empty: all."""
@@ -212,6 +218,10 @@ class Settings(BaseSettings):
     RETENTION_DEDUPE_DAYS: float = Field(default=7, gt=0)
     """Days a notification id is refused as a duplicate even after retention removed its
     delivery: longer than the Visma dispatcher may go on retrying it."""
+
+    IDEMPOTENCY_KEY_DAYS: float = Field(default=7, gt=0)
+    """Days an `Idempotency-Key` answers the job it made: a repeat within them sends nothing.
+    After them retention forgets the key (the job still shows it)."""
 
     HOUSEKEEPING_INTERVAL_SECONDS: float = Field(default=60, gt=0)
     """How often each replica folds the job counts, measures the tables, and looks for rows

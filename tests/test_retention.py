@@ -134,7 +134,13 @@ async def test_a_backlog_in_one_table_holds_up_none_of_the_others(
     assert (first.rows["deliveries"], first.rows["jobs"], first.done) == (2, 1, False)
     assert job not in await ids(sessions, store.Job.id)
     # The jobs are done with; the inbox and the tables not reached yet are left for the next.
-    assert first.left == ("deliveries", "status history", "alerts", "purged notification ids")
+    assert first.left == (
+        "deliveries",
+        "status history",
+        "alerts",
+        "purged notification ids",
+        "idempotency keys",
+    )
     rest = await purge_for_a_while(sessions, RETENTION, QUICK, now=now, tables=first.left)
     assert (rest.rows["deliveries"], rest.rows["jobs"], rest.done) == (4, 0, True)
 
@@ -414,6 +420,7 @@ def test_purge_command_dry_run_prints_per_table_and_removes_nothing(
             "status history": 0,
             "alerts": 0,
             "purged notification ids": 0,
+            "idempotency keys": 0,
         },
     }
 

@@ -22,6 +22,7 @@ from service.domain.alerts import (
     send_outcome,
     slack_message,
 )
+from service.domain.batches import BatchCreate, BatchJob, ParsedItem, parse_batch
 from service.domain.callbacks import (
     callback_host,
     callback_refusal,
@@ -57,10 +58,19 @@ from service.domain.diagnostics import (
 from service.domain.errors import (
     Conflict,
     DomainError,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
     InvalidInput,
     InvalidState,
     NotConfigured,
     NotFound,
+)
+from service.domain.idempotency import (
+    IDEMPOTENCY_HEADER,
+    MAX_KEY_CHARS,
+    REPLAYED_HEADER,
+    fingerprint,
+    validate_key,
 )
 from service.domain.ids import decode_id, encode_id, time_ordered_uuid
 from service.domain.jobs import (
@@ -236,6 +246,17 @@ __all__ = [
     "BackgroundNotice",
     "BackgroundState",
     "Conflict",
+    "ParsedItem",
+    "BatchCreate",
+    "BatchJob",
+    "parse_batch",
+    "IDEMPOTENCY_HEADER",
+    "IdempotencyKeyInUse",
+    "IdempotencyKeyReused",
+    "MAX_KEY_CHARS",
+    "REPLAYED_HEADER",
+    "fingerprint",
+    "validate_key",
     "DeliveryFilter",
     "DomainError",
     "EventKind",

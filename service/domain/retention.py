@@ -28,6 +28,8 @@ class Retention:
     """Alerts that have gone out (or were given up), with their delivery attempts."""
     dedupe_days: float = 7.0
     """How long a notification id is refused as a duplicate, even once its delivery is gone."""
+    idempotency_days: float = 7.0
+    """How long an Idempotency-Key answers the job it made (the job keeps showing its key)."""
 
     def cutoffs(self, now: datetime) -> Cutoffs:
         """What is old enough to go, as of `now`."""
@@ -38,6 +40,7 @@ class Retention:
             alerts=_before(now, self.alerts_days),
             # The window is kept even when deliveries are kept forever (then it holds nothing).
             dedupe=now - timedelta(days=self.dedupe_days),
+            idempotency=now - timedelta(days=self.idempotency_days),
         )
 
 
@@ -51,6 +54,8 @@ class Cutoffs:
     alerts: datetime | None
     dedupe: datetime
     """Notification ids of deliveries received since then are still refused as duplicates."""
+    idempotency: datetime
+    """Idempotency keys made before then are forgotten (their jobs stay)."""
 
 
 def _before(now: datetime, days: float) -> datetime | None:

@@ -86,6 +86,8 @@ class Job(View):
     resolved_by: str | None = None
     notify: bool
     callback_url: str | None = None
+    idempotency_key: str | None = None
+    """The Idempotency-Key the job was made with, if any."""
     result_etag: str | None = None
     submitted_at: Time
     accepted_at: Time | None = None

@@ -13,6 +13,7 @@ from service.flows.alert_outbox import (
     next_due,
     record_send,
 )
+from service.flows.batch import BatchItem, ItemResult, submit_batch
 from service.flows.callbacks import CALLBACK, CallbackTarget, check_callback
 from service.flows.clock import utcnow
 from service.flows.diagnostics import (
@@ -33,7 +34,7 @@ from service.flows.retention import (
     purge_for_a_while,
 )
 from service.flows.status import StatusReceipt, record_status_delivery
-from service.flows.submit import SubmitSettings, resend_job, submit_job
+from service.flows.submit import SubmitSettings, Submitted, resend_job, submit_job, submit_once
 
 __all__ = [
     "SignatureFailures",
@@ -68,5 +69,10 @@ __all__ = [
     "resend_job",
     "resolve_due_jobs",
     "submit_job",
+    "submit_once",
+    "Submitted",
+    "submit_batch",
+    "BatchItem",
+    "ItemResult",
     "utcnow",
 ]

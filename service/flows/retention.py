@@ -23,7 +23,14 @@ from service.flows.clock import utcnow
 
 OPEN = sorted(state.value for state in OPEN_STATES)
 CLOSED = sorted(CLOSED_STATUSES)
-PURGED_TABLES = ("deliveries", "jobs", "status history", "alerts", "purged notification ids")
+PURGED_TABLES = (
+    "deliveries",
+    "jobs",
+    "status history",
+    "alerts",
+    "purged notification ids",
+    "idempotency keys",
+)
 
 
 @dataclass(frozen=True)
@@ -131,6 +138,10 @@ async def _purge_batch(
     if table == "alerts" and cutoffs.alerts is not None:
         return await store.purge_alerts(
             session, before=cutoffs.alerts, limit=limit, dry_run=dry_run
+        )
+    if table == "idempotency keys":
+        return await store.purge_idempotency_keys(
+            session, before=cutoffs.idempotency, limit=limit, dry_run=dry_run
         )
     if table == "purged notification ids":
         return await store.purge_notification_ids(

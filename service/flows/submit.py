@@ -7,12 +7,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import structlog
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import store
 from service.domain import (
     AlertPolicy,
     EventKind,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
     InvalidState,
     JobRequest,
     JobState,
@@ -26,12 +29,14 @@ from service.domain import (
     decide_completed,
     decide_not_sent,
     decide_submit_failure,
+    fingerprint,
     first_check,
     poll_at,
 )
 from service.flows.clock import utcnow
 from service.flows.locking import locked_job
 from service.flows.outcomes import record_outcome
+from service.store import KeyClaim
 from service.visma import (
     SubmitAccepted,
     VismaClient,
@@ -61,11 +66,15 @@ async def submit_job(
     settings: SubmitSettings,
     job_id: str | None = None,
     resent_from: str | None = None,
+    idempotency_key: str | None = None,
 ) -> str:
     """Create the job, send it, and record how Visma answered; returns the job id.
 
     The job row is committed before the request leaves, so a webhook that beats the 202 finds
-    it. The request is never sent twice: a background call is not idempotent.
+    it. The request is never sent twice: a background call is not idempotent. With an
+    `idempotency_key`, the key's claim is written with the job (`store.add_keys`): a key that
+    another request holds raises `sqlalchemy.IntegrityError` and nothing is written or sent
+    (`submit_once` answers that request's job instead).
     """
     missing = visma.missing_settings()
     if missing:
@@ -91,8 +100,12 @@ async def submit_job(
                 resent_from=resent_from,
                 next_check_at=first_check(settings.pacing, submitted_at=now),
                 tenant=tenant,
+                idempotency_key=idempotency_key,
             ),
         )
+        if idempotency_key is not None:
+            claim = KeyClaim(tenant, idempotency_key, fingerprint(request, tenant=tenant), job_id)
+            await store.add_keys(session, [claim], at=now)
         if request.callback_url is not None:
             await store.set_callback(session, job_id, request.callback_url)
         await store.add_event(
@@ -110,6 +123,70 @@ async def submit_job(
         )
     await send_request(sessions, visma, job_id, request, tenant=tenant, settings=settings)
     return job_id
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The job a submission answers with, and whether an earlier request made it."""
+
+    job_id: str
+    replayed: bool = False
+
+
+async def submit_once(
+    sessions: async_sessionmaker[AsyncSession],
+    visma: VismaClient,
+    request: JobRequest,
+    *,
+    key: str,
+    source: str,
+    settings: SubmitSettings,
+) -> Submitted:
+    """`submit_job` under an Idempotency-Key: the first request with the key makes the job; a
+    repeat of the same request answers that job and sends nothing; another request with the
+    key is refused (IdempotencyKeyReused).
+
+    Two at once: the database lets one claim the key (on PostgreSQL the second insert waits for
+    the first transaction, then fails); the other answers the first one's job. Only when that
+    job is not there either (its transaction failed) is the answer "in use, retry".
+    """
+    tenant = choose_tenant(request.tenant, visma.tenant_ids)
+    wanted = fingerprint(request, tenant=tenant)
+    found = await _claimed_job(sessions, tenant, key, wanted)
+    if found is not None:
+        return Submitted(found, replayed=True)
+    try:
+        job_id = await submit_job(
+            sessions, visma, request, source=source, settings=settings, idempotency_key=key
+        )
+    except IntegrityError as exc:
+        if not store.is_key_taken(exc):
+            raise
+        found = await _claimed_job(sessions, tenant, key, wanted)
+        if found is None:
+            raise IdempotencyKeyInUse(KEY_IN_USE) from None
+        return Submitted(found, replayed=True)
+    return Submitted(job_id)
+
+
+KEY_IN_USE = "a request with this Idempotency-Key is still being processed; retry shortly"
+KEY_REUSED = (
+    "this Idempotency-Key was used for a different request (method, path, body, tags, tenant, "
+    "notify, ifMatch or callbackUrl differ); use a new key for a new request"
+)
+
+
+async def _claimed_job(
+    sessions: async_sessionmaker[AsyncSession], tenant: str | None, key: str, wanted: str
+) -> str | None:
+    """The job the key made for this request; None when the key is free."""
+    async with sessions.begin() as session:
+        claim = (await store.find_keys(session, [(tenant, key)])).get((tenant, key))
+    if claim is None:
+        return None
+    if claim.fingerprint != wanted:
+        raise IdempotencyKeyReused(KEY_REUSED)
+    return claim.job_id
 
 
 async def send_pending_job(

@@ -33,6 +33,7 @@ from service.store.engine import (
     create_sessionmaker,
     is_sqlite,
 )
+from service.store.idempotency import KeyClaim, add_keys, find_keys, is_key_taken
 from service.store.ingest import DeliveryRecord, IngestUnavailable, IngestWriter, Stored
 from service.store.job_changes import (
     JOB_CHANGES,
@@ -50,6 +51,7 @@ from service.store.jobs import (
     compact_job_counts,
     count_jobs_in,
     get_job,
+    get_jobs,
     job_events,
     job_holding,
     job_ids_starting_with,
@@ -76,6 +78,7 @@ from service.store.models import (
     AlertWindow,
     Base,
     Delivery,
+    IdempotencyKey,
     Job,
     JobCallback,
     JobEvent,
@@ -101,6 +104,7 @@ from service.store.retention import (
     free_pages,
     purge_alerts,
     purge_deliveries,
+    purge_idempotency_keys,
     purge_jobs,
     purge_notification_ids,
     purge_status_history,
@@ -147,7 +151,13 @@ __all__ = [
     "purge_alerts",
     "purge_deliveries",
     "purge_jobs",
+    "purge_idempotency_keys",
     "purge_notification_ids",
+    "KeyClaim",
+    "add_keys",
+    "find_keys",
+    "is_key_taken",
+    "IdempotencyKey",
     "purge_status_history",
     "release_space",
     "table_sizes",
@@ -214,6 +224,7 @@ __all__ = [
     "create_readers",
     "create_sessionmaker",
     "get_job",
+    "get_jobs",
     "is_sqlite",
     "job_events",
     "job_ids_starting_with",

@@ -38,6 +38,15 @@ async def get_job(session: AsyncSession, job_id: str, *, for_update: bool = Fals
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def get_jobs(session: AsyncSession, job_ids: Sequence[str]) -> list[Job]:
+    """The jobs with these ids (those that exist), in no particular order."""
+    found: list[Job] = []
+    for start in range(0, len(job_ids), 1000):  # SQLite binds a bounded number of parameters
+        chunk = [job_id for job_id in job_ids[start : start + 1000] if "\x00" not in job_id]
+        found += (await session.execute(select(Job).where(Job.id.in_(chunk)))).scalars()
+    return found
+
+
 async def job_ids_starting_with(session: AsyncSession, prefix: str, *, limit: int) -> list[str]:
     """Up to `limit` ids of jobs that start with `prefix`, in order (the CLI's short ids).
 

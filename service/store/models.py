@@ -112,6 +112,9 @@ class Job(Base):
     # The request has not been sent yet: its company's rate budget made it wait. It goes out
     # at `next_check_at` (a 429 proves Visma did not process it, so sending later is safe).
     send_pending: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # The Idempotency-Key the job was created with, as the job JSON shows it (the key's claim,
+    # which makes a repeat answer this job, is `idempotency_keys`, kept for fewer days).
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), server_default=null())
 
     __table_args__ = (
         # The job list pages newest first (submitted_at DESC, id DESC), often for one state:
@@ -160,6 +163,23 @@ class JobCallback(Base):
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     url: Mapped[str] = mapped_column(Text)
+
+
+class IdempotencyKey(Base):
+    """An Idempotency-Key a company's request was made with, and the job it made: a repeat of
+    the key answers that job instead of sending anything. The primary key makes a key one job
+    per company on every database and across replicas; a key goes after IDEMPOTENCY_KEY_DAYS
+    (retention), or with its job."""
+
+    __tablename__ = "idempotency_keys"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """The company; '' when none is configured."""
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    """SHA-256 of the canonical request: a repeat must be the same request."""
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class JobStateCount(Base):

@@ -25,6 +25,7 @@ from service.store.models import (
     AlertWindow,
     Base,
     Delivery,
+    IdempotencyKey,
     Job,
     PurgedNotification,
     StatusComponentUpdate,
@@ -191,6 +192,21 @@ async def purge_notification_ids(
         await session.execute(
             delete(PurgedNotification).where(PurgedNotification.notification_id.in_(ids))
         )
+    return len(ids)
+
+
+async def purge_idempotency_keys(
+    session: AsyncSession, *, before: datetime, limit: int, dry_run: bool = False
+) -> int:
+    """Idempotency keys made before `before`: a repeat of one now makes a new job. Their jobs
+    stay (and still show the key they were made with)."""
+    old = select(IdempotencyKey.job_id).where(IdempotencyKey.created_at < before)
+    if dry_run:
+        return await _count(session, old)
+    # By job: each job has at most one key, and the primary key is two columns.
+    ids = await _claim(session, old.order_by(IdempotencyKey.created_at), IdempotencyKey, limit)
+    if ids:
+        await session.execute(delete(IdempotencyKey).where(IdempotencyKey.job_id.in_(ids)))
     return len(ids)
 
 

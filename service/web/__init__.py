@@ -2,6 +2,7 @@
 
 from service.web.alerts_api import list_alerts
 from service.web.auth import BearerAuth, may_write, require_write
+from service.web.batch_api import create_jobs_batch
 from service.web.dashboard import (
     STATIC_DIR,
     alerts_page,
@@ -45,6 +46,7 @@ __all__ = [
     "RequestId",
     "State",
     "create_job",
+    "create_jobs_batch",
     "domain_error",
     "get_docs",
     "get_job",

@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from service.domain import (
     Conflict,
     DomainError,
+    IdempotencyKeyReused,
     InvalidInput,
     InvalidState,
     NotConfigured,
@@ -36,6 +37,7 @@ _OUTAGES = FailureLog(log, "database for a request")
 _BUGS_SEEN: set[str] = set()
 
 STATUS_BY_ERROR: dict[type[DomainError], int] = {
+    IdempotencyKeyReused: 422,
     InvalidInput: 400,
     NotFound: 404,
     Conflict: 409,
@@ -63,7 +65,9 @@ def error_response(
 async def domain_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
     status = next((code for cls, code in STATUS_BY_ERROR.items() if isinstance(exc, cls)), 400)
-    return error_response(status, exc.code, exc.detail)
+    retry = exc.retry_after_seconds
+    headers = None if retry is None else {"Retry-After": str(retry)}
+    return error_response(status, exc.code, exc.detail, headers=headers)
 
 
 async def http_error(_request: Request, exc: Exception) -> Response:

@@ -11,7 +11,10 @@ from starlette.responses import JSONResponse, Response
 
 from service import store
 from service.domain import (
+    IDEMPOTENCY_HEADER,
     MAX_PAGE_SIZE,
+    REPLAYED_HEADER,
+    JobRequest,
     NotConfigured,
     NotFound,
     TimeCondition,
@@ -21,8 +24,9 @@ from service.domain import (
     parse_job_query,
     parse_wait,
     result_json,
+    validate_key,
 )
-from service.flows import check_callback, submit_job
+from service.flows import Submitted, check_callback, submit_job, submit_once
 from service.web.auth import require_write
 from service.web.errors import error_response
 from service.web.schemas import etag_of, page_json
@@ -34,30 +38,54 @@ NO_CALLBACK_SECRET = "callbackUrl needs CALLBACK_SIGNING_SECRET, which is not se
 
 
 async def create_job(request: Request[State]) -> Response:
+    """Submit one job. With an `Idempotency-Key`, a repeat of the same request answers the job
+    the first one made (200, `Idempotent-Replayed: true`) and sends nothing."""
     require_write(request)
     state = request.state
+    raw_key = request.headers.get(IDEMPOTENCY_HEADER)
+    key = None if raw_key is None else validate_key(raw_key)
     limit = state["settings"].MAX_SUBMIT_BYTES
     try:
         raw = await read_body(request, limit)
     except BodyTooLarge:
         return error_response(413, "too_large", f"body is larger than MAX_SUBMIT_BYTES={limit}")
     job_request = parse_job_create(raw).to_request()
-    if job_request.callback_url is not None:
-        if not state["settings"].CALLBACK_SIGNING_SECRET.get_secret_value():
-            raise NotConfigured(NO_CALLBACK_SECRET)
-        await check_callback(
-            job_request.callback_url, allowed_hosts=state["settings"].CALLBACK_ALLOWED_HOSTS
+    await check_job_callback(request, job_request)
+    if key is None:
+        submitted = Submitted(
+            await submit_job(
+                state["sessions"],
+                state["visma"],
+                job_request,
+                source="api",
+                settings=state["submit_settings"],
+            )
         )
-    job_id = await submit_job(
-        state["sessions"],
-        state["visma"],
-        job_request,
-        source="api",
-        settings=state["submit_settings"],
-    )
-    data, etag = await _job_view(request, job_id)
-    location = request.url_for("get_job", job_id=job_id).path
-    return JSONResponse(data, status_code=201, headers={"Location": location, "ETag": etag})
+    else:
+        submitted = await submit_once(
+            state["sessions"],
+            state["visma"],
+            job_request,
+            key=key,
+            source="api",
+            settings=state["submit_settings"],
+        )
+    data, etag = await _job_view(request, submitted.job_id)
+    location = request.url_for("get_job", job_id=submitted.job_id).path
+    headers = {"Location": location, "ETag": etag}
+    if submitted.replayed:
+        return JSONResponse(data, headers=headers | {REPLAYED_HEADER: "true"})
+    return JSONResponse(data, status_code=201, headers=headers)
+
+
+async def check_job_callback(request: Request[State], job_request: JobRequest) -> None:
+    """InvalidInput (NotConfigured) for a callbackUrl that may not be called (or signed)."""
+    if job_request.callback_url is None:
+        return
+    settings = request.state["settings"]
+    if not settings.CALLBACK_SIGNING_SECRET.get_secret_value():
+        raise NotConfigured(NO_CALLBACK_SECRET)
+    await check_callback(job_request.callback_url, allowed_hosts=settings.CALLBACK_ALLOWED_HOSTS)
 
 
 async def list_jobs(request: Request[State]) -> Response:

@@ -19,7 +19,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from service.domain import (
+    IDEMPOTENCY_HEADER,
+    MAX_KEY_CHARS,
     MAX_PAGE_SIZE,
+    REPLAYED_HEADER,
+    BatchCreate,
     Component,
     ComponentDetail,
     Incident,
@@ -35,6 +39,7 @@ _REF = "#/components/schemas/{model}"
 
 _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (JobCreate, "validation"),
+    (BatchCreate, "validation"),
     (JobView, "serialization"),
     (JobDetail, "serialization"),
     (JobResult, "serialization"),
@@ -107,6 +112,36 @@ _WRITE_ERRORS = {
     **_READ_ERRORS,
     "403": _error("the token may only read (API_READ_TOKENS)"),
 }
+_IDEMPOTENCY_KEY = {
+    "name": IDEMPOTENCY_HEADER,
+    "in": "header",
+    "required": False,
+    "description": (
+        "makes a retry safe: the first request with a key makes the job; a repeat of the same "
+        "request (method, path, body, tags, tenant, notify, ifMatch, callbackUrl) within "
+        "IDEMPOTENCY_KEY_DAYS answers that job (200) and sends nothing to Visma; another request "
+        "with the key is refused (422). Keys belong to a company. The draft standard's quoted "
+        'form ("key") is the same key.'
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS + 2},
+}
+_JOB_HEADERS = {
+    "Location": {"schema": {"type": "string"}, "description": "the job's URL"},
+    "ETag": {"schema": {"type": "string"}},
+}
+_BATCH_RESULT = {
+    "type": "object",
+    "required": ["index", "status"],
+    "properties": {
+        "index": {"type": "integer", "description": "the job's place in the request's list"},
+        "status": {
+            "type": "integer",
+            "description": "201 made; 200 made earlier with its idempotencyKey; 4xx refused",
+        },
+        "job": _ref(JobView),
+        "error": _ref(ErrorBody),
+    },
+}
 _JOB_STATES = ["submitted", "accepted", "succeeded", "failed", "expired", "rejected"]
 
 
@@ -117,6 +152,7 @@ def _paths() -> dict[str, Any]:
             "post": {
                 "operationId": "create_job",
                 "summary": "Submit a request to run in Visma as a background call",
+                "parameters": [_IDEMPOTENCY_KEY],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": _ref(JobCreate)}},
@@ -124,17 +160,35 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "201": {
                         **_json(job, "the job, as stored once Visma answered"),
+                        "headers": _JOB_HEADERS,
+                    },
+                    "200": {
+                        **_json(
+                            job,
+                            "a repeat of an earlier request with this Idempotency-Key: "
+                            "its job as it stands now; nothing was sent",
+                        ),
                         "headers": {
-                            "Location": {
-                                "schema": {"type": "string"},
-                                "description": "the job's URL",
-                            },
-                            "ETag": {"schema": {"type": "string"}},
+                            **_JOB_HEADERS,
+                            REPLAYED_HEADER: {"schema": {"type": "string", "enum": ["true"]}},
                         },
                     },
                     **_WRITE_ERRORS,
-                    "400": _error("a field is wrong (or the body is not a JSON object)"),
+                    "400": _error(
+                        "a field is wrong (or the body is not a JSON object), or the "
+                        "Idempotency-Key is not 1-255 printable ASCII characters"
+                    ),
+                    "409": {
+                        **_error(
+                            "idempotency_key_in_use: a request with this key is still being "
+                            "written; retry after Retry-After seconds"
+                        ),
+                        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                    },
                     "413": _error("the body is larger than MAX_SUBMIT_BYTES"),
+                    "422": _error(
+                        "idempotency_key_reused: the key made a job from a different request"
+                    ),
                     "503": _error("Visma credentials are not configured, or the database is down"),
                 },
             },
@@ -163,6 +217,37 @@ def _paths() -> dict[str, Any]:
                     **_READ_ERRORS,
                 },
             },
+        },
+        "/api/v1/jobs/batch": {
+            "post": {
+                "operationId": "create_jobs_batch",
+                "summary": "Submit many jobs at once; each is sent as its company's budget allows",
+                "description": (
+                    "At most MAX_BATCH_JOBS jobs and MAX_BATCH_BYTES. Every good job is stored "
+                    "(one transaction) before the answer, which comes at once; the jobs are "
+                    "sent afterwards, as each company's rate budget allows. A bad job is "
+                    "refused alone; results keep the request's order."
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(BatchCreate)}},
+                },
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["results"],
+                            "properties": {"results": {"type": "array", "items": _BATCH_RESULT}},
+                        },
+                        "how each job went, in the request's order",
+                    ),
+                    **_WRITE_ERRORS,
+                    "400": _error('not {"jobs": [...]}, no jobs, or more than MAX_BATCH_JOBS'),
+                    "409": _error("idempotency_key_in_use: other requests hold the batch's keys"),
+                    "413": _error("the body is larger than MAX_BATCH_BYTES"),
+                    "503": _error("Visma credentials are not configured, or the database is down"),
+                },
+            }
         },
         "/api/v1/jobs/{job_id}": {
             "get": {

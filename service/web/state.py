@@ -29,3 +29,5 @@ class State(TypedDict):
     table_sizes: Callable[[], tuple[Sequence[TableSize], datetime | None]]
     # Failed signature checks on their way to the shared count (webhooks.bad_signatures).
     signature_watch: SignatureWatch
+    # Tells the state-read worker that jobs are due now (a batch waits for it to send them).
+    wake_resolver: Callable[[], None]
