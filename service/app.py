@@ -238,6 +238,7 @@ async def open_resources(
             readers=create_readers(engine),
             retention=retention(settings),
             every_seconds=settings.HOUSEKEEPING_INTERVAL_SECONDS,
+            visma=visma,
         )
         stack.push_async_callback(housekeeping.stop)
         signature_watch = SignatureWatch(sessions, alert_policy(settings))

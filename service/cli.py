@@ -20,7 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from service.domain import METHODS, JobState
+from service.domain import METHODS, JobState, validate_key
 from service.settings import Settings, get_settings
 from service.terminal import (
     print_error,
@@ -215,6 +215,27 @@ def _parser() -> argparse.ArgumentParser:
         help="wait until the job ends (a running service resolves it) and print the outcome; "
         f"exit status {EXIT_BY_STATE['failed']} failed, {EXIT_BY_STATE['rejected']} rejected, "
         f"{EXIT_BY_STATE['expired']} expired",
+    )
+    submit.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=WAIT_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help=f"with --wait: give up after this long, exit status {WAIT_TIMED_OUT} "
+        f"(default {WAIT_TIMEOUT_SECONDS:g})",
+    )
+    submit.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="make a retry safe: a repeat with the same KEY and request sends nothing and "
+        "shows the job the first one made",
+    )
+    submit.add_argument(
+        "--batch",
+        metavar="FILE",
+        type=Path,
+        help="submit each line of FILE (JSON lines, one job a line, as POST /api/v1/jobs/batch "
+        "takes it); a running service sends them as each company's budget allows",
     )
     submit.add_argument("--json", action="store_true", help="print the job as JSON")
     submit.set_defaults(run=_submit)
@@ -431,12 +452,14 @@ def _migrate(_args: argparse.Namespace) -> int:
 def _submit(args: argparse.Namespace) -> int:
     from service.domain import parse_job_create
 
+    wait = args.timeout if args.wait else None
+    if args.batch is not None:
+        return _submit_batch(args)
     if args.resend:
-        data = asyncio.run(_resend_and_show(_settings(), args.resend, wait=args.wait))
-        _show_job(data, as_json=args.json)
-        return _exit_status(data["state"])
+        data = asyncio.run(_resend_and_show(_settings(), args.resend, wait=wait))
+        return _show_ended(data, as_json=args.json, wait=wait)
     if not args.path:
-        print_error("--path is required (or --resend JOB)")
+        print_error("--path is required (or --resend JOB, or --batch FILE)")
         return 2
 
     raw_body = args.body_file if args.body_file is not None else args.body
@@ -456,59 +479,121 @@ def _submit(args: argparse.Namespace) -> int:
         request["ifMatch"] = args.if_match
     if args.tenant:
         request["tenant"] = args.tenant
+    key = None if args.idempotency_key is None else validate_key(args.idempotency_key)
     job_create = parse_job_create(json.dumps(request).encode())
-    data = asyncio.run(_submit_and_show(_settings(), job_create.to_request(), wait=args.wait))
-    _show_job(data, as_json=args.json)
-    return _exit_status(data["state"])
+    data = asyncio.run(_submit_and_show(_settings(), job_create.to_request(), key=key, wait=wait))
+    return _show_ended(data, as_json=args.json, wait=wait)
 
 
 EXIT_BY_STATE = {"failed": 1, "rejected": 1, "expired": 3}
 """`submit`'s exit status for a job that did not succeed (0 otherwise)."""
+WAIT_TIMED_OUT = 3
+"""`submit --wait`'s exit status when the job had not ended within --timeout."""
+WAIT_TIMEOUT_SECONDS = 300.0
 WAIT_POLL_SECONDS = 0.5
 
 
-def _exit_status(state: str) -> int:
-    return EXIT_BY_STATE.get(state, 0)
+def _show_ended(data: dict[str, Any], *, as_json: bool, wait: float | None) -> int:
+    """Print the job; the exit status says how it ended (or that the wait ran out)."""
+    from service.domain import TERMINAL_STATES
+
+    _show_job(data, as_json=as_json)
+    if wait is not None and data["state"] not in {state.value for state in TERMINAL_STATES}:
+        print_error(
+            f"job {data['id']} is still {data['state']} after --timeout {wait:g} s; "
+            f"`visma-hooks job {data['id']}` shows it later"
+        )
+        return WAIT_TIMED_OUT
+    return EXIT_BY_STATE.get(data["state"], 0)
 
 
-async def _until_ended(sessions: Any, job_id: str) -> dict[str, Any]:
-    """The job once it has ended: the serving replicas resolve it; this only reads it."""
+async def _until_ended(sessions: Any, job_id: str, *, timeout: float) -> dict[str, Any]:
+    """The job once it has ended, or as it stands when `timeout` has passed: the serving
+    replicas resolve it; this only reads it."""
     from service.domain import TERMINAL_STATES
 
     ended = {state.value for state in TERMINAL_STATES}
+    deadline = asyncio.get_running_loop().time() + timeout
     while True:
         data = await _load_job(sessions, job_id)
-        if data["state"] in ended:
+        left = deadline - asyncio.get_running_loop().time()
+        if data["state"] in ended or left <= 0:
             return data
-        await asyncio.sleep(WAIT_POLL_SECONDS)
+        await asyncio.sleep(min(WAIT_POLL_SECONDS, left))
 
 
-async def _submit_and_show(settings: Settings, request: Any, *, wait: bool) -> dict[str, Any]:
-    from service.app import submit_settings, visma_client
-    from service.flows import submit_job
+async def _shown(sessions: Any, job_id: str, wait: float | None) -> dict[str, Any]:
+    if wait is None:
+        return await _load_job(sessions, job_id)
+    return await _until_ended(sessions, job_id, timeout=wait)
+
+
+async def _submit_and_show(
+    settings: Settings, request: Any, *, key: str | None, wait: float | None
+) -> dict[str, Any]:
+    from service.app import submit_settings
+    from service.flows import submit_job, submit_once
 
     engine, sessions = await _open_db(settings)
-    visma = visma_client(settings)
+    visma = await _visma_with_budgets(settings, sessions)
     try:
-        job_id = await submit_job(
-            sessions,
-            visma,
-            request,
-            source="cli",
-            settings=submit_settings(settings),
-        )
-        return await (_until_ended if wait else _load_job)(sessions, job_id)
+        if key is None:
+            job_id = await submit_job(
+                sessions, visma, request, source="cli", settings=submit_settings(settings)
+            )
+        else:
+            submitted = await submit_once(
+                sessions, visma, request, key=key, source="cli", settings=submit_settings(settings)
+            )
+            if submitted.replayed:
+                print_note(f"a repeat of idempotency key {key!r}: nothing was sent")
+            job_id = submitted.job_id
+        return await _shown(sessions, job_id, wait)
     finally:
         await visma.aclose()
         await engine.dispose()
 
 
-async def _resend_and_show(settings: Settings, job_id: str, *, wait: bool) -> dict[str, Any]:
-    from service.app import submit_settings, visma_client
+def _submit_batch(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from service.batch_file import print_summary, submit_file
+
+    settings = _settings()
+    if not args.batch.is_file():
+        print_error(f"--batch {args.batch}: no such file")
+        return 2
+    console = Console(stderr=args.json)
+
+    async def run() -> Any:
+        from service.app import visma_client
+
+        engine, sessions = await _open_db(settings)
+        visma = visma_client(settings)
+        try:
+            return await submit_file(
+                sessions, visma, args.batch, batch_size=settings.MAX_BATCH_JOBS, console=console
+            )
+        finally:
+            await visma.aclose()
+            await engine.dispose()
+
+    summary = asyncio.run(run())
+    if args.json:
+        print_json(summary.as_json())
+    else:
+        print_summary(summary, console)
+    return 1 if summary.refused else 0
+
+
+async def _resend_and_show(
+    settings: Settings, job_id: str, *, wait: float | None
+) -> dict[str, Any]:
+    from service.app import submit_settings
     from service.flows import find_job_id, resend_job
 
     engine, sessions = await _open_db(settings)
-    visma = visma_client(settings)
+    visma = await _visma_with_budgets(settings, sessions)
     try:
         new_id = await resend_job(
             sessions,
@@ -517,7 +602,7 @@ async def _resend_and_show(settings: Settings, job_id: str, *, wait: bool) -> di
             source="cli",
             settings=submit_settings(settings),
         )
-        return await (_until_ended if wait else _load_job)(sessions, new_id)
+        return await _shown(sessions, new_id, wait)
     finally:
         await visma.aclose()
         await engine.dispose()
@@ -826,6 +911,27 @@ def _states(text: str) -> str:
                 f"{state!r} is not a job state; the states are {', '.join(JOB_STATES)}"
             )
     return text
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return seconds
+
+
+async def _visma_with_budgets(settings: Settings, sessions: Any) -> Any:
+    """The Visma client, its companies' budgets as the service last recorded them: a budget a
+    replica knows is spent is not sent into (the job waits, and the service sends it)."""
+    from service.app import visma_client
+    from service.flows import restore_budgets
+
+    visma = visma_client(settings)
+    await restore_budgets(sessions, visma)
+    return visma
 
 
 def _text_file(path: str) -> str:

@@ -3,12 +3,15 @@ several (scaled-down) minutes, holds back only that company's work, and only unt
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 
 import pytest
 
+from service import store
 from service.simulator import Outcome
+from service.store import create_engine, create_sessionmaker
 from service.visma.pacing import not_before
 from tests.stack import Stack, running_stack
 
@@ -161,3 +164,38 @@ async def test_metrics_show_each_companys_budget(clean_database: str) -> None:
     assert 0 < reset <= not_before(WINDOW_SECONDS)
     # Nothing heard from Visma for the first company yet: no sample, rather than a made-up one.
     assert not any(FIRST + '"' in key for key in samples)
+
+
+async def test_a_restarted_service_starts_from_the_budget_it_recorded(
+    clean_database: str,
+) -> None:
+    quick = {**COMPANIES, "HOUSEKEEPING_INTERVAL_SECONDS": 0.2}
+    async with running_stack(clean_database, **quick) as stack:
+        await stack.submit(body={"n": 1}, tenant=SECOND)
+        deadline = time.monotonic() + 10
+        while True:  # until a housekeeping pass has recorded what the answer said
+            records = await stored_budgets(clean_database)
+            if SECOND in records or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+    assert records[SECOND].limit == 1000 and records[SECOND].remaining is not None
+    async with running_stack(clean_database, **quick) as restarted:
+        deadline = time.monotonic() + 10
+        while True:  # until the first pass has restored it
+            budgets = (await restarted.api.get("/readyz")).json()["rateBudgets"]
+            known = {b["tenant"]: b for b in budgets if b["limit"] is not None}
+            if SECOND in known or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        sent = requests_of(restarted, SECOND)
+    assert known[SECOND]["limit"] == 1000
+    assert sent == []  # known without asking Visma
+
+
+async def stored_budgets(database_url: str) -> dict:
+    engine = create_engine(database_url)
+    try:
+        async with create_sessionmaker(engine).begin() as session:
+            return {r.tenant: r for r in await store.recorded_budgets(session)}
+    finally:
+        await engine.dispose()

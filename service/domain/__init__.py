@@ -22,7 +22,7 @@ from service.domain.alerts import (
     send_outcome,
     slack_message,
 )
-from service.domain.batches import BatchCreate, BatchJob, ParsedItem, parse_batch
+from service.domain.batches import BatchCreate, BatchJob, ParsedItem, parse_batch, parse_item
 from service.domain.callbacks import (
     callback_host,
     callback_refusal,
@@ -250,6 +250,7 @@ __all__ = [
     "BatchCreate",
     "BatchJob",
     "parse_batch",
+    "parse_item",
     "IDEMPOTENCY_HEADER",
     "IdempotencyKeyInUse",
     "IdempotencyKeyReused",

@@ -14,6 +14,7 @@ from service.flows.alert_outbox import (
     record_send,
 )
 from service.flows.batch import BatchItem, ItemResult, submit_batch
+from service.flows.budgets import record_budgets, restore_budgets
 from service.flows.callbacks import CALLBACK, CallbackTarget, check_callback
 from service.flows.clock import utcnow
 from service.flows.diagnostics import (
@@ -70,6 +71,8 @@ __all__ = [
     "resolve_due_jobs",
     "submit_job",
     "submit_once",
+    "record_budgets",
+    "restore_budgets",
     "Submitted",
     "submit_batch",
     "BatchItem",

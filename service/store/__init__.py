@@ -16,6 +16,7 @@ from service.store.alerts import (
     lock_window,
     next_alert_due_at,
 )
+from service.store.budgets import record_budgets, recorded_budgets
 from service.store.deliveries import (
     add_delivery,
     count_deliveries,
@@ -77,6 +78,7 @@ from service.store.models import (
     AlertDelivery,
     AlertWindow,
     Base,
+    CompanyBudgetRecord,
     Delivery,
     IdempotencyKey,
     Job,
@@ -225,6 +227,9 @@ __all__ = [
     "create_sessionmaker",
     "get_job",
     "get_jobs",
+    "record_budgets",
+    "recorded_budgets",
+    "CompanyBudgetRecord",
     "is_sqlite",
     "job_events",
     "job_ids_starting_with",

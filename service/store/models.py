@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -180,6 +181,22 @@ class IdempotencyKey(Base):
     """SHA-256 of the canonical request: a repeat must be the same request."""
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class CompanyBudgetRecord(Base):
+    """A company's Visma rate budget as a replica last heard it, so that a process that starts
+    (a restart, the CLI) does not start from "nothing known", which always sends. Times are
+    wall-clock instants; `sharers` is how many spend the budget at a replica's pace."""
+
+    __tablename__ = "company_budgets"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    limit: Mapped[int | None] = mapped_column(Integer)
+    remaining: Mapped[int | None] = mapped_column(Integer)
+    reset_at: Mapped[datetime | None]
+    paused_until: Mapped[datetime | None]
+    sharers: Mapped[float] = mapped_column(Float)
+    recorded_at: Mapped[datetime]
 
 
 class JobStateCount(Base):

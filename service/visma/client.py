@@ -148,6 +148,14 @@ class VismaClient:
         now = time.monotonic()
         return [budget.snapshot(now=now) for budget in self._budgets.values()]
 
+    def restore_budgets(self, recorded: Sequence[BudgetSnapshot]) -> None:
+        """Start each configured company's budget from a recorded one (`CompanyBudget.restore`)."""
+        now = time.monotonic()
+        for snapshot in recorded:
+            budget = self._budgets.get(snapshot.tenant)
+            if budget is not None:
+                budget.restore(snapshot, now=now)
+
     def _tenant(self, tenant: str | None) -> str:
         chosen = tenant or self.default_tenant
         if chosen is None:

@@ -93,6 +93,8 @@ class BudgetSnapshot:
     """Seconds still to wait after a 429 (0: none)."""
     read_spacing_seconds: float | None
     """The spacing of state reads now (None: unknown, or reads wait for the reset)."""
+    sharers: float = 1.0
+    """How many spend this budget at this process's pace, as it has learnt."""
 
     def as_json(self) -> dict[str, float | int | None]:
         """The snapshot as `/readyz` shows it."""
@@ -215,7 +217,20 @@ class CompanyBudget:
             reset_seconds=to_reset,
             paused_seconds=max(0.0, self._paused_until - now),
             read_spacing_seconds=spacing,
+            sharers=self._sharers,
         )
+
+    def restore(self, recorded: BudgetSnapshot, *, now: float) -> None:
+        """Start from a budget as recorded (by this service before a restart, or by a replica
+        for the CLI), its times already counted down to `now`: a spent budget stays spent
+        until its reset, and the number of sharers is not learnt again from one."""
+        if self._limit is not None:
+            return  # Visma has told this process more recently
+        self._limit, self._remaining = recorded.limit, recorded.remaining
+        if recorded.reset_seconds is not None:
+            self._reset_at = now + recorded.reset_seconds
+        self._paused_until = now + recorded.paused_seconds
+        self._sharers = min(MAX_SHARERS, max(1.0, recorded.sharers))
 
 
 def _number(raw: str | None) -> float | None:

@@ -21,8 +21,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import metrics, store
 from service.domain import Retention
-from service.flows import PURGED_TABLES, PurgeSettings, purge_for_a_while, utcnow
+from service.flows import (
+    PURGED_TABLES,
+    PurgeSettings,
+    purge_for_a_while,
+    record_budgets,
+    restore_budgets,
+    utcnow,
+)
 from service.logs import FailureLog
+from service.visma import VismaClient
 from service.workers.background import BackgroundLoop
 
 log = logging.getLogger(__name__)
@@ -45,8 +53,11 @@ class HousekeepingWorker:
         every_seconds: float = 60.0,
         readers: async_sessionmaker[AsyncSession] | None = None,
         purge: PurgeSettings | None = None,
+        visma: VismaClient | None = None,
     ) -> None:
         self._sessions = sessions
+        self._visma = visma
+        self._budgets_restored = False
         self._readers = readers or sessions
         self._retention = retention
         self._every_seconds = every_seconds
@@ -64,7 +75,13 @@ class HousekeepingWorker:
         self.measured_at: datetime | None = None
 
     async def run_once(self) -> None:
-        """Fold the job counts and measure the tables."""
+        """Fold the job counts, measure the tables, and record the rate budgets (the first
+        pass starts from those recorded before)."""
+        if self._visma is not None:
+            if not self._budgets_restored:
+                await restore_budgets(self._sessions, self._visma)
+                self._budgets_restored = True
+            await record_budgets(self._sessions, self._visma)
         async with self._sessions.begin() as session:
             await store.compact_job_counts(session)
         async with self._readers.begin() as session:
