@@ -150,12 +150,14 @@ async def test_housekeeping_works_through_a_backlog_without_waiting_an_interval(
 ) -> None:
     old = datetime.now(UTC) - timedelta(seconds=30)
     await ingest.store_many([delivery(received_at=old) for _ in range(12)])
-    # A pass has time for a batch or two of two; the next interval is an hour away.
+    # A pass has time for a batch or two of two, so the backlog takes several passes.
     passes = PurgeSettings(batch_size=2, duty=0.5, max_seconds=0.05)
-    worker = HousekeepingWorker(sessions, retention=RETENTION, every_seconds=3600, purge=passes)
+    interval = 30.0
+    worker = HousekeepingWorker(sessions, retention=RETENTION, every_seconds=interval, purge=passes)
     worker.start()
     try:
-        deadline = asyncio.get_running_loop().time() + 10
+        # Waiting an interval after any pass would take `interval`: it must be done in half.
+        deadline = asyncio.get_running_loop().time() + interval / 2
         while await ids(sessions, store.Delivery.id):
             assert asyncio.get_running_loop().time() < deadline, "the backlog waited an interval"
             await asyncio.sleep(0.05)

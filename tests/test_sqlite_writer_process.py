@@ -9,6 +9,7 @@ import contextlib
 import os
 import signal
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -62,6 +63,13 @@ def writer_pid(ingest: IngestWriter) -> int:
     return backend.pid
 
 
+def when_done(task: asyncio.Task[object]) -> list[float]:
+    """Filled with the instant `task` finishes (so a test can say it finished after X)."""
+    at: list[float] = []
+    task.add_done_callback(lambda _task: at.append(time.monotonic()))
+    return at
+
+
 async def stored_notification_ids(url: str) -> set[str | None]:
     engine = store.create_engine(url)
     try:
@@ -79,11 +87,14 @@ async def test_a_batch_in_hand_when_the_process_dies_is_written_by_a_new_one(
     pid = writer_pid(ingest)
     os.kill(pid, signal.SIGSTOP)  # it cannot take the next batch ...
     pending = asyncio.create_task(ingest.store(record("n-in-hand")))
-    await asyncio.sleep(0.2)
-    assert not pending.done()  # ... which waits, unanswered
+    answered_at = when_done(pending)
+    await asyncio.sleep(0.2)  # the scenario: the batch is in the stopped process's hands
+    killed_at = time.monotonic()
     os.kill(pid, signal.SIGKILL)
 
-    assert await pending is True  # answered only once a new process committed it
+    assert await pending is True
+    # ... and it was answered only after the process died, once a new one committed it.
+    assert answered_at[0] > killed_at
     assert writer_pid(ingest) != pid
     assert await ingest.store(record("n-after")) is True
     assert await stored_notification_ids(url) == {"n-before", "n-in-hand", "n-after"}
@@ -197,8 +208,9 @@ async def test_a_batch_waits_for_the_write_lock_another_connection_holds(url: st
         holder.execute("BEGIN IMMEDIATE")
         both = [record("n-1"), record("n-2")]
         batch = asyncio.create_task(writer.write_together(both))
-        await asyncio.sleep(0.3)
-        assert not batch.done()  # waiting for the lock
+        finished_at = when_done(batch)
+        await asyncio.sleep(0.3)  # the scenario: the lock is held a while
+        released_at = time.monotonic()
         holder.execute("COMMIT")
 
         inserted, _due = await batch
@@ -207,4 +219,5 @@ async def test_a_batch_waits_for_the_write_lock_another_connection_holds(url: st
         await writer.close()
 
     assert inserted == {r.id for r in both}
+    assert finished_at[0] > released_at  # it waited for the lock, and did not fail meanwhile
     assert await stored_notification_ids(url) == {"n-1", "n-2"}
