@@ -35,7 +35,14 @@ from service.flows.retention import (
     purge_for_a_while,
 )
 from service.flows.status import StatusReceipt, record_status_delivery
-from service.flows.submit import SubmitSettings, Submitted, resend_job, submit_job, submit_once
+from service.flows.submit import (
+    SubmitSettings,
+    Submitted,
+    repeated_job,
+    resend_job,
+    submit_job,
+    submit_once,
+)
 
 __all__ = [
     "SignatureFailures",
@@ -71,6 +78,7 @@ __all__ = [
     "resolve_due_jobs",
     "submit_job",
     "submit_once",
+    "repeated_job",
     "record_budgets",
     "restore_budgets",
     "Submitted",

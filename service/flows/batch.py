@@ -71,6 +71,7 @@ async def submit_batch(
     items: list[BatchItem],
     *,
     source: str,
+    readers: async_sessionmaker[AsyncSession] | None = None,
 ) -> list[ItemResult]:
     """Store every good item as a job to send (one transaction) and say how each went, in the
     items' order. A bad item fails alone; an item whose key made a job answers that job."""
@@ -78,7 +79,7 @@ async def submit_batch(
     if missing:
         raise NotConfigured(f"cannot submit jobs: set {', '.join(missing)}")
     for _attempt in range(WRITE_ATTEMPTS):
-        async with sessions.begin() as session:
+        async with (readers or sessions).begin() as session:
             keyed = [(_scope(visma, item), item.key) for item in items if item.key]
             claims = await store.find_keys(session, keyed)
         plan = _plan(visma, items, claims)

@@ -141,6 +141,7 @@ async def submit_once(
     key: str,
     source: str,
     settings: SubmitSettings,
+    readers: async_sessionmaker[AsyncSession] | None = None,
 ) -> Submitted:
     """`submit_job` under an Idempotency-Key: the first request with the key makes the job; a
     repeat of the same request answers that job and sends nothing; another request with the
@@ -148,11 +149,11 @@ async def submit_once(
 
     Two at once: the database lets one claim the key (on PostgreSQL the second insert waits for
     the first transaction, then fails); the other answers the first one's job. Only when that
-    job is not there either (its transaction failed) is the answer "in use, retry".
+    job is not there either (its transaction failed) is the answer "in use, retry". The key
+    is looked up with `readers` when given (on SQLite they do not take the write lock).
     """
-    tenant = choose_tenant(request.tenant, visma.tenant_ids)
-    wanted = fingerprint(request, tenant=tenant)
-    found = await _claimed_job(sessions, tenant, key, wanted)
+    async with (readers or sessions).begin() as session:
+        found = await repeated_job(session, visma, request, key=key)
     if found is not None:
         return Submitted(found, replayed=True)
     try:
@@ -162,7 +163,8 @@ async def submit_once(
     except IntegrityError as exc:
         if not store.is_key_taken(exc):
             raise
-        found = await _claimed_job(sessions, tenant, key, wanted)
+        async with sessions.begin() as session:
+            found = await repeated_job(session, visma, request, key=key)
         if found is None:
             raise IdempotencyKeyInUse(KEY_IN_USE) from None
         return Submitted(found, replayed=True)
@@ -176,15 +178,16 @@ KEY_REUSED = (
 )
 
 
-async def _claimed_job(
-    sessions: async_sessionmaker[AsyncSession], tenant: str | None, key: str, wanted: str
+async def repeated_job(
+    session: AsyncSession, visma: VismaClient, request: JobRequest, *, key: str
 ) -> str | None:
-    """The job the key made for this request; None when the key is free."""
-    async with sessions.begin() as session:
-        claim = (await store.find_keys(session, [(tenant, key)])).get((tenant, key))
+    """The job an earlier request with this key made, for a repeat of that request; None when
+    the key is free; IdempotencyKeyReused when it made a job from another request."""
+    tenant = choose_tenant(request.tenant, visma.tenant_ids)
+    claim = await store.find_key(session, tenant, key)
     if claim is None:
         return None
-    if claim.fingerprint != wanted:
+    if claim.fingerprint != fingerprint(request, tenant=tenant):
         raise IdempotencyKeyReused(KEY_REUSED)
     return claim.job_id
 

@@ -34,7 +34,7 @@ from service.store.engine import (
     create_sessionmaker,
     is_sqlite,
 )
-from service.store.idempotency import KeyClaim, add_keys, find_keys, is_key_taken
+from service.store.idempotency import KeyClaim, add_keys, find_key, find_keys, is_key_taken
 from service.store.ingest import DeliveryRecord, IngestUnavailable, IngestWriter, Stored
 from service.store.job_changes import (
     JOB_CHANGES,
@@ -157,6 +157,7 @@ __all__ = [
     "purge_notification_ids",
     "KeyClaim",
     "add_keys",
+    "find_key",
     "find_keys",
     "is_key_taken",
     "IdempotencyKey",

@@ -49,6 +49,14 @@ async def find_keys(
     return found
 
 
+async def find_key(session: AsyncSession, tenant: str | None, key: str) -> KeyClaim | None:
+    """The stored claim of one company's key (a primary-key read), if there is one."""
+    row = await session.get(IdempotencyKey, (tenant or NO_TENANT, key))
+    if row is None:
+        return None
+    return KeyClaim(tenant, row.key, row.fingerprint, row.job_id)
+
+
 async def add_keys(session: AsyncSession, claims: Sequence[KeyClaim], *, at: datetime) -> None:
     """Store these claims; a key another transaction holds raises `sqlalchemy.IntegrityError`
     (on PostgreSQL after that transaction ends: the second writer waits for the first)."""

@@ -41,7 +41,9 @@ async def create_jobs_batch(request: Request[State]) -> Response:
             items.append(BatchItem(None, error=exc))
             continue
         items.append(BatchItem(item.request, key=item.key))
-    results = await submit_batch(state["sessions"], state["visma"], items, source="api")
+    results = await submit_batch(
+        state["sessions"], state["visma"], items, source="api", readers=state["readers"]
+    )
     if any(result.status == 201 for result in results):
         state["wake_resolver"]()
     return JSONResponse({"results": await _results_json(request, results)})

@@ -6,6 +6,7 @@ import asyncio
 import time
 from datetime import datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -26,7 +27,7 @@ from service.domain import (
     result_json,
     validate_key,
 )
-from service.flows import Submitted, check_callback, submit_job, submit_once
+from service.flows import Submitted, check_callback, repeated_job, submit_job, submit_once
 from service.web.auth import require_write
 from service.web.errors import error_response
 from service.web.schemas import etag_of, page_json
@@ -51,6 +52,13 @@ async def create_job(request: Request[State]) -> Response:
         return error_response(413, "too_large", f"body is larger than MAX_SUBMIT_BYTES={limit}")
     job_request = parse_job_create(raw).to_request()
     await check_job_callback(request, job_request)
+    if key is not None:
+        # A repeat is answered from one read transaction: the key, then the job's view.
+        async with state["readers"].begin() as session:
+            repeat = await repeated_job(session, state["visma"], job_request, key=key)
+            if repeat is not None:
+                data, etag = await _read_view(session, request, repeat)
+                return _created(request, data, etag, replayed=True)
     if key is None:
         submitted = Submitted(
             await submit_job(
@@ -69,11 +77,19 @@ async def create_job(request: Request[State]) -> Response:
             key=key,
             source="api",
             settings=state["submit_settings"],
+            readers=state["readers"],
         )
     data, etag = await _job_view(request, submitted.job_id)
-    location = request.url_for("get_job", job_id=submitted.job_id).path
+    return _created(request, data, etag, replayed=submitted.replayed)
+
+
+def _created(
+    request: Request[State], data: dict[str, object], etag: str, *, replayed: bool
+) -> Response:
+    """201 with the new job, or 200 with the job an earlier request with the key made."""
+    location = request.url_for("get_job", job_id=data["id"]).path
     headers = {"Location": location, "ETag": etag}
-    if submitted.replayed:
+    if replayed:
         return JSONResponse(data, headers=headers | {REPLAYED_HEADER: "true"})
     return JSONResponse(data, status_code=201, headers=headers)
 
@@ -202,12 +218,19 @@ async def _job_view(request: Request[State], job_id: str) -> tuple[dict[str, obj
     if "\x00" in job_id:  # PostgreSQL text cannot hold NUL, so no such job can exist
         raise NotFound(JOB_NOT_FOUND.format(job_id=job_id))
     async with request.state["readers"].begin() as session:
-        job = await store.get_job(session, job_id)
-        if job is None:
-            raise NotFound(JOB_NOT_FOUND.format(job_id=job_id))
-        events = await store.job_events(session, job_id)
-        callback_url = (await store.callback_urls(session, [job_id])).get(job_id)
-        callback = await store.job_callback(session, job_id) if callback_url else None
+        return await _read_view(session, request, job_id)
+
+
+async def _read_view(
+    session: AsyncSession, request: Request[State], job_id: str
+) -> tuple[dict[str, object], str]:
+    """The job's single view and its ETag, read in `session`."""
+    job = await store.get_job(session, job_id)
+    if job is None:
+        raise NotFound(JOB_NOT_FOUND.format(job_id=job_id))
+    events = await store.job_events(session, job_id)
+    callback_url = (await store.callback_urls(session, [job_id])).get(job_id)
+    callback = await store.job_callback(session, job_id) if callback_url else None
     data = job_json(
         job,
         events,

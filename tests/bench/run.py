@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from service.settings import Settings
-from tests.bench import databases, procs, queries
+from tests.bench import databases, procs, queries, submissions
 from tests.bench.loadgen import (
     LoadResult,
     check_counts,
@@ -255,6 +255,46 @@ def main(argv: list[str] | None = None) -> int:
             print("  due-work plan:\n    " + plans[database].replace("\n", "\n    "))
         verdicts += _query_verdicts(timings)
 
+    submitting: dict[str, submissions.SubmissionTiming] = {}
+    if args.submissions:
+        for database in dbs:
+            url = urls[database]
+            databases.reset(url)
+            settings = Settings(  # type: ignore[call-arg]
+                _env_file=None,
+                DATABASE_URL=url,
+                API_TOKENS=API_TOKEN,
+                VISMA_API_URL="http://127.0.0.1:9",  # never called: no worker sends
+                VISMA_TOKEN_URL="http://127.0.0.1:9/connect/token",
+                VISMA_CLIENT_ID="bench",
+                VISMA_CLIENT_SECRET="bench",
+                VISMA_TENANT_ID="bench-company",
+            )
+            timing = asyncio.run(submissions.time_submissions(settings))
+            submitting[database] = timing
+            print(
+                f"\n== {database}: a {submissions.BATCH_JOBS:,}-job batch written and answered,"
+                f" median of {submissions.BATCH_RUNS}: {timing.batch_median_ms:,.0f} ms"
+                f" (runs: {', '.join(f'{ms:,.0f}' for ms in timing.batch_runs_ms)});"
+                f" a repeated Idempotency-Key answered: p50 {timing.repeat_p50_ms:.2f} ms,"
+                f" p95 {timing.repeat_p95_ms:.2f} ms (a plain GET of the job: p50"
+                f" {timing.get_p50_ms:.2f} ms)"
+            )
+            verdicts.append(
+                (
+                    timing.batch_median_ms < 1000,
+                    f"{database}: a {submissions.BATCH_JOBS:,}-job batch answered in under 1 s"
+                    f" ({timing.batch_median_ms:,.0f} ms)",
+                )
+            )
+            verdicts.append(
+                (
+                    timing.repeat_p50_ms < 5,
+                    f"{database}: a repeated key answered in under 5 ms at p50"
+                    f" ({timing.repeat_p50_ms:.2f} ms)",
+                )
+            )
+
     print("\n== targets")
     for ok, text in verdicts:
         print(f"  {'ok  ' if ok else 'MISS'} {text}")
@@ -268,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                     "bare_rps": bare_rps,
                     "timings": {k: [asdict(t) for t in v] for k, v in timings.items()},
                     "plans": plans,
+                    "submissions": {k: asdict(v) for k, v in submitting.items()},
                     "verdicts": verdicts,
                 },
                 indent=2,
@@ -476,6 +517,12 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=3,
         help="runs of the load with the purge beside it, each after a run without",
+    )
+    parser.add_argument(
+        "--no-submissions",
+        dest="submissions",
+        action="store_false",
+        help="skip the batch and repeated-key timings",
     )
     parser.add_argument("--json", help="also write the figures to this file")
     return parser
