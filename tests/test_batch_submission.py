@@ -138,3 +138,22 @@ async def test_a_batch_for_a_spent_budget_is_taken_at_once_and_sent_as_it_return
     assert bodies == sorted([-1, -2, *range(20)])  # each job sent once
     assert all(r.at >= window_ends for r in sent if sent_n(stack, r) >= 0)
     assert [r for r in submits(stack) if r.status == 429 and r.at >= window_ends] == []
+
+
+async def test_a_batch_item_with_a_callback_that_may_not_be_called_fails_alone(
+    clean_database: str,
+) -> None:
+    async with running_stack(clean_database, CALLBACK_SIGNING_SECRET="whsec_" + "A" * 32) as stack:
+        answer = await batch(
+            stack,
+            [
+                job(0, callbackUrl="http://127.0.0.1:9/cb"),  # plain http, loopback: refused
+                job(1),
+                job(2, callbackUrl="http://127.0.0.1:9/cb"),
+            ],
+        )
+    assert [r["status"] for r in answer["results"]] == [400, 201, 400]
+    assert (
+        "callbackUrl" in answer["results"][0]["error"]["detail"]
+        or "https" in (answer["results"][0]["error"]["detail"])
+    )

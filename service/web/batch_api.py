@@ -31,14 +31,21 @@ async def create_jobs_batch(request: Request[State]) -> Response:
         return error_response(413, "too_large", f"body is larger than MAX_BATCH_BYTES={limit}")
     parsed = parse_batch(raw, max_jobs=settings.MAX_BATCH_JOBS)
     items = []
+    refusals: dict[str, DomainError | None] = {}  # per callbackUrl: a batch often names one
     for item in parsed:
         if item.request is None:
             items.append(BatchItem(None, error=item.error))
             continue
-        try:
-            await check_job_callback(request, item.request)
-        except DomainError as exc:
-            items.append(BatchItem(None, error=exc))
+        url = item.request.callback_url
+        if url is not None and url not in refusals:
+            try:
+                await check_job_callback(request, item.request)
+                refusals[url] = None
+            except DomainError as exc:
+                refusals[url] = exc
+        refusal = None if url is None else refusals[url]
+        if refusal is not None:
+            items.append(BatchItem(None, error=refusal))
             continue
         items.append(BatchItem(item.request, key=item.key))
     results = await submit_batch(
