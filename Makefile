@@ -43,15 +43,17 @@ simulate: $(STAMP)  ## the Visma.net simulator on 127.0.0.1:8090
 	$(BIN)/visma-hooks simulate --port 8090
 
 test: $(STAMP)  ## lint, type-check, check the import rules and run the tests (TEST_DATABASE_URL picks the database)
-	$(BIN)/ruff check service tests
+	$(BIN)/ruff check service tests clients
 	$(BIN)/mypy --strict service
+	$(BIN)/mypy --strict clients/python/src
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -q --cov --cov-report=term:skip-covered --cov-fail-under=85
 
 lint: $(STAMP)
-	$(BIN)/ruff check service tests
-	$(BIN)/ruff format --check service
+	$(BIN)/ruff check service tests clients
+	$(BIN)/ruff format --check service clients
 	$(BIN)/mypy --strict service
+	$(BIN)/mypy --strict clients/python/src
 	$(BIN)/lint-imports --no-cache
 
 # BENCH_DATABASE_URL: the PostgreSQL database to (re)create; its name must contain "bench".
