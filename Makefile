@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -25,7 +26,14 @@ endef
 $(STAMP): pyproject.toml uv.lock
 	$(BOOTSTRAP_UV)
 	$(UV) sync --locked --extra test --compile-bytecode --python $(BIN)/python
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
+
+# Serving needs only the service's own dependencies: `make run` on a fresh machine installs
+# those (--inexact: it leaves the test extras of an earlier `make test` in place).
+$(RUN_STAMP): pyproject.toml uv.lock
+	$(BOOTSTRAP_UV)
+	$(UV) sync --locked --inexact --compile-bytecode --python $(BIN)/python
+	touch $(RUN_STAMP)
 
 install: $(STAMP)  ## the .venv with the service and the test extras, as uv.lock pins them
 
@@ -33,13 +41,13 @@ lock:  ## update uv.lock after a change to the dependencies in pyproject.toml
 	$(BOOTSTRAP_UV)
 	$(UV) lock --python $(BIN)/python
 
-migrate: $(STAMP)
+migrate: $(RUN_STAMP)
 	$(BIN)/visma-hooks migrate
 
 run: migrate  ## serve on 127.0.0.1:8000 with the embedded SQLite default
 	$(BIN)/visma-hooks serve --host $(HOST) --port $(PORT)
 
-simulate: $(STAMP)  ## the Visma.net simulator on 127.0.0.1:8090
+simulate: $(RUN_STAMP)  ## the Visma.net simulator on 127.0.0.1:8090
 	$(BIN)/visma-hooks simulate --port 8090
 
 test: $(STAMP)  ## lint, type-check, check the import rules and run the tests (TEST_DATABASE_URL picks the database)
@@ -72,7 +80,7 @@ bench: $(STAMP)  ## ingest throughput vs the bare endpoint, then 1M-job query ti
 		done; sleep 2; }
 	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m tests.bench.run $(BENCH_ARGS)
 
-demo: $(STAMP)  ## rehearse Visma's outcomes and failure modes against the simulator
+demo: $(RUN_STAMP)  ## rehearse Visma's outcomes and failure modes against the simulator
 	$(BIN)/visma-hooks demo
 
 clean:

@@ -59,13 +59,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _report(exc: Exception, *, debug: bool) -> int:
     """One line for the terminal (the traceback too with --debug); the exit status."""
-    from service.domain import DomainError
+    from service.domain import DomainError, InvalidInput, NotConfigured
     from service.preflight import ConfigError
 
     if debug:
         traceback.print_exception(exc)
     if isinstance(exc, ConfigError):
         print_error(str(exc))
+        return 2
+    if isinstance(exc, InvalidInput | NotConfigured):
+        print_error(exc.detail)  # what the command line or the settings asked for is wrong
         return 2
     if isinstance(exc, DomainError):
         print_error(exc.detail)
@@ -158,8 +161,8 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = command("serve", "run the receiver, its API and its workers")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 for all")
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes")
+    serve.add_argument("--port", type=_port, default=8000, help="port to listen on (1-65535)")
+    serve.add_argument("--workers", type=_positive_int, default=1, help="worker processes")
     serve.add_argument("--ssl-certfile", metavar="PEM", help="TLS certificate: serve HTTPS")
     serve.add_argument("--ssl-keyfile", metavar="PEM", help="TLS private key for --ssl-certfile")
     serve.add_argument(
@@ -389,9 +392,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace) -> int:
     from service.logs import configure_logging
+    from service.preflight import check_listen
     from service.server import run_server
 
     settings = _settings()
+    check_listen(args.host, args.port)
     configure_logging(level=settings.LOG_LEVEL, fmt=settings.LOG_FORMAT)
     _before_serving(settings, migrate=args.migrate)
     return run_server(
@@ -509,17 +514,48 @@ def _show_ended(data: dict[str, Any], *, as_json: bool, wait: float | None) -> i
 
 async def _until_ended(sessions: Any, job_id: str, *, timeout: float) -> dict[str, Any]:
     """The job once it has ended, or as it stands when `timeout` has passed: the serving
-    replicas resolve it; this only reads it."""
+    replicas resolve it; this only reads it. A line on stderr for each state it passes, and one
+    when its due state read has gone unclaimed (no service is resolving it)."""
     from service.domain import TERMINAL_STATES
 
     ended = {state.value for state in TERMINAL_STATES}
     deadline = asyncio.get_running_loop().time() + timeout
+    shown, warned = None, False
     while True:
         data = await _load_job(sessions, job_id)
         left = deadline - asyncio.get_running_loop().time()
         if data["state"] in ended or left <= 0:
             return data
+        if data["state"] != shown:
+            shown = data["state"]
+            print_note(
+                f"job {data['id']} is {shown}; waiting for it to end (--timeout {timeout:g} s)"
+            )
+        if not warned and await _unclaimed(sessions, job_id):
+            warned = True
+            print_warning(
+                f"nothing is resolving job {data['id']}: its state read was due "
+                f"{UNCLAIMED_SECONDS:g} s ago and no service claimed it; is `visma-hooks serve` "
+                "running on this database?"
+            )
         await asyncio.sleep(min(WAIT_POLL_SECONDS, left))
+
+
+UNCLAIMED_SECONDS = 30.0
+"""A due state read left this long unclaimed means no service works on this database (the
+resolver claims due work within a second or two, and pushes the time forward as its lease)."""
+
+
+async def _unclaimed(sessions: Any, job_id: str) -> bool:
+    from datetime import timedelta
+
+    from service import store
+    from service.flows import utcnow
+
+    async with sessions.begin() as session:
+        job = await store.get_job(session, job_id)
+    due = None if job is None else job.next_check_at
+    return due is not None and due < utcnow() - timedelta(seconds=UNCLAIMED_SECONDS)
 
 
 async def _shown(sessions: Any, job_id: str, wait: float | None) -> dict[str, Any]:
@@ -911,6 +947,26 @@ def _states(text: str) -> str:
                 f"{state!r} is not a job state; the states are {', '.join(JOB_STATES)}"
             )
     return text
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
+    return port
+
+
+def _positive_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return number
 
 
 def _positive_seconds(text: str) -> float:

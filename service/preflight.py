@@ -7,6 +7,7 @@ create one: only `migrate`, and `serve` on SQLite, do.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,6 +75,23 @@ def security_warnings(settings: Settings) -> list[str]:
             "or their state read"
         )
     return warnings
+
+
+def check_listen(host: str, port: int) -> None:
+    """ConfigError when `host:port` cannot be listened on (in use, not this machine's, not
+    allowed), checked before the start: one line and exit 2, not a failure after startup."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host}: {exc.strerror}") from None
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # As uvicorn binds: SO_REUSEADDR lets a port in TIME_WAIT be taken, not one in use.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def check_url(database_url: str) -> None:

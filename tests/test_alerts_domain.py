@@ -200,7 +200,11 @@ def test_decide_burst_counts_same_fault_failures_within_the_window() -> None:
 def test_burst_key_groups_by_fault_code_first() -> None:
     assert burst_key(state="failed", fault_code="12027", http_status=400) == "faultCode=12027"
     assert burst_key(state="rejected", fault_code="12027", http_status=500) == "faultCode=12027"
-    assert burst_key(state="failed", fault_code=None, http_status=400) == "httpStatus=400"
+    assert burst_key(state="failed", fault_code=None, http_status=400) == "failed:httpStatus=400"
+    # Refused at once and failed while running are not the same fault, whatever the status.
+    assert burst_key(state="rejected", fault_code=None, http_status=400) != burst_key(
+        state="failed", fault_code=None, http_status=400
+    )
     assert burst_key(state="expired", fault_code=None, http_status=None) == "state=expired"
 
 

@@ -162,7 +162,7 @@ def test_submit_rejected_exits_non_zero(
 
 
 def test_submit_refuses_bad_tags(cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["submit", "--path", "/v1/customer", "--tag", "bad key=1"]) == 1
+    assert main(["submit", "--path", "/v1/customer", "--tag", "bad key=1"]) == 2  # a usage mistake
     assert "tag key 'bad key'" in capsys.readouterr().err
 
 

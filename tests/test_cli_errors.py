@@ -3,6 +3,7 @@ traceback (unless asked for), and no database made by a command that only uses o
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import uuid
 from pathlib import Path
@@ -36,6 +37,10 @@ MISTAKES = [
     ),
     pytest.param({}, ["jobs", "--state", "done"], "'done' is not a job state", id="state"),
     pytest.param({}, ["jobs", "--tag", "orderRef"], "wants KEY=VALUE", id="tag"),
+    pytest.param({}, ["serve", "--port", "99999"], "'99999' is not a port", id="port"),
+    pytest.param({}, ["serve", "--port", "0"], "'0' is not a port", id="port-0"),
+    pytest.param({}, ["serve", "--workers", "0"], "'0' is not a whole number", id="workers"),
+    pytest.param({}, ["submit", "--wait", "--timeout", "0"], "seconds above 0", id="wait-timeout"),
 ]
 
 
@@ -50,6 +55,43 @@ def test_a_configuration_mistake_is_one_line_and_status_2(
     assert says in ran.err_lines[0]
     assert "Traceback" not in ran.err
     assert list(tmp_path.iterdir()) == []  # not even a database folder
+
+
+def test_serve_on_a_port_in_use_is_one_line_and_status_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ran = run_cli("serve", "--port", str(port), cwd=tmp_path, timeout=60)
+    assert ran.code == 2, ran.err
+    assert ran.err_lines == [f"error: cannot listen on 127.0.0.1:{port}: Address already in use"]
+    assert list(tmp_path.iterdir()) == []  # refused before anything was made
+
+
+@pytest.mark.parametrize(
+    ("settings", "args", "says"),
+    [
+        pytest.param(
+            {"VISMA_API_URL": "http://127.0.0.1:9", "VISMA_CLIENT_ID": "c"},
+            ["submit", "--path", "/v1/customer"],
+            "cannot submit jobs: set",
+            id="no-visma-settings",
+        ),
+        pytest.param(
+            {},
+            ["submit", "--path", "v1/customer"],
+            "path must start with /v1/ or /v2/",
+            id="relative-path",
+        ),
+    ],
+)
+def test_a_submission_the_settings_or_flags_cannot_make_is_status_2(
+    tmp_path: Path, settings: dict[str, str], args: list[str], says: str
+) -> None:
+    assert run_cli("migrate", cwd=tmp_path).code == 0  # a database, so only the flags are wrong
+    ran = run_cli(*args, cwd=tmp_path, **settings)
+    assert ran.code == 2, ran.err
+    assert len(ran.err_lines) == 1 and says in ran.err_lines[0], ran.err
 
 
 def test_a_secret_in_a_bad_url_is_not_echoed(tmp_path: Path) -> None:

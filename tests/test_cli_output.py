@@ -94,7 +94,7 @@ def test_job_takes_the_short_id_and_an_ambiguous_one_lists_the_matches(
     assert all(len(line) <= 80 for line in ran.out.splitlines())
 
     ran = run_cli("job", "3d854858", cwd=tmp_path, DATABASE_URL=with_jobs)
-    assert ran.code == 1
+    assert ran.code == 2  # the command line named no one job: a usage mistake
     assert ran.err_lines == [
         f"error: '3d854858' is the start of 2 job ids: {min(TWINS)}, {max(TWINS)}; "
         "give more of the id"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from service import store
+from service import cli, store
 from service.cli import WAIT_TIMED_OUT, main
 from service.flows import utcnow
 from service.store import create_engine, create_sessionmaker
@@ -38,7 +38,7 @@ def test_submit_with_an_idempotency_key_sends_once(
     changed = ["submit", "--path", "/v1/customer", "--body", '{"n": 2}']
     assert main([*changed, "--idempotency-key", "order-7"]) == 1
     assert "different request" in capsys.readouterr().err
-    assert main([*changed, "--idempotency-key", "tab\tkey"]) == 1
+    assert main([*changed, "--idempotency-key", "tab\tkey"]) == 2  # a usage mistake
     assert "Idempotency-Key must be" in capsys.readouterr().err
 
 
@@ -87,6 +87,21 @@ def test_submit_wait_ends_at_its_timeout_with_exit_status_3(
     captured = capsys.readouterr()
     assert json.loads(captured.out)["state"] == "accepted"
     assert "still accepted after --timeout 0.5 s" in captured.err
+
+
+def test_submit_wait_says_what_it_waits_for_and_when_nothing_resolves_the_job(
+    cli_env: str,
+    simulator: object,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("POLL_AFTER_SECONDS", "0.01")  # its state read is due at once
+    monkeypatch.setattr(cli, "UNCLAIMED_SECONDS", 0.5)
+    args = ["submit", "--path", "/v1/customer", "--wait", "--timeout", "3"]
+    assert main(args) == WAIT_TIMED_OUT
+    err = capsys.readouterr().err
+    assert "is accepted; waiting for it to end" in err
+    assert "nothing is resolving job" in err and "visma-hooks serve" in err
 
 
 @pytest.mark.parametrize("timeout", ["0", "-1", "soon", "nan"])

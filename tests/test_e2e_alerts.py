@@ -214,6 +214,25 @@ async def test_burst_of_failed_jobs_with_the_same_fault_code_is_one_alert(
         assert len(sink.hits) == 2
 
 
+async def test_a_failed_and_a_rejected_job_are_not_one_burst(
+    clean_database: str, sink: Sink
+) -> None:
+    # Both answer HTTP 400 with no fault code: one failed while running, one was refused at
+    # once. Not the same fault, so two alerts of their own, never "2 jobs failed".
+    async with alert_stack(
+        clean_database, sink, ALERT_BURST_WINDOW_SECONDS=30, ALERT_SLACK_URLS=[]
+    ) as stack:
+        stack.simulator.script(Outcome(kind="bad_request", fault_code=None, times=1))
+        failed = await stack.submit(path="/v1/salesorder")
+        assert (await stack.wait_for_end(failed["id"]))["state"] == "failed"
+        stack.simulator.script(Outcome(kind="reject", reject_status=400, times=1))
+        rejected = await stack.submit(path="/v1/salesorder")
+        assert rejected["state"] == "rejected"
+        hooks = [h.json() for h in await sink.wait_for("/hook/a", 2)]
+    assert sorted(h["kind"] for h in hooks) == ["job.failed", "job.rejected"]
+    assert {h["job"]["httpStatus"] for h in hooks} == {400}
+
+
 async def raise_component_alerts(database_url: str, count: int) -> None:
     """`count` alerts, one per component going down, raised through the status webhook."""
     async with in_process(database_url, STATUS_WEBHOOK_TOKEN=STATUS_TOKEN) as harness:

@@ -157,12 +157,14 @@ def job_alert_kind(state: str) -> AlertKind | None:
 
 
 def burst_key(*, state: str, fault_code: str | None, http_status: int | None) -> str:
-    """What makes job failures "the same fault": the fault code, else the state or HTTP status."""
+    """What makes job failures "the same fault": the fault code; without one, the state with
+    its HTTP status (a job Visma refused at once and one that failed while running are not
+    the same fault, whatever their status)."""
     if fault_code:
         return f"faultCode={fault_code}"
     if state == "expired" or http_status is None:
         return f"state={state}"
-    return f"httpStatus={http_status}"
+    return f"{state}:httpStatus={http_status}"
 
 
 def component_window_key(component_id: str) -> str:
@@ -195,9 +197,10 @@ def job_summary(
 def burst_summary(key: str, *, count: int, window_seconds: float) -> str:
     """`7 jobs failed with fault code 12027 within 5 min`."""
     name, _, value = key.partition("=")
+    state, _, name = name.rpartition(":")
     label = {
         "faultCode": f"failed with fault code {value}",
-        "httpStatus": f"failed with HTTP {value}",
+        "httpStatus": f"{'were rejected' if state == 'rejected' else 'failed'} with HTTP {value}",
         "state": "expired" if value == "expired" else f"ended {value}",
     }.get(name, f"failed ({key})")
     return f"{count} jobs {label} within {_duration(window_seconds)}"
