@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from service.domain import METHODS, JobState, validate_key
 from service.settings import Settings, get_settings
 from service.terminal import (
+    counted,
     print_error,
     print_job,
     print_jobs,
@@ -705,7 +706,7 @@ def _replay(args: argparse.Namespace) -> int:
         job = row["jobId"] or "no job"
         read = ", state read again" if row["stateRead"] else ""
         print_line(f"replayed {row['deliveryId']}: {job}{read}")
-    print_line(f"replayed {len(rows)} deliveries")
+    print_line(f"replayed {counted(len(rows), 'delivery', 'deliveries')}")
     return 0
 
 
@@ -736,8 +737,19 @@ def _purge(args: argparse.Namespace) -> int:
         return 0
     verb = "would remove" if args.dry_run else "removed"
     for table, count in counts.items():
-        print_line(f"{verb} {count} {table}")
+        print_line(f"{verb} {counted(count, PURGED_ONE.get(table, table), table)}")
     return 0
+
+
+PURGED_ONE = {
+    "deliveries": "delivery",
+    "jobs": "job",
+    "status history": "status history entry",
+    "alerts": "alert",
+    "purged notification ids": "purged notification id",
+    "idempotency keys": "idempotency key",
+}
+"""Each purged table's name for one row (`removed 1 job`)."""
 
 
 def _jobs(args: argparse.Namespace) -> int:

@@ -34,6 +34,7 @@ from starlette.types import ASGIApp
 from service.app import create_app
 from service.settings import Settings
 from service.simulator import Outcome, SimulatorConfig, create_simulator_app
+from service.terminal import shortened
 
 DEMO_SECRET = "demo-webhook-secret"
 DEMO_TOKEN = "demo-api-token"
@@ -195,8 +196,13 @@ async def _watch(
             await asyncio.sleep(0.2)
 
 
+HINT_WIDTH = 90
+"""A hint's first words in the demo's table (the whole of it: `visma-hooks job ID`)."""
+
+
 def _table(jobs: list[tuple[Scenario, str]], states: dict[str, dict[str, Any]]) -> Table:
     table = Table(title="visma-hooks demo")
+    # Cells wrap between words; only a word longer than its column is folded.
     for column in ("scenario", "state", "resolved by", "http", "created id / error", "hint"):
         table.add_column(column, overflow="fold")
     for scenario, job_id in jobs:
@@ -209,7 +215,7 @@ def _table(jobs: list[tuple[Scenario, str]], states: dict[str, dict[str, Any]]) 
             job["resolvedBy"] or "",
             str(job["httpStatus"] or ""),
             detail,
-            (job["hint"] or "")[:60],
+            shortened(job["hint"] or "", HINT_WIDTH),
         )
     return table
 

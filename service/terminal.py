@@ -8,6 +8,7 @@ markup: a path or an error message holding `[...]` is shown as it is.
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -69,6 +70,16 @@ def print_line(message: str) -> None:
 def print_json(data: Any) -> None:
     """JSON for a program to read: plain, whatever the terminal."""
     print(json.dumps(data, indent=2))
+
+
+def counted(count: int, one: str, many: str) -> str:
+    """`1 delivery`, `2 deliveries`."""
+    return f"{count} {one if count == 1 else many}"
+
+
+def shortened(text: str, width: int) -> str:
+    """`text` cut at a word to at most `width` characters, an ellipsis saying so."""
+    return textwrap.shorten(text, width=width, placeholder=" …")
 
 
 def short_id(value: str | None) -> str:
@@ -156,4 +167,5 @@ def print_job(data: Mapping[str, Any]) -> None:
         console.print(Text(f"  {_seconds(event['at'])}  {event['kind']}  {event['source']}"))
         for key, value in (event.get("detail") or {}).items():
             shown = value if isinstance(value, str) else json.dumps(value)
-            console.print(Text(f"      {key}: {shown}"))
+            # A URL stays on its line (the terminal may wrap it, a copy keeps it whole).
+            console.print(Text(f"      {key}: {shown}"), soft_wrap="://" in shown)
