@@ -85,6 +85,37 @@ async def test_get_job_wait_answers_304_after_the_wait(stack: Stack) -> None:
     assert store.JOB_CHANGES.waiting() == 0
 
 
+async def test_get_job_wait_until_finished_answers_when_the_job_ends_not_on_its_webhook(
+    stack: Stack,
+) -> None:
+    job, _etag = await _open_job(stack)
+    waiting = asyncio.create_task(
+        stack.api.get(f"/api/v1/jobs/{job['id']}", params={"wait": "30", "until": "finished"})
+    )
+    await _until(lambda: store.JOB_CHANGES.waiting() >= 1)
+    await _deliver_webhook(stack, job)  # first the webhook's entry, then the outcome
+    response = await waiting
+    assert response.status_code == 200
+    assert response.json()["state"] == "succeeded"
+    kinds = [e["kind"] for e in response.json()["events"]]
+    assert "webhook" in kinds and kinds[-1] == "succeeded"
+
+
+async def test_get_job_wait_until_finished_gives_the_job_as_it_stands_when_the_wait_ends(
+    stack: Stack,
+) -> None:
+    job, etag = await _open_job(stack)
+    url = f"/api/v1/jobs/{job['id']}"
+    unfinished = await stack.api.get(url, params={"wait": "1", "until": "finished"})
+    held = await stack.api.get(
+        url, params={"wait": "1", "until": "finished"}, headers={"If-None-Match": etag}
+    )
+    bad = await stack.api.get(url, params={"wait": "1", "until": "changed"})
+    assert unfinished.status_code == 200 and unfinished.json()["state"] == "accepted"
+    assert held.status_code == 304
+    assert bad.status_code == 400 and "until must be 'finished'" in bad.json()["detail"]
+
+
 async def test_get_job_wait_with_another_etag_or_none_answers_at_once(stack: Stack) -> None:
     job, _etag = await _open_job(stack)
     started = time.monotonic()

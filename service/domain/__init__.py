@@ -116,6 +116,7 @@ from service.domain.listing import (
     parse_delivery_query,
     parse_incident_query,
     parse_job_query,
+    parse_until,
     parse_wait,
 )
 from service.domain.results import KeptResult, keep_result, shown_content
@@ -178,6 +179,7 @@ __all__ = [
     "result_json",
     "shown_content",
     "MAX_WAIT_SECONDS",
+    "parse_until",
     "parse_wait",
     "ReplayLink",
     "decide_replay_link",

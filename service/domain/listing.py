@@ -269,6 +269,19 @@ MAX_WAIT_SECONDS = 60
 """The longest `?wait=` a client may ask for: below the idle timeouts of common proxies."""
 
 
+UNTIL_FINISHED = "finished"
+
+
+def parse_until(value: str | None) -> bool:
+    """`?until=finished`: whether a wait answers only once the job has ended (not on its
+    first change, such as the webhook's arrival a moment before the outcome)."""
+    if value is None or value == "":
+        return False
+    if value != UNTIL_FINISHED:
+        raise InvalidInput(f"until must be {UNTIL_FINISHED!r}, got {value[:40]!r}")
+    return True
+
+
 def parse_wait(value: str | None) -> int:
     """`?wait=N` (whole seconds, 0 to MAX_WAIT_SECONDS); 0 when absent."""
     if value is None or value == "":

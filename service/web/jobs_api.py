@@ -15,6 +15,7 @@ from service.domain import (
     IDEMPOTENCY_HEADER,
     MAX_PAGE_SIZE,
     REPLAYED_HEADER,
+    TERMINAL_STATES,
     JobRequest,
     NotConfigured,
     NotFound,
@@ -23,6 +24,7 @@ from service.domain import (
     job_json,
     parse_job_create,
     parse_job_query,
+    parse_until,
     parse_wait,
     result_json,
     validate_key,
@@ -130,13 +132,16 @@ async def list_jobs(request: Request[State]) -> Response:
 async def get_job(request: Request[State]) -> Response:
     job_id = decode_id(request.path_params["job_id"])
     wait = parse_wait(request.query_params.get("wait"))
+    until_finished = parse_until(request.query_params.get("until"))
     held = _etags(request.headers.get("if-none-match"))
-    if not (wait and held):
+    if not (wait and (held or until_finished)):
         data, etag = await _job_view(request, job_id)
         if etag in held:
             return Response(status_code=304, headers={"ETag": etag})
         return JSONResponse(data, headers={"ETag": etag})
-    return await _await_change(request, job_id, held, deadline=time.monotonic() + wait)
+    return await _await_change(
+        request, job_id, held, deadline=time.monotonic() + wait, until_finished=until_finished
+    )
 
 
 NO_RESULT = (
@@ -158,9 +163,16 @@ async def get_job_result(request: Request[State]) -> Response:
 
 
 async def _await_change(
-    request: Request[State], job_id: str, held: set[str], *, deadline: float
+    request: Request[State],
+    job_id: str,
+    held: set[str],
+    *,
+    deadline: float,
+    until_finished: bool = False,
 ) -> Response:
-    """The job as soon as its ETag is not one the client holds, else 304 at the deadline.
+    """The job as soon as its ETag is not one the client holds (with `until_finished`: as
+    soon as it has ended), else at the deadline 304 (the job as it stands, when the client
+    holds another ETag or none).
 
     No transaction stays open while waiting: the job is read again only when a commit (here,
     or on another replica through PostgreSQL's NOTIFY) says it may have changed."""
@@ -168,13 +180,16 @@ async def _await_change(
         while True:
             changed.clear()  # before the read, so a change during it still wakes the wait
             data, etag = await _shared_view(request, job_id)
-            if etag not in held:
+            done = data["state"] in FINISHED if until_finished else etag not in held
+            if done:
                 return JSONResponse(data, headers={"ETag": etag})
             # In slices, so a waiter whose client has hung up stops within a slice.
             while not changed.is_set():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return Response(status_code=304, headers={"ETag": etag})
+                    if etag in held:
+                        return Response(status_code=304, headers={"ETag": etag})
+                    return JSONResponse(data, headers={"ETag": etag})
                 try:
                     await asyncio.wait_for(
                         changed.wait(), timeout=min(remaining, DISCONNECT_CHECK_SECONDS)
@@ -186,6 +201,7 @@ async def _await_change(
 
 DISCONNECT_CHECK_SECONDS = 5.0
 """How often a waiting request looks whether its client is still there."""
+FINISHED = frozenset(state.value for state in TERMINAL_STATES)
 
 
 _reads: dict[str, tuple[int, asyncio.Future[tuple[dict[str, object], str]]]] = {}

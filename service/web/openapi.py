@@ -261,6 +261,13 @@ def _paths() -> dict[str, Any]:
                         "after this many seconds",
                         {"type": "integer", "minimum": 0, "maximum": 60},
                     ),
+                    _query(
+                        "until",
+                        "with wait: `finished` answers once the job has ended (not on its first "
+                        "change), else the job as it stands (304 if its ETag is the one sent) "
+                        "when the wait is over",
+                        {"type": "string", "enum": ["finished"]},
+                    ),
                     {
                         "name": "If-None-Match",
                         "in": "header",
