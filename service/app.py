@@ -34,10 +34,12 @@ from service.store import (
 from service.visma import VismaClient
 from service.web import (
     STATIC_DIR,
+    AuthThrottle,
     BearerAuth,
     FastLane,
     RequestErrorHandler,
     RequestId,
+    SecurityHeaders,
     State,
     alerts_page,
     create_job,
@@ -104,6 +106,7 @@ class Resources:
             "table_sizes": self.housekeeping.measured_tables,
             "signature_watch": self.signature_watch,
             "wake_resolver": self.resolver.wake,
+            "auth_throttle": AuthThrottle.from_settings(self.settings, self.sessions),
         }
 
 
@@ -365,8 +368,9 @@ def create_app(
             exception_handlers=exception_handlers,
         )
     )
-    # Inside FastLane: webhook deliveries never pay for a request id.
+    # Inside FastLane: webhook deliveries never pay for a request id or these headers.
     middleware.append(Middleware(RequestId))
+    middleware.append(Middleware(SecurityHeaders))
     # Inside the fast lane: the webhook hot path never passes through it.
     middleware.append(Middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=5))
     return Starlette(

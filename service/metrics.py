@@ -88,6 +88,16 @@ PURGED_ROWS = Counter(
 )
 
 
+# Held back by failed authentication (web/throttle.py): `address` once per address and window,
+# `total` once per window in which all addresses together reached the cap.
+AUTH_HELD_BACK = Counter(
+    "visma_hooks_auth_held_back_total",
+    "Client addresses held back (429) after too many wrong tokens in a minute, by reason "
+    "(address: its own failures; total: all addresses' together)",
+    ["reason"],
+)
+
+
 class FastHistogram:
     """Observations of one histogram gathered in plain lists, then added to it in one go.
 

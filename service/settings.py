@@ -176,6 +176,20 @@ class Settings(BaseSettings):
     TRUSTED_PROXIES: NetworkList = Field(default_factory=list)
     """Peers (addresses or CIDR ranges) whose `X-Forwarded-For` header is believed."""
 
+    AUTH_FAILURES_PER_MINUTE: int = Field(default=10, ge=1, le=100_000)
+    """Wrong tokens one client address (as TRUSTED_PROXIES resolve it) may send in a minute, at
+    `POST /login` and as `/api/` bearer tokens together; after that its attempts answer 429
+    (with Retry-After) until the minute since its first failure has passed. Counted in the
+    database, so across `serve --workers` and replicas."""
+
+    AUTH_FAILURES_TOTAL_PER_MINUTE: int = Field(default=1000, ge=1, le=1_000_000)
+    """Wrong tokens from all addresses together in a minute; past it, every address that has
+    failed in the minute is held back too (guessing from many addresses gains little)."""
+
+    SESSION_COOKIE_SECURE: bool = False
+    """`true`: the dashboard's session cookie is always `Secure`. `false`: it is when the
+    request came over https, directly or as a TRUSTED_PROXIES peer's `X-Forwarded-Proto` says."""
+
     MAX_HEADER_BYTES: int = Field(default=8192, ge=1024)
     """Largest request line or single header line; larger ones get 414 or 431."""
 

@@ -34,9 +34,21 @@ def chromium() -> webdriver.Chrome:
         "--lang=en",
     ):
         options.add_argument(argument)
+    # The console's messages, so a test can see what the Content-Security-Policy refused.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.implicitly_wait(0)
     return driver
+
+
+def csp_violations(driver: webdriver.Chrome) -> list[str]:
+    """What Chromium's console said the page's Content-Security-Policy refused since the last
+    call (reading the log empties it)."""
+    return [
+        str(entry.get("message", ""))
+        for entry in driver.get_log("browser")
+        if "Content Security Policy" in str(entry.get("message", ""))
+    ]
 
 
 def screenshot(driver: webdriver.Chrome, name: str) -> Path:

@@ -13,7 +13,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from service.domain.visma_errors import HINT_NO_LICENSE
 from service.simulator import Outcome
-from tests.browser import chromium, keep_as_doc, screenshot
+from tests.browser import chromium, csp_violations, keep_as_doc, screenshot
 from tests.conftest import API_TOKEN
 from tests.stack import running_stack
 
@@ -66,6 +66,7 @@ async def test_browser_log_in_filter_and_open_a_failed_job(clean_database: str) 
                 assert "No license for this company." in fault.text
                 assert HINT_NO_LICENSE in driver.find_element(By.ID, "hint").text
                 keep_as_doc(screenshot(driver, "job-failed"), DOC_SCREENSHOT)
+                assert csp_violations(driver) == []
             finally:
                 driver.quit()
 
@@ -93,6 +94,7 @@ async def test_browser_job_list_refreshes_without_a_reload(clean_database: str) 
                     time.sleep(0.2)
                 assert driver.execute_script("return window.notReloaded") is True
                 screenshot(driver, "jobs-refreshed")
+                assert csp_violations(driver) == []
             finally:
                 driver.quit()
 
@@ -118,9 +120,36 @@ async def test_browser_replays_a_delivery_from_the_inbox(clean_database: str) ->
                 )[0]
                 assert f"Replayed delivery {delivery['id']} for job {job['id']}" in note.text
                 screenshot(driver, "inbox-replayed")
+                assert csp_violations(driver) == []
             finally:
                 driver.quit()
 
         await asyncio.to_thread(drive)
         replayed = await stack.wait_for_event(job["id"], "replayed")
         assert replayed["state"] == "succeeded"  # a settled job stays settled
+
+
+async def test_browser_shows_the_api_docs_and_refuses_inline_script(clean_database: str) -> None:
+    """`/docs` renders its routes under the strict policy, which an injected inline script
+    breaks: the console check sees a violation when there is one."""
+    async with running_stack(clean_database) as stack:
+
+        def drive() -> None:
+            driver = chromium()
+            try:
+                driver.get(stack.service_url + "/docs")
+                wait_for(
+                    driver, lambda d: "/api/v1/jobs" in d.find_element(By.ID, "doc").text, "no docs"
+                )
+                assert csp_violations(driver) == []
+                driver.execute_script(
+                    "const s = document.createElement('script');"
+                    "s.textContent = 'window.injected = true';"
+                    "document.body.appendChild(s);"
+                )
+                assert driver.execute_script("return window.injected") is None
+                assert csp_violations(driver), "an inline script ran unreported"
+            finally:
+                driver.quit()
+
+        await asyncio.to_thread(drive)

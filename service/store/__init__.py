@@ -16,6 +16,13 @@ from service.store.alerts import (
     lock_window,
     next_alert_due_at,
 )
+from service.store.auth_failures import (
+    ALL_ADDRESSES,
+    FailureCount,
+    auth_failure_counts,
+    count_auth_addresses,
+    count_auth_failure,
+)
 from service.store.budgets import record_budgets, recorded_budgets
 from service.store.deliveries import (
     add_delivery,
@@ -77,6 +84,7 @@ from service.store.models import (
     AlertAttempt,
     AlertDelivery,
     AlertWindow,
+    AuthFailureWindow,
     Base,
     CompanyBudgetRecord,
     Delivery,
@@ -229,6 +237,12 @@ __all__ = [
     "get_job",
     "get_jobs",
     "record_budgets",
+    "ALL_ADDRESSES",
+    "FailureCount",
+    "auth_failure_counts",
+    "count_auth_addresses",
+    "count_auth_failure",
+    "AuthFailureWindow",
     "recorded_budgets",
     "CompanyBudgetRecord",
     "is_sqlite",

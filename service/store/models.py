@@ -199,6 +199,18 @@ class CompanyBudgetRecord(Base):
     recorded_at: Mapped[datetime]
 
 
+class AuthFailureWindow(Base):
+    """Failed authentications from one client address in its current minute, shared by every
+    worker and replica (`address` "*" counts all of them). `started` is the window's first
+    failure, in seconds since the epoch; a row older than a minute counts nothing."""
+
+    __tablename__ = "auth_failures"
+
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started: Mapped[float] = mapped_column(Float)
+    failures: Mapped[int] = mapped_column(Integer)
+
+
 class JobStateCount(Base):
     """A change to the number of jobs in one state; the sum per state is the count.
 

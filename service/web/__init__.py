@@ -23,12 +23,16 @@ from service.web.health import healthz, metrics, readyz
 from service.web.jobs_api import create_job, get_job, get_job_result, list_jobs
 from service.web.openapi import get_docs, get_openapi, openapi_document
 from service.web.request_id import RequestId
+from service.web.security_headers import SecurityHeaders
 from service.web.state import State
 from service.web.status_api import list_components, list_incidents
 from service.web.status_webhooks import receive_status_webhook
+from service.web.throttle import AuthThrottle
 from service.web.webhooks import receive_visma_webhook
 
 __all__ = [
+    "SecurityHeaders",
+    "AuthThrottle",
     "STATIC_DIR",
     "alerts_page",
     "inbox_page",

@@ -1,5 +1,8 @@
 """Bearer-token check for `/api/` and the dashboard.
 
+A client address that sent too many wrong tokens is held back (429, `web/throttle.py`) before
+its token is even compared.
+
 API_TOKENS may read and write; API_READ_TOKENS may only read (none configured: all refused).
 The middleware puts the token's role in the ASGI scope the way Starlette's authentication does
 (`scope["auth"]` holds `AuthCredentials` with the scopes `read`, or `read` and `write`), so a
@@ -18,6 +21,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.web.errors import error_response
+from service.web.throttle import AuthThrottle
 
 READ = "read"
 WRITE = "write"
@@ -26,6 +30,10 @@ WRITE_SCOPES = (READ, WRITE)
 
 NO_TOKENS = "API_TOKENS and API_READ_TOKENS are not set: the API refuses every request"
 BAD_TOKEN = "send Authorization: Bearer <one of API_TOKENS or API_READ_TOKENS>"
+HELD_BACK = (
+    "too many wrong tokens from this address (AUTH_FAILURES_PER_MINUTE); try again after "
+    "Retry-After seconds"
+)
 READ_ONLY = (
     "this token may only read (API_READ_TOKENS): submitting, resending or replaying needs one "
     "of API_TOKENS"
@@ -47,25 +55,43 @@ class BearerAuth:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        granted = self._scopes(scope)
+        given = self._given(scope)
+        throttle: AuthThrottle | None = scope.get("state", {}).get("auth_throttle")
+        address = throttle.address_of(scope) if throttle and given else None
+        if throttle and address is not None:
+            held = await throttle.held_back(address)
+            if held is not None:
+                retry = str(held.retry_after_seconds)
+                response = error_response(
+                    429, "too_many_requests", HELD_BACK, headers={"Retry-After": retry}
+                )
+                await response(scope, receive, send)
+                return
+        granted = self._scopes(given)
         if isinstance(granted, tuple):
             scope["auth"] = AuthCredentials(list(granted))
             await self.app(scope, receive, send)
             return
+        if throttle and address is not None and self._tokens:
+            await throttle.failed(address, where="api")
         response = error_response(
             401, "unauthorized", granted, headers={"WWW-Authenticate": "Bearer"}
         )
         await response(scope, receive, send)
 
-    def _scopes(self, scope: Scope) -> tuple[str, ...] | str:
+    @staticmethod
+    def _given(scope: Scope) -> bytes:
+        """The bearer token the request carries; empty when it carries none (no guess)."""
+        header = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+        scheme, _, given = header.partition(b" ")
+        return given.strip() if scheme.lower() == b"bearer" else b""
+
+    def _scopes(self, given: bytes) -> tuple[str, ...] | str:
         """The scopes the request's token grants, or why it is refused."""
         if not self._tokens:
             return NO_TOKENS
-        header = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-        scheme, _, given = header.partition(b" ")
-        if scheme.lower() != b"bearer" or not given:
+        if not given:
             return BAD_TOKEN
-        given = given.strip()
         granted: tuple[str, ...] | None = None
         for token, scopes in self._tokens:  # every token compared: no early exit to time
             if hmac.compare_digest(token, given) and granted is None:

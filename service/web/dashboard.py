@@ -38,6 +38,7 @@ from service.flows import replay_delivery, signature_failures, utcnow
 from service.web.dashboard_auth import COOKIE, DashboardKeys, Session, csrf_matches
 from service.web.errors import STATUS_BY_ERROR
 from service.web.schemas import alert_json, delivery_json
+from service.web.sources import in_networks, parse_address
 from service.web.state import State
 from service.web.webhooks import BodyTooLarge, read_body
 
@@ -51,6 +52,9 @@ SILENT_AFTER_SECONDS = 3600
 LOGIN_REFUSED = "That token is not one of API_TOKENS or API_READ_TOKENS."
 NO_TOKENS = "API_TOKENS and API_READ_TOKENS are not set: nobody can log in."
 CSRF_REFUSED = "The form was stale or not ours (CSRF check failed); reload the page and retry."
+HELD_BACK = (
+    "Too many wrong tokens from this address: try again in {seconds} s (AUTH_FAILURES_PER_MINUTE)."
+)
 READ_ONLY = "This token may only read (API_READ_TOKENS): replaying needs one of API_TOKENS."
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -105,8 +109,20 @@ async def log_in(request: Request[State]) -> Response:
     token = form.get("token")
     next_url = _safe_next(str(form.get("next") or "/"))
     keys = _keys(request)
+    throttle = request.state["auth_throttle"]
+    address = throttle.address_of(request.scope) if token and keys.configured else None
+    if address is not None:
+        held = await throttle.held_back(address)
+        if held is not None:
+            problem = HELD_BACK.format(seconds=held.retry_after_seconds)
+            response = _page(request, "login.html", None, problem=problem, next=next_url)
+            response.status_code = 429
+            response.headers["Retry-After"] = str(held.retry_after_seconds)
+            return response
     session = keys.log_in(token) if token and len(token) <= 1024 else None
     if session is None:
+        if address is not None:
+            await throttle.failed(address, where="login")
         problem = LOGIN_REFUSED if keys.configured else NO_TOKENS
         response = _page(request, "login.html", None, problem=problem, next=next_url)
         response.status_code = 401
@@ -117,10 +133,24 @@ async def log_in(request: Request[State]) -> Response:
         session.cookie,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=_came_over_https(request),
         max_age=12 * 3600,
     )
     return response
+
+
+def _came_over_https(request: Request[State]) -> bool:
+    """Whether the session cookie must be `Secure`: forced by SESSION_COOKIE_SECURE, or the
+    request was https, to us or to the TRUSTED_PROXIES peer that forwarded it."""
+    settings = request.state["settings"]
+    if settings.SESSION_COOKIE_SECURE or request.url.scheme == "https":
+        return True
+    peer = parse_address(request.client.host) if request.client else None
+    if not in_networks(peer, settings.TRUSTED_PROXIES):
+        return False
+    # A chain of proxies appends: the last value is the one the trusted peer set.
+    proto = request.headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
+    return proto == "https"
 
 
 async def log_out(_request: Request[State]) -> Response:

@@ -13,6 +13,7 @@ from service.flows import ResolveSettings, SignatureWatch, SubmitSettings
 from service.settings import Settings
 from service.store import IngestWriter, TableSize
 from service.visma import VismaClient
+from service.web.throttle import AuthThrottle
 
 
 class State(TypedDict):
@@ -31,3 +32,5 @@ class State(TypedDict):
     signature_watch: SignatureWatch
     # Tells the state-read worker that jobs are due now (a batch waits for it to send them).
     wake_resolver: Callable[[], None]
+    # Failed authentication counted across workers and replicas (429 past the limit).
+    auth_throttle: AuthThrottle
