@@ -97,6 +97,17 @@ AUTH_HELD_BACK = Counter(
     ["reason"],
 )
 
+# Requests refused for their token: `wrong_token` (401, counted toward the limit) and
+# `held_back` (429, the token not even compared).
+AUTH_REFUSED = Counter(
+    "visma_hooks_auth_refused_total",
+    "Requests to POST /login and /api/ refused for their token, by result (wrong_token: 401; "
+    "held_back: 429)",
+    ["result"],
+)
+AUTH_WRONG_TOKEN = AUTH_REFUSED.labels("wrong_token")
+AUTH_REFUSED_HELD_BACK = AUTH_REFUSED.labels("held_back")
+
 
 class FastHistogram:
     """Observations of one histogram gathered in plain lists, then added to it in one go.

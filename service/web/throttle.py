@@ -82,17 +82,21 @@ class AuthThrottle:
             counts = await store.auth_failure_counts(session, address, since=now - WINDOW_SECONDS)
             own = counts.get(address)
             if own is not None and own.failures >= self._per_address:
-                return HeldBack(_retry_after(own, now), "address")
-            total = counts.get(store.ALL_ADDRESSES)
-            if total is None or total.failures < self._total:
-                return None
-            if own is None and await store.count_auth_addresses(session) < MAX_ADDRESSES:
-                return None  # an address that has not failed yet still gets its try
-            return HeldBack(_retry_after(total, now), "total")
+                held = HeldBack(_retry_after(own, now), "address")
+            else:
+                total = counts.get(store.ALL_ADDRESSES)
+                if total is None or total.failures < self._total:
+                    return None
+                if own is None and await store.count_auth_addresses(session) < MAX_ADDRESSES:
+                    return None  # an address that has not failed yet still gets its try
+                held = HeldBack(_retry_after(total, now), "total")
+        metrics.AUTH_REFUSED_HELD_BACK.inc()
+        return held
 
     async def failed(self, address: str, *, where: str) -> None:
         """Count one wrong token from `address`; the failure that reaches the limit is logged
         (the address, never the token) and counted in the metric."""
+        metrics.AUTH_WRONG_TOKEN.inc()
         now = time.time()
         async with self._sessions.begin() as session:
             counts = await store.count_auth_failure(
