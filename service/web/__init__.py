@@ -6,6 +6,7 @@ from service.web.batch_api import create_jobs_batch
 from service.web.dashboard import (
     STATIC_DIR,
     alerts_page,
+    favicon,
     inbox_page,
     job_page,
     jobs_page,
@@ -31,6 +32,7 @@ from service.web.webhooks import receive_visma_webhook
 __all__ = [
     "STATIC_DIR",
     "alerts_page",
+    "favicon",
     "inbox_page",
     "job_page",
     "jobs_page",

@@ -446,9 +446,11 @@ async def get_openapi(_request: Request) -> Response:
     return JSONResponse(openapi_document())
 
 
-# Self-contained: no outside script or style, so it works offline and behind strict proxies.
+# Self-contained: no outside script or style, so it works offline and behind strict proxies;
+# its script is ours (static/docs-render.js).
 _DOCS_CSP = (
-    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'"
+    "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; "
+    "img-src 'self'"
 )
 # The page ships inside the package (web/docs.html) and loads nothing from elsewhere.
 _DOCS_HTML = (importlib.resources.files("service.web") / "docs.html").read_text("utf-8")
