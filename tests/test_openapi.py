@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -58,11 +59,17 @@ async def test_get_openapi_describes_every_api_route(clean_database: str) -> Non
 async def test_get_docs_is_a_page_that_needs_nothing_from_elsewhere(clean_database: str) -> None:
     async with running_stack(clean_database) as stack:
         response = await stack.api.get("/docs")
+        script = await stack.api.get("/static/docs-render.js")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert "openapi.json" in response.text
-    assert "src=" not in response.text and "http://" not in response.text
-    assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert "http://" not in response.text and "https://" not in response.text
+    # Its script is this service's own file (same origin), nothing from elsewhere.
+    sources = re.findall(r'src="([^"]*)"', response.text)
+    assert sources == ["/static/docs-render.js"]
+    csp = response.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src 'self';" in csp
+    assert script.status_code == 200 and "http" not in script.text
 
 
 async def test_schemathesis_finds_no_server_error_and_no_nonconforming_answer(
