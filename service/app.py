@@ -45,6 +45,7 @@ from service.web import (
     create_job,
     create_jobs_batch,
     domain_error,
+    favicon,
     get_docs,
     get_job,
     get_job_result,
@@ -331,6 +332,7 @@ def create_app(
         Route("/status", status_page, methods=["GET"], name="status_page"),
         Route("/alerts", alerts_page, methods=["GET"], name="alerts_page"),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+        Route("/favicon.ico", favicon, methods=["GET"], name="favicon"),
         Route("/openapi.json", get_openapi, methods=["GET"], name="openapi"),
         Route("/docs", get_docs, methods=["GET"], name="docs"),
         Mount(

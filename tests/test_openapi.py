@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -58,13 +59,18 @@ async def test_get_openapi_describes_every_api_route(clean_database: str) -> Non
 async def test_get_docs_is_a_page_that_needs_nothing_from_elsewhere(clean_database: str) -> None:
     async with running_stack(clean_database) as stack:
         response = await stack.api.get("/docs")
+        script = await stack.api.get("/static/docs-render.js")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert "openapi.json" in response.text
     assert "http://" not in response.text and "https://" not in response.text
     assert "<script>" not in response.text and "<style>" not in response.text  # none inline
+    # Its script is this service's own file (same origin), nothing from elsewhere.
+    sources = re.findall(r'src="([^"]*)"', response.text)
+    assert sources == ["/static/docs-render.js"]
     policy = response.headers["content-security-policy"]
     assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert script.status_code == 200 and "http" not in script.text
 
 
 async def test_schemathesis_finds_no_server_error_and_no_nonconforming_answer(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, insert, not_, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, not_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.store.ingest import DeliveryRecord
@@ -18,7 +18,7 @@ async def list_deliveries(
     notification_id: str | None = None,
     matched: bool | None = None,
     kind: str | None = None,
-    flagged: bool | None = None,
+    has_problem: bool | None = None,
     limit: int,
     offset: int,
 ) -> tuple[Sequence[Delivery], int]:
@@ -30,10 +30,10 @@ async def list_deliveries(
         conditions.append(Delivery.job_id.is_not(None) if matched else Delivery.job_id.is_(None))
     if kind:
         conditions.append(Delivery.kind == kind)
-    if flagged is not None:
-        # Flagged: a problem was named, or no job took it.
-        needs_a_look = or_(Delivery.problem.is_not(None), Delivery.job_id.is_(None))
-        conditions.append(needs_a_look if flagged else not_(needs_a_look))
+    if has_problem is not None:
+        # The column the API shows as `problem`: the dashboard's split is the API's notion.
+        named = Delivery.problem.is_not(None)
+        conditions.append(named if has_problem else not_(named))
     count_query = select(func.count()).select_from(Delivery)
     page_query = select(Delivery).order_by(Delivery.received_at.desc(), Delivery.id.desc())
     if conditions:

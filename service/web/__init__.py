@@ -6,6 +6,7 @@ from service.web.batch_api import create_jobs_batch
 from service.web.dashboard import (
     STATIC_DIR,
     alerts_page,
+    favicon,
     inbox_page,
     job_page,
     jobs_page,
@@ -35,6 +36,7 @@ __all__ = [
     "AuthThrottle",
     "STATIC_DIR",
     "alerts_page",
+    "favicon",
     "inbox_page",
     "job_page",
     "jobs_page",

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 
 from starlette.datastructures import URL
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from service import store
@@ -59,6 +59,7 @@ READ_ONLY = "This token may only read (API_READ_TOKENS): replaying needs one of 
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters["pretty"] = lambda value: _pretty(value)
+templates.env.filters["event_fields"] = lambda detail, job: _event_fields(detail, job)
 _OPEN = tuple(sorted(s.value for s in OPEN_STATES))
 
 
@@ -316,16 +317,21 @@ async def job_page(request: Request[State]) -> Response:
     )
 
 
+async def favicon(_request: Request[State]) -> Response:
+    """`/favicon.ico`: the dashboard's icon (an SVG; browsers ask this path on their own)."""
+    return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
+
+
 async def inbox_page(request: Request[State]) -> Response:
     session = _session(request)
     if session is None:
         return _to_login(request)
     async with request.state["readers"].begin() as db:
         flagged, flagged_total = await store.list_deliveries(
-            db, flagged=True, limit=PAGE_SIZE, offset=0
+            db, has_problem=True, limit=PAGE_SIZE, offset=0
         )
         recent, recent_total = await store.list_deliveries(
-            db, flagged=False, limit=PAGE_SIZE, offset=0
+            db, has_problem=False, limit=PAGE_SIZE, offset=0
         )
     return _page(
         request,
@@ -501,6 +507,27 @@ async def _replay(request: Request[State], delivery_id: str) -> str:
         return f"Replayed delivery {replayed.delivery_id}: it names no job it may be linked to."
     read = "; its state was read again" if replayed.state_read else ""
     return f"Replayed delivery {replayed.delivery_id} for job {replayed.job_id}{read}."
+
+
+EVENT_FIELD_CHARS = 120
+"""A timeline row shows a field's value up to this long; the raw JSON below it has it all."""
+
+
+def _event_fields(detail: Mapping[str, Any], job: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A timeline event's plain fields as (name, value) for its row. Visma's error message is
+    left out where the job's Error section already shows it, so it is read once."""
+    shown_error = (job.get("error") or {}).get("message")
+    fields = []
+    for key, value in detail.items():
+        if isinstance(value, Mapping | list) or value is None:
+            continue  # nested values stay in the raw JSON
+        if key == "error" and value == shown_error:
+            continue
+        text = str(value)
+        if len(text) > EVENT_FIELD_CHARS:
+            text = text[: EVENT_FIELD_CHARS - 1] + "…"
+        fields.append((key, text))
+    return fields
 
 
 def _pretty(value: object) -> str:
