@@ -98,6 +98,10 @@ def configure_logging(*, level: str = "info", fmt: LogFormat | None = None) -> N
     root.setLevel(level.upper())
     # Alembic tells every plugin it loads at info: noise before each start.
     logging.getLogger("alembic").setLevel(max(root.level, logging.WARNING))
+    # httpx writes each request's full URL at info: an alert target's or a callback's path and
+    # query can be its secret (a Slack webhook's is). Their warnings and errors still come.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(root.level, logging.WARNING))
     # uvicorn's own lines come to the root handler instead of their own formats.
     for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)

@@ -128,6 +128,23 @@ def test_serve_writes_json_lines(tmp_path: Path) -> None:
     assert all({"event", "level", "timestamp", "logger"} <= line.keys() for line in lines)
 
 
+async def test_no_outbound_url_path_or_query_reaches_the_log(json_logs) -> None:
+    # The service's outbound calls (alerts, callbacks, Visma) go through httpx, whose own
+    # logger would write each full URL at info: a Slack webhook's path is its secret.
+    configure_logging(level="info", fmt="json")
+    secret = "/services/T0000/B0000/XXXXsecretXXXX?token=hidden"
+    app = Starlette(
+        routes=[Route("/{rest:path}", lambda _r: PlainTextResponse("ok"), methods=["POST"])]
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as client:
+        answer = await client.post(f"http://hooks.example{secret}", json={"text": "hi"})
+    assert answer.status_code == 200
+    logging.getLogger("service.test").info("sent")  # the handler is there and writes info
+    text = json_logs.readouterr().err
+    assert '"sent"' in text
+    assert "XXXXsecretXXXX" not in text and "hidden" not in text
+
+
 def test_a_database_error_is_told_without_its_statement_and_parameters() -> None:
     from sqlalchemy.exc import OperationalError
 
