@@ -504,7 +504,7 @@ def _show_ended(data: dict[str, Any], *, as_json: bool, wait: float | None) -> i
     from service.domain import TERMINAL_STATES
 
     _show_job(data, as_json=as_json)
-    if wait is not None and data["state"] not in {state.value for state in TERMINAL_STATES}:
+    if wait is not None and data["state"] not in TERMINAL_STATES:
         print_error(
             f"job {data['id']} is still {data['state']} after --timeout {wait:g} s; "
             f"`visma-hooks job {data['id']}` shows it later"
@@ -519,13 +519,12 @@ async def _until_ended(sessions: Any, job_id: str, *, timeout: float) -> dict[st
     when its due state read has gone unclaimed (no service is resolving it)."""
     from service.domain import TERMINAL_STATES
 
-    ended = {state.value for state in TERMINAL_STATES}
     deadline = asyncio.get_running_loop().time() + timeout
     shown, warned = None, False
     while True:
         data = await _load_job(sessions, job_id)
         left = deadline - asyncio.get_running_loop().time()
-        if data["state"] in ended or left <= 0:
+        if data["state"] in TERMINAL_STATES or left <= 0:
             return data
         if data["state"] != shown:
             shown = data["state"]

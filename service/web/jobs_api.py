@@ -180,7 +180,8 @@ async def _await_change(
         while True:
             changed.clear()  # before the read, so a change during it still wakes the wait
             data, etag = await _shared_view(request, job_id)
-            done = data["state"] in FINISHED if until_finished else etag not in held
+            # JobState is a StrEnum: the JSON's state text is found in the set of members.
+            done = data["state"] in TERMINAL_STATES if until_finished else etag not in held
             if done:
                 return JSONResponse(data, headers={"ETag": etag})
             # In slices, so a waiter whose client has hung up stops within a slice.
@@ -201,7 +202,6 @@ async def _await_change(
 
 DISCONNECT_CHECK_SECONDS = 5.0
 """How often a waiting request looks whether its client is still there."""
-FINISHED = frozenset(state.value for state in TERMINAL_STATES)
 
 
 _reads: dict[str, tuple[int, asyncio.Future[tuple[dict[str, object], str]]]] = {}
