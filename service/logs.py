@@ -19,6 +19,7 @@ import structlog
 LogFormat = Literal["json", "console"]
 
 _HANDLER_NAME = "visma-hooks"
+_OUTBOUND_LOGGERS = ("httpx", "httpcore", "aiosqlite")
 _CONTROL = {code: f"\\x{code:02x}" for code in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t"}
 MAX_REASON_CHARS = 300
 """An exception's text in a log line is cut here: a driver may quote a whole statement."""
@@ -98,9 +99,10 @@ def configure_logging(*, level: str = "info", fmt: LogFormat | None = None) -> N
     root.setLevel(level.upper())
     # Alembic tells every plugin it loads at info: noise before each start.
     logging.getLogger("alembic").setLevel(max(root.level, logging.WARNING))
-    # httpx writes each request's full URL at info: an alert target's or a callback's path and
-    # query can be its secret (a Slack webhook's is). Their warnings and errors still come.
-    for name in ("httpx", "httpcore"):
+    # httpx writes each request's full URL at info (httpcore its connections, aiosqlite each
+    # statement's parameters at debug): a Slack webhook's path is its secret. Our own lines
+    # name a target only as `redact_url`.
+    for name in _OUTBOUND_LOGGERS:
         logging.getLogger(name).setLevel(max(root.level, logging.WARNING))
     # uvicorn's own lines come to the root handler instead of their own formats.
     for name in ("uvicorn", "uvicorn.error"):

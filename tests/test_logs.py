@@ -16,11 +16,13 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from service.domain import redact_url
 from service.logs import FailureLog, configure_logging
 from service.store import create_engine, create_readers, create_sessionmaker
 from service.web import RequestId
 from service.workers import HousekeepingWorker
 from tests.cli_process import serving, wait_ready
+from tests.sink import SIGNING_SECRET, Sink
 
 
 @pytest.fixture(name="json_logs")
@@ -200,3 +202,38 @@ async def test_job_id_is_on_the_lines_a_state_read_writes(
     assert len(lines) == 1, lines
     assert lines[0]["job_id"] in jobs
     assert "RuntimeError: a bug in reading the state" in lines[0]["event"]
+
+
+async def test_serve_logs_no_outbound_urls_secret_parts(tmp_path: Path, sink: Sink) -> None:
+    """httpx would write each alert's full URL at info; a Slack webhook's path is its secret.
+    The process's own lines name a target only as the API shows it (`redact_url`)."""
+    slack_secret = "T0SLACKSECRET-B0SLACKSECRET-xoxSLACKSECRETPATH"
+    hook_secret = "HOOKSECRETPATH"
+    slack_url = f"{sink.url}/slack/{slack_secret}?token=QUERYSECRET"
+    hook_url = f"{sink.url}/hook/{hook_secret}"
+    sink.fail_next[f"/hook/{hook_secret}"] = 1  # one failed attempt: a line that names it
+    settings = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'hooks.db'}",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "debug",
+        "STATUS_WEBHOOK_TOKEN": "status-token-logs",
+        "ALERT_SLACK_URLS": slack_url,
+        "ALERT_WEBHOOK_URLS": hook_url,
+        "ALERT_SIGNING_SECRET": SIGNING_SECRET,
+        "ALERT_POLL_SECONDS": "0.05",
+        "ALERT_RETRY_BASE_SECONDS": "0.05",
+        "ALERT_FLAP_WINDOW_SECONDS": "0",
+    }
+    update = (Path(__file__).parent / "fixtures" / "status-component-update.json").read_bytes()
+    with serving(cwd=tmp_path, log=tmp_path / "serve.log", **settings) as server:
+        await asyncio.to_thread(wait_ready, server)
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            answer = await client.post("/webhooks/status/status-token-logs", content=update)
+            assert answer.status_code == 200, answer.text
+        await sink.wait_for(f"/slack/{slack_secret}", 1)
+        await sink.wait_for(f"/hook/{hook_secret}", 1)
+    log = server.stderr()
+    for secret in (slack_secret, hook_secret, "QUERYSECRET"):
+        assert secret not in log, [line for line in log.splitlines() if secret in line]
+    [failed] = [line for line in json_lines(log) if "not sent" in line["event"]]
+    assert redact_url(hook_url) in failed["event"] and "HTTP 500" in failed["event"]

@@ -14,11 +14,13 @@ An alert is raised once per transition, never per delivery. Two windows keep the
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from service.domain.status import CLOSED_STATUSES, is_operational
 
@@ -400,3 +402,14 @@ def retry_delay(
     if retry_after is not None:
         delay = max(delay, min(retry_after, max_seconds))
     return delay
+
+
+def redact_url(url: str) -> str:
+    """A target without the parts that hold secrets (a Slack URL's path is its token): what
+    the API and every log line show of an outbound URL."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    digest = hashlib.sha256(url.encode()).hexdigest()[:8]
+    return f"{parts.scheme}://{host}/...#{digest}"

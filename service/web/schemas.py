@@ -9,11 +9,10 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.domain import Page, iso
+from service.domain import Page, iso, redact_url
 from service.store import Alert, AlertAttempt, AlertDelivery, Delivery
 from service.visma import SIGNATURE_HEADER
 
@@ -200,16 +199,6 @@ def _alert_status(alert: Alert, deliveries: Sequence[AlertDelivery], *, now: dat
     if "pending" in states:
         return "sending"
     return "gone" if "gone" in states else "sent"
-
-
-def redact_url(url: str) -> str:
-    """A target without the parts that hold secrets (a Slack URL's path is its token)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    digest = hashlib.sha256(url.encode()).hexdigest()[:8]
-    return f"{parts.scheme}://{host}/...#{digest}"
 
 
 def page_json(

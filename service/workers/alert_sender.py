@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks.webhooks import Webhook
 
 from service import metrics, store
-from service.domain import InvalidInput, slack_message
+from service.domain import InvalidInput, redact_url, slack_message
 from service.flows import (
     CALLBACK,
     SLACK,
@@ -124,6 +124,14 @@ class AlertSender:
         outcome = await record_send(self._sessions, delivery.id, result, self._settings)
         sent = result.status_code is not None and 200 <= result.status_code < 300
         gone = result.status_code == 410
+        if not sent:
+            log.warning(
+                "%s delivery %s to %s not sent: %s",
+                delivery.channel,
+                delivery.id,
+                redact_url(delivery.target),
+                result.error or f"HTTP {result.status_code}",
+            )
         metrics.ALERT_SENDS.labels(
             delivery.channel, "sent" if sent else "gone" if gone else "failed"
         ).inc()
@@ -188,7 +196,9 @@ class AlertSender:
                 url, content=content.encode(), headers=headers, extensions=extensions
             )
         except httpx.HTTPError as exc:
-            return SendResult(at=datetime.now(UTC), error=f"{type(exc).__name__}: {exc}"[:500])
+            # Kept, shown and logged: the target's secret parts stay out of it.
+            error = f"{type(exc).__name__}: {exc}".replace(url, redact_url(url))
+            return SendResult(at=datetime.now(UTC), error=error[:500])
         return SendResult(
             at=datetime.now(UTC),
             status_code=response.status_code,
