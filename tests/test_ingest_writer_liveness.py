@@ -23,9 +23,11 @@ class StuckBackend:
     async def open(self) -> None:
         pass
 
-    async def write_together(self, records: Sequence[DeliveryRecord]) -> tuple[set[str], list[str]]:
+    async def write_together(
+        self, records: Sequence[DeliveryRecord]
+    ) -> tuple[set[str], set[str], list[str]]:
         await asyncio.Event().wait()
-        return {r.id for r in records}, []
+        return {r.id for r in records}, set(), []
 
     async def write_each(self, records: Sequence[DeliveryRecord]) -> BatchResult:
         await asyncio.Event().wait()

@@ -153,7 +153,7 @@ async def test_a_cancelled_batch_leaves_the_next_one_its_own_answer(url: str) ->
             await first
 
         third = record("n-3")
-        inserted, _due = await writer.write_together([third])
+        inserted, _linked, _due = await writer.write_together([third])
     finally:
         await writer.close()
 
@@ -213,7 +213,7 @@ async def test_a_batch_waits_for_the_write_lock_another_connection_holds(url: st
         released_at = time.monotonic()
         holder.execute("COMMIT")
 
-        inserted, _due = await batch
+        inserted, _linked, _due = await batch
     finally:
         holder.close()
         await writer.close()

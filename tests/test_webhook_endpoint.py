@@ -20,16 +20,17 @@ from tests.harness import WEBHOOK_SECRET, signed_delivery
 
 
 class FakeIngest:
-    def __init__(self, *, new: bool = True, fail: bool = False) -> None:
+    def __init__(self, *, new: bool = True, fail: bool = False, linked: bool = True) -> None:
         self.records: list[DeliveryRecord] = []
         self._new = new
         self._fail = fail
+        self._linked = linked
 
-    async def store(self, record: DeliveryRecord) -> bool:
+    async def store_linking(self, record: DeliveryRecord) -> tuple[bool, bool]:
         if self._fail:
             raise IngestUnavailable("down")
         self.records.append(record)
-        return self._new
+        return self._new, self._linked and record.claimed_job_id is not None
 
 
 async def call(

@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import httpx
 import pytest
 
 from service import store
+from service.app import create_app
 from service.domain.deliveries import PROBLEM_BAD_ID, PROBLEM_NOT_JSON, PROBLEM_UNKNOWN_SHAPE
 from service.visma import signatures
 from service.web.webhooks import BAD_SIGNATURE, NO_SECRETS
+from tests.conftest import make_settings
 from tests.factories import insert_job
 from tests.harness import Harness, in_process, signed_delivery
+from tests.servers import bind_loopback, serving
 
 WEBHOOK = "/webhooks/visma"
 
@@ -204,3 +208,41 @@ async def test_receive_visma_webhook_answers_503_when_it_cannot_store(harness: H
     response = await harness.client.post(WEBHOOK, content=body, headers=headers)
     assert response.status_code == 503
     assert response.json()["error"] == "unavailable"
+
+
+async def test_receive_visma_webhook_names_the_job_only_when_it_linked_to_it(
+    clean_database: str,
+) -> None:
+    """Over a real server: the answer's `matchedJob` is the job the delivery was linked to,
+    never a claim the link rules refused (an unknown job, or another Visma job's id)."""
+    settings = make_settings(clean_database)
+    engine = store.create_engine(clean_database)
+    try:
+        sessions = store.create_sessionmaker(engine)
+        open_job = str(uuid.uuid4())
+        await insert_job(
+            sessions, id=open_job, state="accepted", visma_job_id=visma_id_of(open_job)
+        )
+        finished = str(uuid.uuid4())
+        await insert_job(
+            sessions, id=finished, state="succeeded", visma_job_id=visma_id_of(finished)
+        )
+        other = str(uuid.uuid4())
+        await insert_job(sessions, id=other, state="accepted", visma_job_id=visma_id_of(other))
+    finally:
+        await engine.dispose()
+    wrong_visma = {"id": "v-someone-else", "stateLocation": "https://api.example/v1/background/x"}
+    cases = [
+        (webhook_for(open_job), open_job),
+        (webhook_for(finished), finished),  # a finished job's webhook is still linked to it
+        (signed_delivery(wrong_visma, job_id=other), None),
+        (signed_delivery(job_id=str(uuid.uuid4())), None),  # no such job
+        (signed_delivery(), None),  # names none
+    ]
+    async with serving(create_app(settings), bind_loopback(), settings=settings) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            for (body, headers), expected in cases:
+                answer = await client.post(WEBHOOK, content=body, headers=headers)
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["status"] == "stored"
+                assert answer.json()["matchedJob"] == expected, headers.get("vh-job-id")

@@ -195,6 +195,8 @@ class BatchResult:
     outcomes: list[Stored]
     due_job_ids: list[str]
     """Jobs still open that a stored delivery is linked to: their state read is due now."""
+    linked: Collection[str] = ()
+    """The stored deliveries that were linked to the job they name (open or finished)."""
 
 
 class BatchWriter(Protocol):
@@ -209,8 +211,9 @@ class BatchWriter(Protocol):
 
     async def write_together(
         self, records: Sequence[DeliveryRecord]
-    ) -> tuple[Collection[str], list[str]]:
-        """Write every delivery in one transaction: the ids it inserted and the jobs it made due.
+    ) -> tuple[Collection[str], Collection[str], list[str]]:
+        """Write every delivery in one transaction: the ids it inserted, those of them it linked
+        to their job, and the jobs it made due.
         Raises BatchRefused if the database refused the batch (rolled back)."""
         ...
 
@@ -225,6 +228,8 @@ class BatchWriter(Protocol):
 class _Pending:
     record: DeliveryRecord
     done: asyncio.Future[Stored]
+    linked: bool = False
+    """Set, before `done`, when the stored row was linked to the job it names."""
 
 
 class IngestWriter:
@@ -283,6 +288,11 @@ class IngestWriter:
 
     async def store(self, record: DeliveryRecord) -> bool:
         """Store one delivery; True if new, False if its notification id was already stored."""
+        new, _linked = await self.store_linking(record)
+        return new
+
+    async def store_linking(self, record: DeliveryRecord) -> tuple[bool, bool]:
+        """Store one delivery: whether it was new, and whether it was linked to its named job."""
         # What store_many([record]) does, without its lists: this is every webhook's path.
         if self._running <= 0 or self._closing:
             raise IngestUnavailable("ingest writer is not running")
@@ -292,7 +302,7 @@ class IngestWriter:
         outcome = await pending.done
         if outcome is Stored.FAILED:
             raise IngestUnavailable("the delivery could not be stored")
-        return outcome is Stored.NEW
+        return outcome is Stored.NEW, pending.linked
 
     async def store_many(self, records: Sequence[DeliveryRecord]) -> list[Stored]:
         """Store deliveries together (one batch, up to `max_batch`); what became of each."""
@@ -341,9 +351,12 @@ class IngestWriter:
             if self._failures.failing:
                 self._failures.succeeded()
         stored = duplicate = 0
+        linked = result.linked
         for pending, outcome in zip(batch, result.outcomes, strict=True):
             if outcome is Stored.NEW:
                 stored += 1
+                if linked and pending.record.id in linked:
+                    pending.linked = True
             elif outcome is Stored.DUPLICATE:
                 duplicate += 1
             if not pending.done.done():
@@ -356,7 +369,9 @@ class IngestWriter:
 
     async def _write_records(self, records: Sequence[DeliveryRecord]) -> BatchResult:
         try:
-            inserted, due = await self._backend.write_together(first_of_each_notification(records))
+            inserted, linked, due = await self._backend.write_together(
+                first_of_each_notification(records)
+            )
         except BatchRefused as exc:
             if len(records) == 1:
                 log.error("ingest: could not store delivery %s: %s", records[0].id, exc)
@@ -364,7 +379,7 @@ class IngestWriter:
             log.warning("ingest: batch of %d failed (%s); one savepoint each", len(records), exc)
             return await self._backend.write_each(records)
         outcomes = [Stored.NEW if r.id in inserted else Stored.DUPLICATE for r in records]
-        return BatchResult(outcomes, due)
+        return BatchResult(outcomes, due, linked)
 
 
 def _backend_for(engine: AsyncEngine, rules: LinkRules) -> BatchWriter:

@@ -65,7 +65,8 @@ _REFUSED = (asyncpg.PostgresError, ValueError, TypeError)
 
 def write_statement(rules: LinkRules) -> str:
     """The one statement that writes a batch: deliveries in, open jobs touched; it returns a
-    ("delivery", id) row per inserted delivery and a ("job", id) row per job made due."""
+    ("delivery", id) row per inserted delivery ("linked" for one linked to its job) and a
+    ("job", id) row per job made due."""
     arrays = ", ".join(f"${n}::{_TYPES[c]}[]" for n, c in enumerate(DELIVERY_COLUMNS, 1))
     return f"""
 WITH d AS (
@@ -78,7 +79,8 @@ locked AS MATERIALIZED (
 ),
 ins AS ({deliveries_insert(rules, source="d", returning=True)}),
 touched AS ({jobs_touch(rules, inserted="ins", also="jobs.id IN (SELECT id FROM locked)")})
-SELECT 'delivery', id FROM ins UNION ALL SELECT 'job', id FROM touched
+SELECT CASE WHEN job_id IS NULL THEN 'delivery' ELSE 'linked' END, id FROM ins
+UNION ALL SELECT 'job', id FROM touched
 """
 
 
@@ -127,7 +129,7 @@ class PostgresBatchWriter:
 
     async def write_together(
         self, records: Sequence[DeliveryRecord]
-    ) -> tuple[Collection[str], list[str]]:
+    ) -> tuple[Collection[str], Collection[str], list[str]]:
         async with self._connection() as conn:
             try:
                 return await self._run(conn, records)
@@ -137,24 +139,27 @@ class PostgresBatchWriter:
     async def write_each(self, records: Sequence[DeliveryRecord]) -> BatchResult:
         outcomes: list[Stored] = []
         due: dict[str, None] = {}
+        linked: set[str] = set()
         async with self._connection() as conn, conn.transaction():
             for record in records:
                 try:
                     async with conn.transaction():  # a savepoint: a bad row is undone alone
-                        inserted, made_due = await self._run(conn, [record])
+                        inserted, linked_now, made_due = await self._run(conn, [record])
                 except _REFUSED:
                     outcomes.append(Stored.FAILED)
                     continue
                 outcomes.append(Stored.NEW if inserted else Stored.DUPLICATE)
+                linked.update(linked_now)
                 due.update(dict.fromkeys(made_due))
-        return BatchResult(outcomes, list(due))
+        return BatchResult(outcomes, list(due), linked)
 
     async def _run(
         self, conn: asyncpg.Connection, records: Sequence[DeliveryRecord]
-    ) -> tuple[set[str], list[str]]:
+    ) -> tuple[set[str], set[str], list[str]]:
         rows = await conn.fetch(self._statement, *_arrays(records))
-        inserted = {row[1] for row in rows if row[0] == "delivery"}
-        return inserted, [row[1] for row in rows if row[0] == "job"]
+        linked = {row[1] for row in rows if row[0] == "linked"}
+        inserted = linked | {row[1] for row in rows if row[0] == "delivery"}
+        return inserted, linked, [row[1] for row in rows if row[0] == "job"]
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:

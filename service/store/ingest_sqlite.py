@@ -91,6 +91,9 @@ class SqliteBatchWriter:
             row_sql="(" + ", ".join("?" * len(DELIVERY_COLUMNS)) + ")",
             touch_sql=ingest.jobs_touch(rules, inserted=_INSERTED),
             existing_sql="SELECT json_group_array(id) FROM deliveries WHERE id IN ({ids})",
+            linked_sql="SELECT json_group_array(id) FROM deliveries"
+            " WHERE id IN ({ids}) AND job_id IS NOT NULL",
+            claimed_column=DELIVERY_COLUMNS.index("claimed_job_id"),
         )
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.StreamReader | None = None
@@ -108,16 +111,16 @@ class SqliteBatchWriter:
 
     async def write_together(
         self, records: Sequence[DeliveryRecord]
-    ) -> tuple[Collection[str], list[str]]:
+    ) -> tuple[Collection[str], Collection[str], list[str]]:
         reply = await self._send(("together", [_row(r) for r in records]))
         if reply[0] == "refused":
             raise ingest.BatchRefused(reply[1])
-        _ok, inserted, due = reply
-        return set(inserted), list(due)
+        _ok, inserted, linked, due = reply
+        return set(inserted), set(linked), list(due)
 
     async def write_each(self, records: Sequence[DeliveryRecord]) -> BatchResult:
-        _ok, outcomes, due = await self._send(("each", [_row(r) for r in records]))
-        return BatchResult([_OUTCOMES[outcome] for outcome in outcomes], list(due))
+        _ok, outcomes, linked, due = await self._send(("each", [_row(r) for r in records]))
+        return BatchResult([_OUTCOMES[outcome] for outcome in outcomes], list(due), set(linked))
 
     async def close(self) -> None:
         await self._stop()

@@ -22,10 +22,11 @@ length and a pickle of plain values:
 
 - the parent sends the setup (`Setup` fields, as a dict); the answer is "ready", or
   ("error", text) when the file could not be opened;
-- ("together", rows): all in one transaction; the answer is ("ok", inserted ids, due job ids),
-  or ("refused", text) when SQLite refused it (rolled back, nothing committed);
+- ("together", rows): all in one transaction; the answer is
+  ("ok", inserted ids, linked ids, due job ids), or ("refused", text) when SQLite refused it
+  (rolled back, nothing committed);
 - ("each", rows): each row in a savepoint of one transaction; the answer is
-  ("ok", per row "stored" | "duplicate" | "failed", due job ids), or ("error", text);
+  ("ok", per row "stored" | "duplicate" | "failed", linked ids, due job ids), or ("error", text);
 - None, or the socket closing (the service stopped or died), ends the process.
 """
 
@@ -68,6 +69,10 @@ class Setup(NamedTuple):
     """The jobs' UPDATE ... RETURNING id, with `{ids}` where the batch's delivery ids go."""
     existing_sql: str
     """A SELECT of the JSON array of the ids among `{ids}` that the inbox holds."""
+    linked_sql: str
+    """A SELECT of the JSON array of the ids among `{ids}` linked to a job."""
+    claimed_column: int
+    """Where a row's named job id is: only a row that names one can have been linked."""
 
 
 # Rows per multi-row statement: well under SQLite's limit of 32,766 bound parameters.
@@ -108,24 +113,27 @@ class BatchWriter:
         self._begin()
         try:
             inserted = self._insert(rows)
+            linked = self._linked(rows, inserted)
             due = self._touch(inserted)
             self._conn.execute("COMMIT")
         except _REFUSED as exc:
             self._rollback()
             return ("refused", f"{type(exc).__name__}: {exc}")
-        return ("ok", inserted, due)
+        return ("ok", inserted, linked, due)
 
     def each(self, rows: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
         """Write each row in a savepoint of its own: a bad row is rolled back alone."""
         conn = self._conn
         outcomes: list[str] = []
         due: dict[str, None] = {}
+        linked: list[str] = []
         self._begin()
         try:
             for row in rows:
                 conn.execute("SAVEPOINT delivery")
                 try:
                     inserted = self._insert([row])
+                    linked += self._linked([row], inserted)
                     due.update(dict.fromkeys(self._touch(inserted)))
                 except _REFUSED as exc:
                     conn.execute("ROLLBACK TO delivery")
@@ -139,7 +147,7 @@ class BatchWriter:
         except BaseException:
             self._rollback()
             raise
-        return ("ok", outcomes, list(due))
+        return ("ok", outcomes, linked, list(due))
 
     def _begin(self) -> None:
         """BEGIN IMMEDIATE, waiting for the write lock in steps of 0.5 ms.
@@ -175,6 +183,18 @@ class BatchWriter:
             (found_json,) = self._conn.execute(statement, chunk).fetchone()
             found.update(json.loads(found_json))
         return [delivery_id for delivery_id in ids if delivery_id in found]
+
+    def _linked(self, rows: Sequence[tuple[Any, ...]], inserted: Sequence[str]) -> list[str]:
+        """The ids among `inserted` that the insert linked to the job they name."""
+        column = self._setup.claimed_column
+        new = set(inserted)
+        claiming = [row[0] for row in rows if row[column] is not None and row[0] in new]
+        linked: list[str] = []
+        for chunk in _chunks(claiming, 500):
+            statement = self._setup.linked_sql.replace("{ids}", ", ".join("?" * len(chunk)))
+            (found_json,) = self._conn.execute(statement, chunk).fetchone()
+            linked += json.loads(found_json)
+        return linked
 
     def _touch(self, inserted: Sequence[str]) -> list[str]:
         """Touch the open jobs the inserted rows are linked to; the jobs now due."""

@@ -94,7 +94,7 @@ class VismaWebhook:
             return
         record = delivery_record(headers, body)
         try:
-            stored = await state["ingest"].store(record)
+            stored, linked = await state["ingest"].store_linking(record)
         except IngestUnavailable:
             metrics.DELIVERY_UNAVAILABLE.inc()
             unavailable = error_response(503, "unavailable", NOT_STORED, headers=_RETRY_LATER)
@@ -106,7 +106,8 @@ class VismaWebhook:
                     b'{"status":"stored","deliveryId":"',
                     record.id.encode(),
                     b'","matchedJob":',
-                    _json_text(record.claimed_job_id),
+                    # Named only when linked: a claim the link rules refused matched nothing.
+                    _json_text(record.claimed_job_id if linked else None),
                     b"}",
                 )
             )
