@@ -95,10 +95,11 @@ class Resources:
     signature_watch: SignatureWatch
 
     def state(self) -> State:
+        readers = create_readers(self.engine)
         return {
             "settings": self.settings,
             "sessions": self.sessions,
-            "readers": create_readers(self.engine),
+            "readers": readers,
             "visma": self.visma,
             "ingest": self.ingest,
             "alert_policy": alert_policy(self.settings),
@@ -107,7 +108,7 @@ class Resources:
             "table_sizes": self.housekeeping.measured_tables,
             "signature_watch": self.signature_watch,
             "wake_resolver": self.resolver.wake,
-            "auth_throttle": AuthThrottle.from_settings(self.settings, self.sessions),
+            "auth_throttle": AuthThrottle.from_settings(self.settings, self.sessions, readers),
         }
 
 

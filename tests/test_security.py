@@ -124,6 +124,23 @@ async def test_wrong_bearer_tokens_are_held_back_per_address(clean_database: str
             assert answer.status_code == 401
 
 
+async def test_an_address_whose_token_was_right_is_still_held_back_when_it_guesses(
+    clean_database: str,
+) -> None:
+    """A right token spares the next reads of the count (for a few seconds); a wrong one from
+    that address ends that, so a client that had access cannot guess past the limit."""
+    async with running_stack(clean_database) as stack, client(stack.service_url) as http:
+        right = {"Authorization": f"Bearer {API_TOKEN}"}
+        assert (await http.get("/api/v1/jobs", headers=right)).status_code == 200
+        for attempt in range(LIMIT):
+            wrong = {"Authorization": f"Bearer guess-{attempt}"}
+            assert (await http.get("/api/v1/jobs", headers=wrong)).status_code == 401
+        assert (await http.get("/api/v1/jobs", headers=right)).status_code == 429
+        assert (
+            await http.get("/api/v1/jobs", headers={"Authorization": "Bearer x"})
+        ).status_code == 429
+
+
 async def test_forwarded_addresses_count_only_from_a_trusted_proxy(clean_database: str) -> None:
     async with (
         running_stack(clean_database, TRUSTED_PROXIES=["127.0.0.1/32"]) as stack,

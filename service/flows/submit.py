@@ -192,6 +192,21 @@ async def repeated_job(
     return claim.job_id
 
 
+async def repeated_job_row(
+    session: AsyncSession, visma: VismaClient, request: JobRequest, *, key: str
+) -> tuple[store.Job, str | None] | None:
+    """`repeated_job`, with the job's row and callback URL read in the same statement: what
+    the API answers a repeat with."""
+    tenant = choose_tenant(request.tenant, visma.tenant_ids)
+    found = await store.find_key_with_job(session, tenant, key)
+    if found is None:
+        return None
+    claim, job, callback_url = found
+    if claim.fingerprint != fingerprint(request, tenant=tenant):
+        raise IdempotencyKeyReused(KEY_REUSED)
+    return job, callback_url
+
+
 async def send_pending_job(
     sessions: async_sessionmaker[AsyncSession],
     visma: VismaClient,

@@ -41,7 +41,14 @@ from service.store.engine import (
     create_sessionmaker,
     is_sqlite,
 )
-from service.store.idempotency import KeyClaim, add_keys, find_key, find_keys, is_key_taken
+from service.store.idempotency import (
+    KeyClaim,
+    add_keys,
+    find_key,
+    find_key_with_job,
+    find_keys,
+    is_key_taken,
+)
 from service.store.ingest import DeliveryRecord, IngestUnavailable, IngestWriter, Stored
 from service.store.job_changes import (
     JOB_CHANGES,
@@ -106,6 +113,7 @@ from service.store.results import (
     callback_urls,
     get_result,
     job_callback,
+    job_with_callback_url,
     keep_result,
     set_callback,
 )
@@ -146,6 +154,7 @@ __all__ = [
     "JobCallback",
     "JobResult",
     "callback_urls",
+    "job_with_callback_url",
     "get_result",
     "keep_result",
     "set_callback",
@@ -166,6 +175,7 @@ __all__ = [
     "KeyClaim",
     "add_keys",
     "find_key",
+    "find_key_with_job",
     "find_keys",
     "is_key_taken",
     "IdempotencyKey",

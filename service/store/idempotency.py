@@ -11,7 +11,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.store.models import IdempotencyKey
+from service.store.models import IdempotencyKey, Job, JobCallback
 
 NO_TENANT = ""
 """The company of a key when none is configured (a primary key column cannot be NULL)."""
@@ -55,6 +55,24 @@ async def find_key(session: AsyncSession, tenant: str | None, key: str) -> KeyCl
     if row is None:
         return None
     return KeyClaim(tenant, row.key, row.fingerprint, row.job_id)
+
+
+async def find_key_with_job(
+    session: AsyncSession, tenant: str | None, key: str
+) -> tuple[KeyClaim, Job, str | None] | None:
+    """A company's key with the job it made and that job's callback URL, in one read: a repeat
+    is answered from this and the job's timeline."""
+    query = (
+        select(IdempotencyKey.fingerprint, Job, JobCallback.url)
+        .join(Job, Job.id == IdempotencyKey.job_id)
+        .outerjoin(JobCallback, JobCallback.job_id == Job.id)
+        .where(IdempotencyKey.tenant == (tenant or NO_TENANT), IdempotencyKey.key == key)
+    )
+    row = (await session.execute(query)).one_or_none()
+    if row is None:
+        return None
+    fingerprint, job, url = row
+    return KeyClaim(tenant, key, fingerprint, job.id), job, url
 
 
 async def add_keys(session: AsyncSession, claims: Sequence[KeyClaim], *, at: datetime) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.store.models import AlertAttempt, AlertDelivery, JobCallback, JobResult
+from service.store.models import AlertAttempt, AlertDelivery, Job, JobCallback, JobResult
 
 
 async def keep_result(
@@ -62,6 +62,21 @@ async def callback_urls(session: AsyncSession, job_ids: Sequence[str]) -> dict[s
         select(JobCallback.job_id, JobCallback.url).where(JobCallback.job_id.in_(job_ids))
     )
     return {job_id: url for job_id, url in rows.all()}
+
+
+async def job_with_callback_url(
+    session: AsyncSession, job_id: str
+) -> tuple[Job, str | None] | None:
+    """The job and its callback URL (None when it has none) in one read; None if no such job."""
+    if "\x00" in job_id:
+        return None  # no row holds a NUL (PostgreSQL text cannot), and asyncpg refuses one
+    query = (
+        select(Job, JobCallback.url)
+        .outerjoin(JobCallback, JobCallback.job_id == Job.id)
+        .where(Job.id == job_id)
+    )
+    row = (await session.execute(query)).one_or_none()
+    return None if row is None else (row[0], row[1])
 
 
 async def job_callback(session: AsyncSession, job_id: str) -> dict[str, Any] | None:

@@ -69,6 +69,8 @@ class BearerAuth:
                 return
         granted = self._scopes(given)
         if isinstance(granted, tuple):
+            if throttle and address is not None:
+                throttle.passed(address)
             scope["auth"] = AuthCredentials(list(granted))
             await self.app(scope, receive, send)
             return

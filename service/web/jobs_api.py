@@ -29,7 +29,13 @@ from service.domain import (
     result_json,
     validate_key,
 )
-from service.flows import Submitted, check_callback, repeated_job, submit_job, submit_once
+from service.flows import (
+    Submitted,
+    check_callback,
+    repeated_job_row,
+    submit_job,
+    submit_once,
+)
 from service.web.auth import require_write
 from service.web.errors import error_response
 from service.web.schemas import etag_of, page_json
@@ -55,11 +61,12 @@ async def create_job(request: Request[State]) -> Response:
     job_request = parse_job_create(raw).to_request()
     await check_job_callback(request, job_request)
     if key is not None:
-        # A repeat is answered from one read transaction: the key, then the job's view.
+        # A repeat is answered from one read transaction: the key with its job, then the
+        # job's timeline.
         async with state["readers"].begin() as session:
-            repeat = await repeated_job(session, state["visma"], job_request, key=key)
+            repeat = await repeated_job_row(session, state["visma"], job_request, key=key)
             if repeat is not None:
-                data, etag = await _read_view(session, request, repeat)
+                data, etag = await _render_view(session, request, *repeat)
                 return _created(request, data, etag, replayed=True)
     if key is None:
         submitted = Submitted(
@@ -241,11 +248,18 @@ async def _read_view(
     session: AsyncSession, request: Request[State], job_id: str
 ) -> tuple[dict[str, object], str]:
     """The job's single view and its ETag, read in `session`."""
-    job = await store.get_job(session, job_id)
-    if job is None:
+    found = await store.job_with_callback_url(session, job_id)
+    if found is None:
         raise NotFound(JOB_NOT_FOUND.format(job_id=job_id))
+    return await _render_view(session, request, *found)
+
+
+async def _render_view(
+    session: AsyncSession, request: Request[State], job: store.Job, callback_url: str | None
+) -> tuple[dict[str, object], str]:
+    """The view of a job already read (with its callback URL): its timeline is read here."""
+    job_id = job.id
     events = await store.job_events(session, job_id)
-    callback_url = (await store.callback_urls(session, [job_id])).get(job_id)
     callback = await store.job_callback(session, job_id) if callback_url else None
     data = job_json(
         job,

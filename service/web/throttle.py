@@ -4,7 +4,9 @@ Failures are counted in the database (`store.count_auth_failure`), so every work
 replica sees the same count: a guesser cannot spread its attempts over `serve --workers`.
 Past AUTH_FAILURES_PER_MINUTE from one address, or AUTH_FAILURES_TOTAL_PER_MINUTE from all of
 them, further attempts answer 429 until the minute since the window's first failure has
-passed. An attempt costs one primary-key read; only a failed one writes. The table holds at
+passed. An attempt costs one primary-key read; only a failed one writes. An address whose
+token was right is not read again for PASSED_SECONDS (in this process): a guesser's every
+wrong token clears that, so its next attempt is read again. The table holds at
 most MAX_ADDRESSES rows, so a flood from many addresses cannot grow it; past that, an address
 not in it is counted in the total only, and held back once the total is reached.
 The webhook paths never come here: they have their signatures and allow-lists.
@@ -27,6 +29,7 @@ from service.web.sources import Network, client_address
 log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60.0
+PASSED_SECONDS = 5.0
 MAX_ADDRESSES = 10_000
 UNKNOWN_ADDRESS = "unknown"
 """The key of a sender whose address cannot be told (a forwarded hop that is no address)."""
@@ -44,22 +47,32 @@ class AuthThrottle:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
+        readers: async_sessionmaker[AsyncSession],
         *,
         per_address: int,
         total: int,
         trusted_proxies: list[Network],
     ) -> None:
         self._sessions = sessions
+        # Every authenticated request reads; on SQLite a read-only transaction does not take
+        # the write lock, so the API does not queue behind the webhook writer to check it.
+        self._readers = readers
+        self._passed: dict[str, float] = {}
+        """Address -> until when (monotonic) it is not read again: its token was right."""
         self._per_address = per_address
         self._total = total
         self._trusted = trusted_proxies
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+        cls,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        readers: async_sessionmaker[AsyncSession],
     ) -> AuthThrottle:
         return cls(
             sessions,
+            readers,
             per_address=settings.AUTH_FAILURES_PER_MINUTE,
             total=settings.AUTH_FAILURES_TOTAL_PER_MINUTE,
             trusted_proxies=list(settings.TRUSTED_PROXIES),
@@ -77,8 +90,10 @@ class AuthThrottle:
 
     async def held_back(self, address: str) -> HeldBack | None:
         """Why and for how long `address` may not try a token now, or None if it may."""
+        if self._passed.get(address, 0.0) > time.monotonic():
+            return None
         now = time.time()
-        async with self._sessions() as session:
+        async with self._readers.begin() as session:
             counts = await store.auth_failure_counts(session, address, since=now - WINDOW_SECONDS)
             own = counts.get(address)
             if own is not None and own.failures >= self._per_address:
@@ -93,9 +108,16 @@ class AuthThrottle:
         metrics.AUTH_REFUSED_HELD_BACK.inc()
         return held
 
+    def passed(self, address: str) -> None:
+        """`address` was not held back and its token was right: trust it for PASSED_SECONDS."""
+        if len(self._passed) >= MAX_ADDRESSES:
+            self._passed.clear()  # bounded: a flood of addresses costs reads, never memory
+        self._passed[address] = time.monotonic() + PASSED_SECONDS
+
     async def failed(self, address: str, *, where: str) -> None:
         """Count one wrong token from `address`; the failure that reaches the limit is logged
         (the address, never the token) and counted in the metric."""
+        self._passed.pop(address, None)
         metrics.AUTH_WRONG_TOKEN.inc()
         now = time.time()
         async with self._sessions.begin() as session:
