@@ -2,7 +2,8 @@
 
 Jinja2 templates (autoescaped: every value from outside is escaped) and one small script of our
 own (`static/dashboard.js`) that refreshes lists in place and copies ids; nothing is loaded from
-elsewhere. Log in with an API token (`dashboard_auth.py`); a read-only token sees everything and
+elsewhere. Log in with an API token (`dashboard_auth.py`; each session is a row,
+`dashboard_sessions.py`, which logging out deletes); a read-only token sees everything and
 changes nothing. Each page reads through `store` in one reading transaction, as the API does.
 """
 
