@@ -747,6 +747,7 @@ PURGED_ONE = {
     "alerts": "alert",
     "purged notification ids": "purged notification id",
     "idempotency keys": "idempotency key",
+    "dashboard sessions": "dashboard session",
 }
 """Each purged table's name for one row (`removed 1 job`)."""
 

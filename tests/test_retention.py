@@ -140,6 +140,7 @@ async def test_a_backlog_in_one_table_holds_up_none_of_the_others(
         "alerts",
         "purged notification ids",
         "idempotency keys",
+        "dashboard sessions",
     )
     rest = await purge_for_a_while(sessions, RETENTION, QUICK, now=now, tables=first.left)
     assert (rest.rows["deliveries"], rest.rows["jobs"], rest.done) == (4, 0, True)
@@ -423,6 +424,7 @@ def test_purge_command_dry_run_prints_per_table_and_removes_nothing(
             "alerts": 0,
             "purged notification ids": 0,
             "idempotency keys": 0,
+            "dashboard sessions": 0,
         },
     }
 

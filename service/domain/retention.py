@@ -41,6 +41,7 @@ class Retention:
             # The window is kept even when deliveries are kept forever (then it holds nothing).
             dedupe=now - timedelta(days=self.dedupe_days),
             idempotency=now - timedelta(days=self.idempotency_days),
+            sessions=now,
         )
 
 
@@ -56,6 +57,8 @@ class Cutoffs:
     """Notification ids of deliveries received since then are still refused as duplicates."""
     idempotency: datetime
     """Idempotency keys made before then are forgotten (their jobs stay)."""
+    sessions: datetime
+    """Dashboard sessions that expired before then go: an expired session opens nothing."""
 
 
 def _before(now: datetime, days: float) -> datetime | None:

@@ -30,6 +30,7 @@ PURGED_TABLES = (
     "alerts",
     "purged notification ids",
     "idempotency keys",
+    "dashboard sessions",
 )
 
 
@@ -142,6 +143,10 @@ async def _purge_batch(
     if table == "idempotency keys":
         return await store.purge_idempotency_keys(
             session, before=cutoffs.idempotency, limit=limit, dry_run=dry_run
+        )
+    if table == "dashboard sessions":
+        return await store.purge_dashboard_sessions(
+            session, before=cutoffs.sessions, limit=limit, dry_run=dry_run
         )
     if table == "purged notification ids":
         return await store.purge_notification_ids(

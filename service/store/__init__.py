@@ -24,6 +24,11 @@ from service.store.auth_failures import (
     count_auth_failure,
 )
 from service.store.budgets import record_budgets, recorded_budgets
+from service.store.dashboard_sessions import (
+    add_dashboard_session,
+    dashboard_session_fingerprint,
+    remove_dashboard_session,
+)
 from service.store.deliveries import (
     add_delivery,
     count_deliveries,
@@ -94,6 +99,7 @@ from service.store.models import (
     AuthFailureWindow,
     Base,
     CompanyBudgetRecord,
+    DashboardSession,
     Delivery,
     IdempotencyKey,
     Job,
@@ -121,6 +127,7 @@ from service.store.retention import (
     TableSize,
     free_pages,
     purge_alerts,
+    purge_dashboard_sessions,
     purge_deliveries,
     purge_idempotency_keys,
     purge_jobs,
@@ -143,6 +150,11 @@ from service.store.status import (
 )
 
 __all__ = [
+    "DashboardSession",
+    "add_dashboard_session",
+    "dashboard_session_fingerprint",
+    "remove_dashboard_session",
+    "purge_dashboard_sessions",
     "get_window",
     "recent_resolvers",
     "Figures",

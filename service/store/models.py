@@ -211,6 +211,21 @@ class AuthFailureWindow(Base):
     failures: Mapped[int] = mapped_column(Integer)
 
 
+class DashboardSession(Base):
+    """One dashboard login, until it is logged out (the row is deleted) or expires (retention
+    removes it). The row alone opens nothing: it holds no session id and no token."""
+
+    __tablename__ = "dashboard_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """SHA-256 (hex) of the session id the cookie carries."""
+    token_fingerprint: Mapped[str] = mapped_column(String(64))
+    """An HMAC of the session id keyed with the API token it was made with: each request checks
+    it against the configured tokens, so a token taken out of the settings ends its sessions."""
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class JobStateCount(Base):
     """A change to the number of jobs in one state; the sum per state is the count.
 

@@ -24,6 +24,7 @@ from service.store.models import (
     AlertDelivery,
     AlertWindow,
     Base,
+    DashboardSession,
     Delivery,
     IdempotencyKey,
     Job,
@@ -210,6 +211,20 @@ async def purge_idempotency_keys(
     return len(ids)
 
 
+async def purge_dashboard_sessions(
+    session: AsyncSession, *, before: datetime, limit: int, dry_run: bool = False
+) -> int:
+    """Dashboard sessions that expired before `before`: they open nothing any more."""
+    old = select(DashboardSession.id).where(DashboardSession.expires_at < before)
+    if dry_run:
+        return await _count(session, old)
+    order = DashboardSession.expires_at
+    ids = await _claim(session, old.order_by(order), DashboardSession, limit)
+    if ids:
+        await session.execute(delete(DashboardSession).where(DashboardSession.id.in_(ids)))
+    return len(ids)
+
+
 async def release_space(session: AsyncSession, *, pages: int) -> None:
     """SQLite: hand up to `pages` free pages back to the file system (an incremental vacuum:
     the file shrinks a little at a time, each step a short hold on the write lock).
@@ -258,6 +273,7 @@ _AGE_COLUMNS: dict[type[Base], Any] = {
     StatusIncident: StatusIncident.updated_at,
     Alert: Alert.raised_at,
     PurgedNotification: PurgedNotification.received_at,
+    DashboardSession: DashboardSession.created_at,
 }
 _EXACT_BELOW = 100_000
 """PostgreSQL: tables its statistics put below this many rows are counted exactly."""

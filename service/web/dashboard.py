@@ -2,7 +2,8 @@
 
 Jinja2 templates (autoescaped: every value from outside is escaped) and one small script of our
 own (`static/dashboard.js`) that refreshes lists in place and copies ids; nothing is loaded from
-elsewhere. Log in with an API token (`dashboard_auth.py`); a read-only token sees everything and
+elsewhere. Log in with an API token (`dashboard_auth.py`; each session is a row,
+`dashboard_sessions.py`, which logging out deletes); a read-only token sees everything and
 changes nothing. Each page reads through `store` in one reading transaction, as the API does.
 """
 
@@ -35,7 +36,13 @@ from service.domain import (
     result_json,
 )
 from service.flows import replay_delivery, signature_failures, utcnow
-from service.web.dashboard_auth import COOKIE, DashboardKeys, Session, csrf_matches
+from service.web.dashboard_auth import COOKIE, SESSION_SECONDS, Session, csrf_matches
+from service.web.dashboard_sessions import (
+    current_session,
+    dashboard_keys,
+    end_session,
+    start_session,
+)
 from service.web.errors import STATUS_BY_ERROR
 from service.web.schemas import alert_json, delivery_json
 from service.web.sources import in_networks, parse_address
@@ -52,6 +59,10 @@ SILENT_AFTER_SECONDS = 3600
 LOGIN_REFUSED = "That token is not one of API_TOKENS or API_READ_TOKENS."
 NO_TOKENS = "API_TOKENS and API_READ_TOKENS are not set: nobody can log in."
 CSRF_REFUSED = "The form was stale or not ours (CSRF check failed); reload the page and retry."
+LOGOUT_REFUSED = (
+    "Logging out needs the CSRF token from the page (the form was stale or not ours): you are "
+    "still logged in; reload the page and log out again."
+)
 HELD_BACK = (
     "Too many wrong tokens from this address: try again in {seconds} s (AUTH_FAILURES_PER_MINUTE)."
 )
@@ -61,15 +72,6 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters["pretty"] = lambda value: _pretty(value)
 templates.env.filters["event_fields"] = lambda detail, job: _event_fields(detail, job)
 _OPEN = tuple(sorted(s.value for s in OPEN_STATES))
-
-
-def _keys(request: Request[State]) -> DashboardKeys:
-    settings = request.state["settings"]
-    return DashboardKeys(tokens=settings.api_tokens(), read_tokens=settings.api_read_tokens())
-
-
-def _session(request: Request[State]) -> Session | None:
-    return _keys(request).session(request.cookies.get(COOKIE))
 
 
 def _page(
@@ -101,7 +103,7 @@ def _to_login(request: Request[State]) -> Response:
 
 
 async def login_form(request: Request[State]) -> Response:
-    problem = None if _keys(request).configured else NO_TOKENS
+    problem = None if dashboard_keys(request).configured else NO_TOKENS
     return _page(request, "login.html", None, problem=problem, next=_next(request))
 
 
@@ -109,7 +111,7 @@ async def log_in(request: Request[State]) -> Response:
     form = await _form(request)
     token = form.get("token")
     next_url = _safe_next(str(form.get("next") or "/"))
-    keys = _keys(request)
+    keys = dashboard_keys(request)
     throttle = request.state["auth_throttle"]
     address = throttle.address_of(request.scope) if token and keys.configured else None
     if address is not None:
@@ -120,22 +122,23 @@ async def log_in(request: Request[State]) -> Response:
             response.status_code = 429
             response.headers["Retry-After"] = str(held.retry_after_seconds)
             return response
-    session = keys.log_in(token) if token and len(token) <= 1024 else None
-    if session is None:
+    new = keys.log_in(token) if token and len(token) <= 1024 else None
+    if new is None:
         if address is not None:
             await throttle.failed(address, where="login")
         problem = LOGIN_REFUSED if keys.configured else NO_TOKENS
         response = _page(request, "login.html", None, problem=problem, next=next_url)
         response.status_code = 401
         return response
+    await start_session(request, new)
     response = RedirectResponse(next_url, status_code=303)
     response.set_cookie(
         COOKIE,
-        session.cookie,
+        new.session.cookie,
         httponly=True,
         samesite="strict",
         secure=_came_over_https(request),
-        max_age=12 * 3600,
+        max_age=SESSION_SECONDS,
     )
     return response
 
@@ -154,7 +157,16 @@ def _came_over_https(request: Request[State]) -> bool:
     return proto == "https"
 
 
-async def log_out(_request: Request[State]) -> Response:
+async def log_out(request: Request[State]) -> Response:
+    """End the session server-side (its row goes: the cookie opens nothing after, wherever it
+    was copied to), with the page's CSRF token so another site cannot log anyone out. Without
+    a live session there is nothing to end: the cookie is cleared all the same."""
+    session = await current_session(request)
+    if session is not None:
+        form = await _form(request)
+        if not csrf_matches(session, form.get("csrf")):
+            return _refused(request, session, 403, LOGOUT_REFUSED, back="/")
+        await end_session(request, session)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE)
     return response
@@ -191,7 +203,7 @@ def _safe_next(target: str) -> str:
 
 
 async def overview(request: Request[State]) -> Response:
-    session = _session(request)
+    session = await current_session(request)
     if session is None:
         return _to_login(request)
     health = await _health(request)
@@ -199,7 +211,7 @@ async def overview(request: Request[State]) -> Response:
 
 
 async def jobs_page(request: Request[State]) -> Response:
-    session = _session(request)
+    session = await current_session(request)
     if session is None:
         return _to_login(request)
     params = request.query_params
@@ -294,7 +306,7 @@ async def _search(db: Any, text: str) -> list[store.Job]:
 
 
 async def job_page(request: Request[State]) -> Response:
-    session = _session(request)
+    session = await current_session(request)
     if session is None:
         return _to_login(request)
     job_id = request.path_params["job_id"]
@@ -323,7 +335,7 @@ async def favicon(_request: Request[State]) -> Response:
 
 
 async def inbox_page(request: Request[State]) -> Response:
-    session = _session(request)
+    session = await current_session(request)
     if session is None:
         return _to_login(request)
     async with request.state["readers"].begin() as db:
@@ -347,7 +359,7 @@ async def inbox_page(request: Request[State]) -> Response:
 
 
 async def replay_from_inbox(request: Request[State]) -> Response:
-    session = _session(request)
+    session = await current_session(request)
     if session is None:
         return _to_login(request)
     form = await _form(request)
@@ -367,14 +379,21 @@ async def replay_from_inbox(request: Request[State]) -> Response:
     )
 
 
-def _refused(request: Request[State], session: Session, status: int, problem: str) -> Response:
-    response = _page(request, "refused.html", session, problem=problem)
+def _refused(
+    request: Request[State],
+    session: Session,
+    status: int,
+    problem: str,
+    *,
+    back: str = "/inbox",
+) -> Response:
+    response = _page(request, "refused.html", session, problem=problem, back=back)
     response.status_code = status
     return response
 
 
 async def status_page(request: Request[State]) -> Response:
-    session = _session(request)
+    session = await current_session(request)
     if session is None:
         return _to_login(request)
     async with request.state["readers"].begin() as db:
@@ -395,7 +414,7 @@ async def status_page(request: Request[State]) -> Response:
 
 
 async def alerts_page(request: Request[State]) -> Response:
-    session = _session(request)
+    session = await current_session(request)
     if session is None:
         return _to_login(request)
     kind = request.query_params.get("kind", "")

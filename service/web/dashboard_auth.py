@@ -1,11 +1,13 @@
-"""The dashboard's login: an API token typed into a form becomes a signed session cookie.
+"""The dashboard's login: an API token typed into a form becomes a session.
 
-The cookie holds no token: `<role>.<expires>.<mac>`, the mac being an HMAC of the role and
-expiry keyed with the token itself. Any replica checks it against its own API_TOKENS and
-API_READ_TOKENS (no session store, no extra secret), and taking a token out of the settings
-ends its sessions. The cookie is HttpOnly and SameSite=Strict; every form that changes
-something also carries a CSRF token (an HMAC of the session, keyed with the same token), checked
-on POST, so another site can neither read nor forge one.
+The cookie holds a random session id and nothing else. The session's row
+(`web/dashboard_sessions.py`) is keyed by a SHA-256 of that id and keeps a fingerprint of the
+token (an HMAC of the id keyed with the token, never the token itself); each request checks the
+fingerprint against this process's API_TOKENS and API_READ_TOKENS, so taking a token out of the
+settings ends its sessions on every replica, and its role follows the list it is in now. The
+cookie is HttpOnly and SameSite=Strict; every form that changes something (logging out too)
+carries a CSRF token (an HMAC of the session id, keyed with the same token), checked on POST,
+so another site can neither read nor forge one. This module holds the arithmetic only: no I/O.
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import time
+import re
+import secrets
 from dataclasses import dataclass
 
 from service.web.auth import READ, WRITE
 
 COOKIE = "vh_session"
 SESSION_SECONDS = 12 * 3600
-_MAX_COOKIE_CHARS = 200
+_SESSION_ID_BYTES = 32
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
+"""32 random bytes, base64url without padding: any other cookie is no session of ours."""
 
 
 @dataclass(frozen=True)
@@ -29,10 +34,20 @@ class Session:
     """`read` or `write`."""
     cookie: str
     csrf: str
+    row_id: str
+    """The key of the session's row (a hash of the cookie's id)."""
 
     @property
     def may_write(self) -> bool:
         return self.role == WRITE
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """A login the row of which is still to be stored."""
+
+    session: Session
+    token_fingerprint: str
 
 
 class DashboardKeys:
@@ -47,7 +62,7 @@ class DashboardKeys:
     def configured(self) -> bool:
         return bool(self._keys)
 
-    def log_in(self, given: str, *, now: float | None = None) -> Session | None:
+    def log_in(self, given: str) -> NewSession | None:
         """A new session for a configured token, or None."""
         given_bytes = given.strip().encode()
         found: tuple[bytes, str] | None = None
@@ -56,27 +71,26 @@ class DashboardKeys:
                 found = (key, role)
         if found is None:
             return None
-        expires = int((now or time.time()) + SESSION_SECONDS)
         key, role = found
-        return _session(key, role, expires)
+        session_id = secrets.token_urlsafe(_SESSION_ID_BYTES)
+        return NewSession(_session(key, role, session_id), _fingerprint(key, session_id))
 
-    def session(self, cookie: str | None, *, now: float | None = None) -> Session | None:
-        """The session a cookie proves, or None (missing, forged, expired, token withdrawn)."""
-        if not cookie or len(cookie) > _MAX_COOKIE_CHARS:
-            return None
-        role, _, rest = cookie.partition(".")
-        expires_text, _, _mac = rest.partition(".")
-        if role not in (READ, WRITE) or not expires_text.isdigit():
-            return None
-        expires = int(expires_text)
-        if expires < (now or time.time()):
-            return None
+    def session(self, cookie: str, *, token_fingerprint: str) -> Session | None:
+        """The session of a cookie whose row holds `token_fingerprint`, or None when no
+        configured token made it (the token was taken out of the settings)."""
         found: Session | None = None
-        for key, key_role in self._keys:
-            candidate = _session(key, key_role, expires)
-            if hmac.compare_digest(candidate.cookie, cookie) and found is None:
-                found = candidate
+        for key, role in self._keys:  # every token compared: no early exit to time
+            matches = hmac.compare_digest(_fingerprint(key, cookie), token_fingerprint)
+            if matches and found is None:
+                found = _session(key, role, cookie)
         return found
+
+
+def row_id_of(cookie: str | None) -> str | None:
+    """The row key of the session a cookie names, or None for anything that is no session id."""
+    if cookie is None or not _SESSION_ID.fullmatch(cookie):
+        return None
+    return hashlib.sha256(cookie.encode()).hexdigest()
 
 
 def csrf_matches(session: Session, given: str | None) -> bool:
@@ -88,10 +102,16 @@ def _mac(key: bytes, message: str) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def _session(key: bytes, role: str, expires: int) -> Session:
-    value = f"{role}.{expires}"
+def _fingerprint(key: bytes, session_id: str) -> str:
+    # Keyed with the token and salted with the session's id: the stored value names the token
+    # to a process that has it, and is no lookup key for the token to anyone else.
+    return hmac.new(key, ("session:" + session_id).encode(), hashlib.sha256).hexdigest()
+
+
+def _session(key: bytes, role: str, session_id: str) -> Session:
     return Session(
         role=role,
-        cookie=f"{value}.{_mac(key, 'session:' + value)}",
-        csrf=_mac(key, "csrf:" + value),
+        cookie=session_id,
+        csrf=_mac(key, "csrf:" + session_id),
+        row_id=hashlib.sha256(session_id.encode()).hexdigest(),
     )
