@@ -27,10 +27,10 @@ async def test_other_methods_on_the_webhook_path_get_the_routers_405(harness: Ha
 async def test_a_crash_in_the_webhook_endpoint_answers_a_json_500(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken_store(*_args: object) -> bool:
+    async def broken_store(*_args: object) -> tuple[bool, bool]:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(harness.resources.ingest, "store", broken_store)
+    monkeypatch.setattr(harness.resources.ingest, "store_linking", broken_store)
     body, headers = signed_delivery(job_id="job-1", notification_id="n-crash")
     transport = httpx.ASGITransport(app=harness.app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
@@ -46,10 +46,10 @@ async def test_a_database_outage_in_the_webhook_endpoint_answers_503_to_retry(
     """The app maps OSError (a database refusing connections) to 503 + Retry-After: so does
     the fast lane, with the same handler."""
 
-    async def refused(*_args: object) -> bool:
+    async def refused(*_args: object) -> tuple[bool, bool]:
         raise ConnectionRefusedError("database refuses connections")
 
-    monkeypatch.setattr(harness.resources.ingest, "store", refused)
+    monkeypatch.setattr(harness.resources.ingest, "store_linking", refused)
     body, headers = signed_delivery(job_id="job-1", notification_id="n-outage")
     response = await harness.client.post("/webhooks/visma", content=body, headers=headers)
 
