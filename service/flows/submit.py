@@ -183,20 +183,16 @@ async def repeated_job(
 ) -> str | None:
     """The job an earlier request with this key made, for a repeat of that request; None when
     the key is free; IdempotencyKeyReused when it made a job from another request."""
-    tenant = choose_tenant(request.tenant, visma.tenant_ids)
-    claim = await store.find_key(session, tenant, key)
-    if claim is None:
-        return None
-    if claim.fingerprint != fingerprint(request, tenant=tenant):
-        raise IdempotencyKeyReused(KEY_REUSED)
-    return claim.job_id
+    found = await repeated_job_row(session, visma, request, key=key)
+    return None if found is None else found[0].id
 
 
 async def repeated_job_row(
     session: AsyncSession, visma: VismaClient, request: JobRequest, *, key: str
 ) -> tuple[store.Job, str | None] | None:
-    """`repeated_job`, with the job's row and callback URL read in the same statement: what
-    the API answers a repeat with."""
+    """The job (its row, with its callback URL, read with the key in one statement) an earlier
+    request with this key made: what the API answers a repeat with. None when the key is free;
+    IdempotencyKeyReused when it made a job from another request."""
     tenant = choose_tenant(request.tenant, visma.tenant_ids)
     found = await store.find_key_with_job(session, tenant, key)
     if found is None:

@@ -49,7 +49,6 @@ from service.store.engine import (
 from service.store.idempotency import (
     KeyClaim,
     add_keys,
-    find_key,
     find_key_with_job,
     find_keys,
     is_key_taken,
@@ -186,7 +185,6 @@ __all__ = [
     "purge_notification_ids",
     "KeyClaim",
     "add_keys",
-    "find_key",
     "find_key_with_job",
     "find_keys",
     "is_key_taken",

@@ -49,14 +49,6 @@ async def find_keys(
     return found
 
 
-async def find_key(session: AsyncSession, tenant: str | None, key: str) -> KeyClaim | None:
-    """The stored claim of one company's key (a primary-key read), if there is one."""
-    row = await session.get(IdempotencyKey, (tenant or NO_TENANT, key))
-    if row is None:
-        return None
-    return KeyClaim(tenant, row.key, row.fingerprint, row.job_id)
-
-
 async def find_key_with_job(
     session: AsyncSession, tenant: str | None, key: str
 ) -> tuple[KeyClaim, Job, str | None] | None:
