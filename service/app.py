@@ -41,6 +41,7 @@ from service.web import (
     RequestId,
     SecurityHeaders,
     State,
+    Waiters,
     alerts_page,
     create_job,
     create_jobs_batch,
@@ -109,6 +110,7 @@ class Resources:
             "signature_watch": self.signature_watch,
             "wake_resolver": self.resolver.wake,
             "auth_throttle": AuthThrottle.from_settings(self.settings, self.sessions, readers),
+            "waiters": Waiters(self.settings.MAX_WAITERS),
         }
 
 

@@ -110,6 +110,29 @@ AUTH_WRONG_TOKEN = AUTH_REFUSED.labels("wrong_token")
 AUTH_REFUSED_HELD_BACK = AUTH_REFUSED.labels("held_back")
 
 
+# Connections the server (server.py) ended before or while their request reached the
+# application, by reason; bound here so a refusal costs one counter increment.
+CONNECTIONS_REFUSED = Counter(
+    "visma_hooks_connections_refused_total",
+    "Connections the server refused or cut off, by reason (client_limit: over "
+    "MAX_CONNECTIONS_PER_CLIENT, 429; server_full: over MAX_CONNECTIONS, 503; head_timeout; "
+    "head_too_large; body_timeout: no body byte for BODY_TIMEOUT_SECONDS)",
+    ["reason"],
+)
+REFUSED_CLIENT_LIMIT = CONNECTIONS_REFUSED.labels("client_limit")
+REFUSED_SERVER_FULL = CONNECTIONS_REFUSED.labels("server_full")
+REFUSED_HEAD_TIMEOUT = CONNECTIONS_REFUSED.labels("head_timeout")
+REFUSED_HEAD_TOO_LARGE = CONNECTIONS_REFUSED.labels("head_too_large")
+REFUSED_BODY_TIMEOUT = CONNECTIONS_REFUSED.labels("body_timeout")
+
+# `?wait` long polls answered at once because MAX_WAITERS were already held (web/waiters.py).
+WAITS_TURNED_AWAY = Counter(
+    "visma_hooks_waits_turned_away_total",
+    "Long polls (GET /api/v1/jobs/{id}?wait=) answered at once, with Retry-After, because "
+    "MAX_WAITERS were already waiting in the process",
+)
+
+
 class FastHistogram:
     """Observations of one histogram gathered in plain lists, then added to it in one go.
 

@@ -204,6 +204,18 @@ class Settings(BaseSettings):
     """Open connections per server process. At the limit a new connection pushes out the one
     that has waited longest for a request head; if none waits, the new one gets 503."""
 
+    BODY_TIMEOUT_SECONDS: float = Field(default=10, gt=0)
+    """Time a request body may go without a byte arriving (each chunk starts the time again);
+    after that the connection is closed (with 408 if nothing was answered yet)."""
+
+    MAX_CONNECTIONS_PER_CLIENT: int = Field(default=100, ge=1)
+    """Open connections one client address may hold per server process; beyond them a new one
+    gets 429 and is closed. Addresses in TRUSTED_PROXIES are exempt."""
+
+    MAX_WAITERS: int = Field(default=200, ge=0)
+    """Long polls (`GET /api/v1/jobs/{id}?wait=`) held at once per server process; beyond them
+    a `?wait` answers at once as the plain GET would, with `Retry-After: 1`. 0: no long polls."""
+
     MAX_RESULT_BYTES: int = Field(default=1_048_576, ge=0)
     """Largest finished-request content kept per job."""
 

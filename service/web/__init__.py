@@ -25,10 +25,12 @@ from service.web.jobs_api import create_job, get_job, get_job_result, list_jobs
 from service.web.openapi import get_docs, get_openapi, openapi_document
 from service.web.request_id import RequestId
 from service.web.security_headers import SecurityHeaders
+from service.web.sources import in_networks, parse_address
 from service.web.state import State
 from service.web.status_api import list_components, list_incidents
 from service.web.status_webhooks import receive_status_webhook
 from service.web.throttle import AuthThrottle
+from service.web.waiters import Waiters
 from service.web.webhooks import receive_visma_webhook
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "RequestErrorHandler",
     "RequestId",
     "State",
+    "Waiters",
     "create_job",
     "create_jobs_batch",
     "domain_error",
@@ -59,8 +62,10 @@ __all__ = [
     "get_job_result",
     "get_openapi",
     "openapi_document",
+    "parse_address",
     "healthz",
     "http_error",
+    "in_networks",
     "list_alerts",
     "list_components",
     "list_deliveries",

@@ -40,6 +40,7 @@ from service.web.auth import require_write
 from service.web.errors import error_response
 from service.web.schemas import etag_of, page_json
 from service.web.state import State
+from service.web.waiters import RETRY_AFTER_SECONDS
 from service.web.webhooks import BodyTooLarge, read_body
 
 JOB_NOT_FOUND = "no job with id {job_id!r}"
@@ -142,13 +143,29 @@ async def get_job(request: Request[State]) -> Response:
     until_finished = parse_until(request.query_params.get("until"))
     held = _etags(request.headers.get("if-none-match"))
     if not (wait and (held or until_finished)):
-        data, etag = await _job_view(request, job_id)
-        if etag in held:
-            return Response(status_code=304, headers={"ETag": etag})
-        return JSONResponse(data, headers={"ETag": etag})
-    return await _await_change(
-        request, job_id, held, deadline=time.monotonic() + wait, until_finished=until_finished
-    )
+        return await _plain_view(request, job_id, held)
+    waiters = request.state["waiters"]
+    if not waiters.take():
+        # Every slot is held: answer now, and the client asks again a moment later.
+        return await _plain_view(
+            request, job_id, held, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+        )
+    try:
+        return await _await_change(
+            request, job_id, held, deadline=time.monotonic() + wait, until_finished=until_finished
+        )
+    finally:
+        waiters.give_back()
+
+
+async def _plain_view(
+    request: Request[State], job_id: str, held: set[str], *, headers: dict[str, str] | None = None
+) -> Response:
+    """The job now: 304 when the client holds its ETag, else the job."""
+    data, etag = await _job_view(request, job_id)
+    if etag in held:
+        return Response(status_code=304, headers={"ETag": etag} | (headers or {}))
+    return JSONResponse(data, headers={"ETag": etag} | (headers or {}))
 
 
 NO_RESULT = (

@@ -258,7 +258,8 @@ def _paths() -> dict[str, Any]:
                     _query(
                         "wait",
                         "with If-None-Match: answer as soon as the job's ETag differs, else 304 "
-                        "after this many seconds",
+                        "after this many seconds; while MAX_WAITERS long polls are held, "
+                        "answered at once as without wait, with `Retry-After: 1` (ask again)",
                         {"type": "integer", "minimum": 0, "maximum": 60},
                     ),
                     _query(
@@ -279,7 +280,13 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "200": {
                         **_json(job, "the job"),
-                        "headers": {"ETag": {"schema": {"type": "string"}}},
+                        "headers": {
+                            "ETag": {"schema": {"type": "string"}},
+                            "Retry-After": {
+                                "description": "a wait turned away: ask again after it",
+                                "schema": {"type": "integer"},
+                            },
+                        },
                     },
                     "304": {"description": "the job's ETag is still the one given"},
                     "404": _error("no such job"),

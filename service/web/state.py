@@ -14,6 +14,7 @@ from service.settings import Settings
 from service.store import IngestWriter, TableSize
 from service.visma import VismaClient
 from service.web.throttle import AuthThrottle
+from service.web.waiters import Waiters
 
 
 class State(TypedDict):
@@ -34,3 +35,5 @@ class State(TypedDict):
     wake_resolver: Callable[[], None]
     # Failed authentication counted across workers and replicas (429 past the limit).
     auth_throttle: AuthThrottle
+    # The long polls held now in this process (at most MAX_WAITERS).
+    waiters: Waiters

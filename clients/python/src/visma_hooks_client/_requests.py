@@ -143,6 +143,18 @@ def job_of(response: httpx.Response) -> Job:
     return Job.from_json(response.json(), etag=response.headers.get("etag"))
 
 
+def retry_after(response: httpx.Response, left: float) -> float:
+    """Seconds the answer's Retry-After asks for (a long poll turned away), at most `left` and
+    a minute, with a little jitter so turned-away clients do not come back together; 0 if it
+    asks for nothing."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return 0.0
+    seconds = float(value) if value.isdigit() else 1.0  # an HTTP date: a second will do
+    pause: float = seconds * random.uniform(1.0, 1.25)
+    return max(0.0, min(pause, left, MAX_WAIT_SECONDS))
+
+
 def wait_call(job_id: str, etag: str | None, seconds: float) -> Call:
     """One long poll: answered as soon as the job's ETag differs from `etag`."""
     wait = str(max(1, min(MAX_WAIT_SECONDS, int(seconds))))

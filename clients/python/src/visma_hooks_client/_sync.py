@@ -110,7 +110,8 @@ class Client:
 
     def wait(self, job_id: str, *, timeout: float = 300.0) -> Job:
         """The job once it has ended, or as it stands when `timeout` seconds have passed (see
-        `Job.finished`). Long polls: each answers as soon as the job changes."""
+        `Job.finished`). Long polls: each answers as soon as the job changes; one the service
+        answers at once with Retry-After (all its long polls taken) is asked again after it."""
         deadline = time.monotonic() + timeout
         job = self.get(job_id)
         while not job.finished:
@@ -120,6 +121,11 @@ class Client:
             response = self._send(r.wait_call(job_id, job.etag, left))
             if response.status_code != 304:
                 job = r.job_of(response)
+            # Turned away (the service holds all the long polls it takes): the answer came at
+            # once, so ask again when it says, not straight away.
+            pause = r.retry_after(response, deadline - time.monotonic())
+            if pause and not job.finished:
+                time.sleep(pause)
         return job
 
     def submit_and_wait(
