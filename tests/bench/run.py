@@ -102,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     unmatched_file = work / "deliveries-no-job.tsv"
     write_deliveries(unmatched_file, make_deliveries(SECRET, [], DISTINCT_BODIES))
     env = {"VISMA_WEBHOOK_SECRETS": SECRET, "API_TOKENS": API_TOKEN}
+    if args.connections > Settings.model_fields["MAX_CONNECTIONS_PER_CLIENT"].default:
+        # Every load connection comes from 127.0.0.1: past the per-address cap the extra ones
+        # would be refused (429) and measure nothing. The cap is raised for this run only.
+        env["MAX_CONNECTIONS_PER_CLIENT"] = str(args.connections + 16)
 
     def drive(
         server: procs.Server, label: str, deliveries_file: Path = requests_file
