@@ -173,6 +173,10 @@ class Settings(BaseSettings):
     STATUS_ALLOWED_SOURCE_IPS: NetworkList = Field(default_factory=list)
     """Optional allow-list for `/webhooks/status/{token}`, in the same form. Empty: all."""
 
+    STATUS_CLOCK_SKEW_SECONDS: float = Field(default=300, ge=0, le=86_400)
+    """How far ahead of our clock a status-page time may be and still order its update; one
+    further ahead is kept, flagged `futureDated`, and ordered by when we received it."""
+
     TRUSTED_PROXIES: NetworkList = Field(default_factory=list)
     """Peers (addresses or CIDR ranges) whose `X-Forwarded-For` header is believed."""
 

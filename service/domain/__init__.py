@@ -137,6 +137,7 @@ from service.domain.status import (
     event_name,
     is_newer,
     is_operational,
+    ordering_time,
     parse_status_payload,
 )
 from service.domain.submission import (
@@ -166,6 +167,7 @@ from service.domain.views import Job as JobView
 from service.domain.visma_errors import VismaErrorInfo, hint_for, parse_error
 
 __all__ = [
+    "ordering_time",
     "one_line_json",
     "pretty_json",
     "BAD_SIGNATURE_CHECKS",
