@@ -151,6 +151,13 @@ class Settings(BaseSettings):
     ALERT_TIMEOUT_SECONDS: float = Field(default=15, gt=0)
     """How long one alert send waits for the target's answer (Standard Webhooks: 15-30 s)."""
 
+    ALERT_TARGET_CONCURRENCY: int = Field(default=4, ge=1, le=1000)
+    """Sends in flight at once to one target URL (an alert hook, a Slack URL, a callback URL):
+    each target has its own lane, so one that hangs never delays another's sends."""
+
+    ALERT_CONCURRENCY: int = Field(default=16, ge=1, le=10_000)
+    """Sends in flight at once over all targets, per process."""
+
     ALERT_POLL_SECONDS: float = Field(default=1, gt=0)
     """How often the alert sender looks for alerts raised by other processes or replicas."""
 
