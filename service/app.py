@@ -160,6 +160,8 @@ def alert_sender(
         signing_secret=settings.ALERT_SIGNING_SECRET.get_secret_value(),
         timeout_seconds=settings.ALERT_TIMEOUT_SECONDS,
         poll_seconds=settings.ALERT_POLL_SECONDS,
+        concurrency=settings.ALERT_CONCURRENCY,
+        per_target=settings.ALERT_TARGET_CONCURRENCY,
         transport=transport,
         callback_secret=settings.CALLBACK_SIGNING_SECRET.get_secret_value(),
         callback_allowed_hosts=settings.CALLBACK_ALLOWED_HOSTS,

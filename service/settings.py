@@ -151,6 +151,13 @@ class Settings(BaseSettings):
     ALERT_TIMEOUT_SECONDS: float = Field(default=15, gt=0)
     """How long one alert send waits for the target's answer (Standard Webhooks: 15-30 s)."""
 
+    ALERT_TARGET_CONCURRENCY: int = Field(default=4, ge=1, le=1000)
+    """Sends in flight at once to one target URL (an alert hook, a Slack URL, a callback URL):
+    each target has its own lane, so one that hangs never delays another's sends."""
+
+    ALERT_CONCURRENCY: int = Field(default=16, ge=1, le=10_000)
+    """Sends in flight at once over all targets, per process."""
+
     ALERT_POLL_SECONDS: float = Field(default=1, gt=0)
     """How often the alert sender looks for alerts raised by other processes or replicas."""
 
@@ -172,6 +179,10 @@ class Settings(BaseSettings):
 
     STATUS_ALLOWED_SOURCE_IPS: NetworkList = Field(default_factory=list)
     """Optional allow-list for `/webhooks/status/{token}`, in the same form. Empty: all."""
+
+    STATUS_CLOCK_SKEW_SECONDS: float = Field(default=300, ge=0, le=86_400)
+    """How far ahead of our clock a status-page time may be and still order its update; one
+    further ahead is kept, flagged `futureDated`, and ordered by when we received it."""
 
     TRUSTED_PROXIES: NetworkList = Field(default_factory=list)
     """Peers (addresses or CIDR ranges) whose `X-Forwarded-For` header is believed."""

@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from service.domain import one_line_json
+
 # Ids in tables show this many characters; `job` and `submit --resend` take any unique prefix.
 SHORT_ID_LENGTH = 8
 STATE_STYLES = {
@@ -55,6 +57,10 @@ def print_error(message: str) -> None:
 def print_warning(message: str) -> None:
     """`warning: <message>` on stderr, one line."""
     _stderr().print(Text.assemble(("warning:", "bold yellow"), " ", message))
+
+
+EVENT_FIELD_CHARS = 2000
+"""What `job` shows of one nested timeline field; `--json` has it whole."""
 
 
 def print_note(message: str) -> None:
@@ -166,6 +172,11 @@ def print_job(data: Mapping[str, Any]) -> None:
     for event in events:
         console.print(Text(f"  {_seconds(event['at'])}  {event['kind']}  {event['source']}"))
         for key, value in (event.get("detail") or {}).items():
-            shown = value if isinstance(value, str) else json.dumps(value)
+            # Bounded and without recursion, as the dashboard shows it: a field, not a dump.
+            shown = (
+                one_line_json(value, max_chars=EVENT_FIELD_CHARS)
+                if not isinstance(value, str)
+                else value
+            )
             # A URL stays on its line (the terminal may wrap it, a copy keeps it whole).
             console.print(Text(f"      {key}: {shown}"), soft_wrap="://" in shown)

@@ -278,6 +278,19 @@ def test_slack_message_has_text_and_escaped_blocks() -> None:
     json.dumps(message)  # plain JSON
 
 
+def test_slack_message_of_a_deeply_nested_value_is_cut_not_a_recursion_error() -> None:
+    deep: list[object] = []
+    inner = deep
+    for _ in range(100_000):
+        child: list[object] = []
+        inner.append(child)
+        inner = child
+    alert = {"id": "a2", "kind": "job.failed", "job": {"id": "j2", "error": {"message": deep}}}
+    section = slack_message(alert)["blocks"][0]["text"]["text"]
+    assert "*Error:* [[[[" in section
+    assert len(section) <= 3000 and section.endswith("…")
+
+
 def test_send_outcome_and_retry_delay() -> None:
     assert send_outcome(204, attempts=1, max_attempts=3) is SendOutcome.SENT
     assert send_outcome(302, attempts=1, max_attempts=3) is SendOutcome.RETRY

@@ -94,6 +94,7 @@ from service.domain.jobs import (
     needs_content,
     parse_background_state,
 )
+from service.domain.jsontext import one_line_json, pretty_json
 from service.domain.lifecycle import (
     Pacing,
     decide_expiry,
@@ -136,6 +137,7 @@ from service.domain.status import (
     event_name,
     is_newer,
     is_operational,
+    ordering_time,
     parse_status_payload,
 )
 from service.domain.submission import (
@@ -165,6 +167,9 @@ from service.domain.views import Job as JobView
 from service.domain.visma_errors import VismaErrorInfo, hint_for, parse_error
 
 __all__ = [
+    "ordering_time",
+    "one_line_json",
+    "pretty_json",
     "BAD_SIGNATURE_CHECKS",
     "SILENT_CHECKS",
     "bad_signatures_alarm",

@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
+from service.domain.jsontext import one_line_json
 from service.domain.status import CLOSED_STATUSES, is_operational
 
 MAX_GROUP_SUBJECTS = 100
@@ -356,6 +357,9 @@ def _detail_lines(alert: Mapping[str, Any]) -> list[str]:
 
 
 def _escaped(value: object) -> str:
+    # A nested value (never expected, but the body is JSON) is written without recursion, cut.
+    if isinstance(value, dict | list):
+        return slack_escape(one_line_json(value, max_chars=SLACK_TEXT_LIMIT))
     return slack_escape(str(value))
 
 

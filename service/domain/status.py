@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -149,6 +149,19 @@ def is_newer(at: datetime, current: datetime | None) -> bool:
     """Whether an update stamped `at` may replace state last set at `current`."""
     # Equal stamps are a repeat of the same update: nothing to change.
     return current is None or at > current
+
+
+def ordering_time(
+    stated: datetime, *, received_at: datetime, skew: timedelta
+) -> tuple[datetime, bool]:
+    """The time an update is ordered by, and whether its own time was refused as future.
+
+    A time more than `skew` ahead of our clock would outrank every real update after it
+    (one dated 2099 froze a component): such an update is ordered by when we received it.
+    """
+    if stated > received_at + skew:
+        return received_at, True
+    return stated, False
 
 
 def parse_time(value: object) -> datetime | None:

@@ -204,6 +204,8 @@ class ComponentChange(View):
     received_at: Time
     applied: bool
     """False when a newer update had already set the status (a late or repeated delivery)."""
+    future_dated: bool = False
+    """Its time was beyond STATUS_CLOCK_SKEW_SECONDS ahead of ours: ordered by `receivedAt`."""
 
 
 class Component(View):
@@ -259,6 +261,9 @@ class Incident(View):
     components: Annotated[list[ComponentRef], BeforeValidator(_component_refs)]
     created_at: Time | None = None
     updated_at: Time | None = None
+    future_dated: Annotated[bool, BeforeValidator(bool)] = False
+    """The newest delivery's time was beyond STATUS_CLOCK_SKEW_SECONDS ahead of ours:
+    `updatedAt` is when we received it."""
     resolved_at: Time | None = None
     scheduled_for: Time | None = None
     scheduled_until: Time | None = None

@@ -4,7 +4,7 @@ does that between these short transactions."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -71,16 +71,24 @@ async def dispatch_due_alerts(
 
 
 async def claim_deliveries(
-    sessions: async_sessionmaker[AsyncSession], settings: OutboxSettings
+    sessions: async_sessionmaker[AsyncSession],
+    settings: OutboxSettings,
+    *,
+    limit: int | None = None,
+    room: Callable[[str], int] | None = None,
+    full: Collection[str] = (),
 ) -> Sequence[store.ClaimedDelivery]:
-    """Claim the deliveries due now, each leased to this worker for `lease_seconds`."""
+    """Claim the deliveries due now, each leased to this worker for `lease_seconds`: at most
+    `limit` (else `batch_size`), none for the targets in `full`, `room(target)` for the others."""
     now = utcnow()
     async with sessions.begin() as session:
         return await store.claim_due_deliveries(
             session,
             now=now,
             lease_until=now + timedelta(seconds=settings.lease_seconds),
-            limit=settings.batch_size,
+            limit=min(settings.batch_size, limit) if limit is not None else settings.batch_size,
+            room=room,
+            full=full,
         )
 
 

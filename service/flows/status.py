@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +18,7 @@ from service.domain import (
     IncidentReport,
     event_name,
     is_newer,
+    ordering_time,
     parse_status_payload,
 )
 from service.flows.alerts import raise_component_alert, raise_incident_alert
@@ -44,8 +45,10 @@ async def record_status_delivery(
     body: bytes,
     received_at: datetime,
     policy: AlertPolicy,
+    clock_skew: timedelta,
 ) -> StatusReceipt:
-    """Store the delivery; apply what it says if it is newer than what we know."""
+    """Store the delivery; apply what it says if it is newer than what we know (a time more
+    than `clock_skew` ahead of `received_at` is not believed: receipt orders it instead)."""
     event, problem = parse_status_payload(body)
     delivery_id = str(uuid.uuid4())
     await store.add_delivery(
@@ -66,19 +69,29 @@ async def record_status_delivery(
     )
     changed = False
     if isinstance(event, ComponentChange):
-        changed = await _apply_component(session, event, received_at=received_at, policy=policy)
+        changed = await _apply_component(
+            session, event, received_at=received_at, policy=policy, clock_skew=clock_skew
+        )
     elif isinstance(event, IncidentReport):
-        changed = await _apply_incident(session, event, policy=policy)
+        changed = await _apply_incident(
+            session, event, received_at=received_at, policy=policy, clock_skew=clock_skew
+        )
     return StatusReceipt(
         delivery_id=delivery_id, event=event_name(event), changed=changed, problem=problem
     )
 
 
 async def _apply_component(
-    session: AsyncSession, change: ComponentChange, *, received_at: datetime, policy: AlertPolicy
+    session: AsyncSession,
+    change: ComponentChange,
+    *,
+    received_at: datetime,
+    policy: AlertPolicy,
+    clock_skew: timedelta,
 ) -> bool:
     component = await store.lock_component(session, change.component_id)
-    newer = is_newer(change.at, component.updated_at)
+    at, future_dated = ordering_time(change.at, received_at=received_at, skew=clock_skew)
+    newer = is_newer(at, component.updated_at)
     await store.add_component_update(
         session,
         {
@@ -89,6 +102,7 @@ async def _apply_component(
             "at": change.at,
             "received_at": received_at,
             "applied": newer,
+            "future_dated": future_dated,
         },
     )
     if not newer:
@@ -96,7 +110,7 @@ async def _apply_component(
     # The first time we hear of a component, its update says where it came from.
     previous = component.status if component.updated_at is not None else change.old_status
     component.status = change.new_status
-    component.updated_at = change.at
+    component.updated_at = at
     component.name = change.name or component.name
     component.group_id = change.group_id or component.group_id
     if previous != change.new_status and policy.watches([(component.id, component.name)]):
@@ -124,7 +138,12 @@ async def _open_incident(
 
 
 async def _apply_incident(
-    session: AsyncSession, report: IncidentReport, *, policy: AlertPolicy
+    session: AsyncSession,
+    report: IncidentReport,
+    *,
+    received_at: datetime,
+    policy: AlertPolicy,
+    clock_skew: timedelta,
 ) -> bool:
     incident = await store.lock_incident(session, report.id)
     # Every delivery carries the incident's updates so far; keep the union, late ones too.
@@ -135,7 +154,8 @@ async def _apply_incident(
             for u in report.updates
         ],
     )
-    if not is_newer(report.updated_at, incident.updated_at):
+    at, future_dated = ordering_time(report.updated_at, received_at=received_at, skew=clock_skew)
+    if not is_newer(at, incident.updated_at):
         return False
     previous = incident.status
     # An update may list fewer components than the incident had: whether it concerns a
@@ -147,7 +167,8 @@ async def _apply_incident(
     incident.shortlink = report.shortlink
     incident.maintenance = report.is_maintenance
     incident.created_at = report.created_at
-    incident.updated_at = report.updated_at
+    incident.updated_at = at
+    incident.future_dated = future_dated
     incident.resolved_at = report.resolved_at
     incident.scheduled_for = report.scheduled_for
     incident.scheduled_until = report.scheduled_until

@@ -4,7 +4,7 @@ and never commit."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -98,12 +98,20 @@ async def add_deliveries(
 
 
 async def claim_due_deliveries(
-    session: AsyncSession, *, now: datetime, lease_until: datetime, limit: int
+    session: AsyncSession,
+    *,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    room: Callable[[str], int] | None = None,
+    full: Collection[str] = (),
 ) -> list[ClaimedDelivery]:
     """Claim up to `limit` deliveries due now; returns what each must send.
 
     Claiming pushes `next_attempt_at` to `lease_until`: if this process dies mid-send, the
     delivery is due again once the lease runs out. SKIP LOCKED lets replicas claim side by side.
+    Targets in `full` are passed over, and at most `room(target)` are taken for each other one:
+    a delivery is only claimed when it can be sent at once, so its lease runs while it is sent.
     """
     query = (
         select(AlertDelivery, Alert.body)
@@ -113,6 +121,11 @@ async def claim_due_deliveries(
         .limit(limit)
         .with_for_update(skip_locked=True, of=AlertDelivery)
     )
+    if full:
+        query = query.where(AlertDelivery.target.not_in(list(full)))
+    rows = (await session.execute(query)).all()
+    if room is not None:
+        rows = _within_room(rows, room)
     claimed = [
         ClaimedDelivery(
             id=delivery.id,
@@ -124,7 +137,7 @@ async def claim_due_deliveries(
             # A callback carries its own body (the job when it ended); an alert's is shared.
             body=delivery.body if delivery.body is not None else body,
         )
-        for delivery, body in (await session.execute(query)).all()
+        for delivery, body in rows
     ]
     if claimed:
         await session.execute(
@@ -133,6 +146,20 @@ async def claim_due_deliveries(
             .values(next_attempt_at=lease_until)
         )
     return claimed
+
+
+def _within_room(rows: Sequence[Any], room: Callable[[str], int]) -> list[Any]:
+    """The rows each target has room for, in order; the rest stay due (unleased) for later."""
+    left: dict[str, int] = {}
+    kept = []
+    for row in rows:
+        target = row[0].target
+        if target not in left:
+            left[target] = room(target)
+        if left[target] > 0:
+            left[target] -= 1
+            kept.append(row)
+    return kept
 
 
 async def get_delivery(

@@ -322,6 +322,8 @@ class StatusComponentUpdate(Base):
     received_at: Mapped[datetime] = mapped_column(index=True)
     # False when a newer update had already set the status (a late or repeated delivery).
     applied: Mapped[bool] = mapped_column(Boolean)
+    # `at` was beyond STATUS_CLOCK_SKEW_SECONDS ahead of us: ordered by `received_at` instead.
+    future_dated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class StatusIncident(Base):
@@ -337,6 +339,8 @@ class StatusIncident(Base):
     maintenance: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime | None]
     updated_at: Mapped[datetime | None] = mapped_column(index=True)
+    # The newest delivery's time was too far ahead of us: `updated_at` is when we received it.
+    future_dated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     resolved_at: Mapped[datetime | None]
     scheduled_for: Mapped[datetime | None]
     scheduled_until: Mapped[datetime | None]

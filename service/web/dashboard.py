@@ -9,7 +9,6 @@ changes nothing. Each page reads through `store` in one reading transaction, as 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,6 +32,7 @@ from service.domain import (
     iso,
     job_json,
     parse_job_query,
+    pretty_json,
     result_json,
 )
 from service.flows import replay_delivery, signature_failures, utcnow
@@ -69,7 +69,8 @@ HELD_BACK = (
 READ_ONLY = "This token may only read (API_READ_TOKENS): replaying needs one of API_TOKENS."
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
-templates.env.filters["pretty"] = lambda value: _pretty(value)
+# Bounded and without recursion: an outside body nested 100,000 deep is shown raw, cut.
+templates.env.filters["pretty"] = lambda value: pretty_json(value)
 templates.env.filters["event_fields"] = lambda detail, job: _event_fields(detail, job)
 _OPEN = tuple(sorted(s.value for s in OPEN_STATES))
 
@@ -547,15 +548,3 @@ def _event_fields(detail: Mapping[str, Any], job: Mapping[str, Any]) -> list[tup
             text = text[: EVENT_FIELD_CHARS - 1] + "…"
         fields.append((key, text))
     return fields
-
-
-def _pretty(value: object) -> str:
-    """JSON text pretty-printed (for bodies); anything else as it is."""
-    if isinstance(value, str):
-        try:
-            return json.dumps(json.loads(value), indent=2, ensure_ascii=False)
-        except ValueError:
-            return value
-    if isinstance(value, Mapping | list):
-        return json.dumps(value, indent=2, ensure_ascii=False)
-    return "" if value is None else str(value)

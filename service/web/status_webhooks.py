@@ -10,6 +10,7 @@ page counts a `3xx` as a failure).
 from __future__ import annotations
 
 import hmac
+from datetime import timedelta
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -51,6 +52,7 @@ async def receive_status_webhook(request: Request[State]) -> Response:
             body=body,
             received_at=utcnow(),
             policy=request.state["alert_policy"],
+            clock_skew=timedelta(seconds=settings.STATUS_CLOCK_SKEW_SECONDS),
         )
     return JSONResponse(
         {

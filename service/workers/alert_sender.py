@@ -6,6 +6,10 @@ incoming-webhook message. Deliveries are claimed with SKIP LOCKED and a lease, s
 send the same one at once; the HTTP call runs with no transaction open. A send is at least once:
 a replica that dies after the target answered but before recording it leaves the delivery to be
 sent again when its lease runs out.
+
+Each target URL has its own lane (`lanes.TargetLanes`): a few sends in flight per target, a cap
+over all, and each attempt cut off at its timeout. Sends are not gathered in batches, so a
+target that hangs holds only its own lane and never delays another target's alerts or callbacks.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from service.flows import (
 )
 from service.logs import FailureLog
 from service.workers.background import BackgroundLoop
+from service.workers.lanes import TargetLanes
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,9 @@ USER_AGENT = "visma-hooks-alerts/1"
 NO_SIGNING_SECRET = "ALERT_SIGNING_SECRET is not set: JSON alerts cannot be signed"
 NO_CALLBACK_SECRET = "CALLBACK_SIGNING_SECRET is not set: callbacks cannot be signed"
 REFUSED_AT_SEND = "not sent: {why}"
+TIMED_OUT = "no whole answer within {seconds:g} s (twice ALERT_TIMEOUT_SECONDS)"
+ATTEMPT_BOUND = 2
+"""One attempt may take this many ALERT_TIMEOUT_SECONDS in all (the lease is three)."""
 
 
 class AlertSender:
@@ -54,7 +62,8 @@ class AlertSender:
         signing_secret: str,
         timeout_seconds: float = 15.0,
         poll_seconds: float = 1.0,
-        concurrency: int = 8,
+        concurrency: int = 16,
+        per_target: int = 4,
         transport: httpx.AsyncBaseTransport | None = None,
         callback_secret: str = "",
         callback_allowed_hosts: Collection[str] = (),
@@ -65,7 +74,9 @@ class AlertSender:
         self._callback_signer = Webhook(callback_secret) if callback_secret else None
         self._callback_hosts = tuple(callback_allowed_hosts)
         self._poll_seconds = poll_seconds
-        self._slots = asyncio.Semaphore(concurrency)
+        self._timeout_seconds = timeout_seconds
+        self._lanes = TargetLanes(per_target=per_target, total=concurrency)
+        self._sending: set[asyncio.Task[None]] = set()
         # Redirects are not followed: a 3xx is a failed send, retried like any other.
         self._client = httpx.AsyncClient(
             timeout=timeout_seconds,
@@ -82,25 +93,60 @@ class AlertSender:
         self._wake.set()
 
     async def run_once(self) -> int:
-        """Send everything due now (each delivery at most once per pass); returns how many."""
+        """Send everything due now and wait for those sends; returns how many were claimed."""
         total = 0
         while True:
-            dispatched = await dispatch_due_alerts(self._sessions, self._settings)
-            claimed = await claim_deliveries(self._sessions, self._settings)
-            await asyncio.gather(*(self._send_and_record(c) for c in claimed))
-            total += len(claimed)
-            if not dispatched and not claimed:
+            started = await self._start_due()
+            total += started
+            if self._sending:
+                await asyncio.wait(set(self._sending), return_when=asyncio.FIRST_COMPLETED)
+            elif not started:
                 return total
+
+    async def _start_due(self) -> int:
+        """Fan out due alerts and start every due delivery its lane has room for, without
+        waiting for any send; returns how many started."""
+        started = 0
+        while True:
+            dispatched = await dispatch_due_alerts(self._sessions, self._settings)
+            claimed: list[store.ClaimedDelivery] = []
+            if self._lanes.free > 0:
+                claimed = list(
+                    await claim_deliveries(
+                        self._sessions,
+                        self._settings,
+                        limit=self._lanes.free,
+                        room=self._lanes.room,
+                        full=self._lanes.full(),
+                    )
+                )
+            for delivery in claimed:
+                self._lanes.take(delivery.target)
+                task = asyncio.create_task(self._send_and_record(delivery))
+                self._sending.add(task)
+                task.add_done_callback(self._sent)
+            started += len(claimed)
+            if not dispatched and not claimed:
+                return started
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if isinstance(error, Exception):
+            # Recording failed (the database): the lease runs out and the send is retried.
+            self._failures.failed(error)
+        self._wake.set()  # a lane has room again
 
     async def run_forever(self) -> None:
         while True:
             self._wake.clear()
             wait = self._poll_seconds
             try:
-                await self.run_once()
+                await self._start_due()
                 due = await next_due(self._sessions)
-                if due is not None:
-                    wait = min(wait, max((due - datetime.now(UTC)).total_seconds(), 0.0))
+                # Due work left now is a full lane's: a send ending wakes us for it.
+                if due is not None and due > datetime.now(UTC):
+                    wait = min(wait, (due - datetime.now(UTC)).total_seconds())
             except Exception as exc:
                 # A database or programming error must not kill the worker; it tries again.
                 self._failures.failed(exc)
@@ -116,12 +162,27 @@ class AlertSender:
 
     async def aclose(self) -> None:
         await self.stop()
+        # A send cut off here is sent again once its lease runs out (at least once).
+        for task in list(self._sending):
+            task.cancel()
+        await asyncio.gather(*list(self._sending), return_exceptions=True)
         await self._client.aclose()
 
     async def _send_and_record(self, delivery: store.ClaimedDelivery) -> None:
-        async with self._slots:
-            result = await self.send(delivery)
-        outcome = await record_send(self._sessions, delivery.id, result, self._settings)
+        try:
+            try:
+                # httpx's timeouts bound each step (connect, TLS, each read) and end a hung
+                # target cleanly; this bounds the whole attempt, a slow trickle too.
+                async with asyncio.timeout(ATTEMPT_BOUND * self._timeout_seconds):
+                    result = await self.send(delivery)
+            except TimeoutError:
+                result = SendResult(
+                    at=datetime.now(UTC),
+                    error=TIMED_OUT.format(seconds=ATTEMPT_BOUND * self._timeout_seconds),
+                )
+            outcome = await record_send(self._sessions, delivery.id, result, self._settings)
+        finally:
+            self._lanes.release(delivery.target)
         sent = result.status_code is not None and 200 <= result.status_code < 300
         gone = result.status_code == 410
         if not sent:
