@@ -29,6 +29,7 @@ from service.web.state import State
 from service.web.status_api import list_components, list_incidents
 from service.web.status_webhooks import receive_status_webhook
 from service.web.throttle import AuthThrottle
+from service.web.traces import TracedWebhook, TraceRequests
 from service.web.webhooks import receive_visma_webhook
 
 __all__ = [
@@ -50,6 +51,8 @@ __all__ = [
     "FastLane",
     "RequestErrorHandler",
     "RequestId",
+    "TraceRequests",
+    "TracedWebhook",
     "State",
     "create_job",
     "create_jobs_batch",
