@@ -218,6 +218,12 @@ def set_http_status(target: Span | None, status: int) -> None:
         target.set_status(Status(StatusCode.ERROR))
 
 
+def set_failed(target: Span | None, description: str) -> None:
+    """Mark `target` failed (a request that got no answer), saying why."""
+    if target is not None:
+        target.set_status(Status(StatusCode.ERROR, description))
+
+
 def url_without_credentials(url: str) -> str:
     """`url` with any user name and password taken out (span attributes are not secret)."""
     parts = urlsplit(url)

@@ -213,6 +213,7 @@ class AlertSender:
             except httpx.HTTPError as exc:
                 # Kept, shown and logged: the target's secret parts stay out of it.
                 error = f"{type(exc).__name__}: {exc}".replace(url, redact_url(url))
+                tracing.set_failed(span, error[:500])
                 return SendResult(at=datetime.now(UTC), error=error[:500])
             tracing.set_http_status(span, response.status_code)
         return SendResult(

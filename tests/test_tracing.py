@@ -1,0 +1,266 @@
+"""Traces: one trace from a team's request through Visma (the simulator) and back to the team's
+callback receiver, exported over OTLP/HTTP to a real receiver on loopback; off by default;
+the console exporter; trace ids on log lines. The service runs as `visma-hooks serve`, a
+process of its own, since the SDK's set-up is for the whole process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from service.domain import TRACEPARENT_KEY, background_header, valid_traceparent
+from service.simulator import SimulatorConfig, create_simulator_app, parse_background_header
+from tests.cli_process import Serving, cli_env, free_port, serving, visma_settings
+from tests.conftest import API_TOKEN, WEBHOOK_SECRET
+from tests.otlp_receiver import ReceivedSpan, running_receiver
+from tests.servers import bind_loopback, url_of
+from tests.servers import serving as serving_app
+from tests.sink import SIGNING_SECRET, Sink
+
+pytestmark = pytest.mark.e2e
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN_ID = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{TRACE_ID}-{CALLER_SPAN_ID}-01"
+
+
+@dataclass
+class Service:
+    process: Serving
+    api: httpx.AsyncClient
+
+
+async def wait_ready(server: Serving, *, timeout: float = 60) -> None:
+    """Until `/readyz` answers 200 (without blocking the loop that serves the simulator)."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2) as client:
+        while time.monotonic() < deadline:
+            code = server.process.poll()
+            assert code is None, f"serve exited with {code}: {server.stderr()}"
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get(f"{server.url}/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{server.url} not ready after {timeout} s: {server.stderr()}")
+
+
+@contextlib.asynccontextmanager
+async def running_service(database_url: str, tmp_path: Path, **otel: str) -> AsyncIterator[Service]:
+    """The simulator in this loop, and `visma-hooks serve` (a process) with `otel` settings,
+    its webhooks coming from the simulator and its callbacks allowed to loopback."""
+    port = free_port()
+    sim_sock = bind_loopback()
+    simulator = create_simulator_app(
+        SimulatorConfig(
+            webhook_url=f"http://127.0.0.1:{port}/webhooks/visma",
+            webhook_secret=WEBHOOK_SECRET,
+            job_duration_seconds=0.05,
+            retry_base_seconds=0.05,
+        )
+    )
+    settings = {
+        "DATABASE_URL": database_url,
+        **visma_settings(url_of(sim_sock)),
+        "VISMA_WEBHOOK_SECRETS": WEBHOOK_SECRET,
+        "API_TOKENS": API_TOKEN,
+        "CALLBACK_SIGNING_SECRET": SIGNING_SECRET,
+        "CALLBACK_ALLOWED_HOSTS": "127.0.0.1",
+        "ALERT_POLL_SECONDS": "0.05",
+        "POLL_AFTER_SECONDS": "300",  # resolved by its webhook, not by polling
+        "LOG_FORMAT": "json",
+        **otel,
+    }
+    async with serving_app(simulator, sim_sock):
+        with serving(cwd=tmp_path, log=tmp_path / "serve.log", port=port, **settings) as process:
+            await wait_ready(process)
+            async with httpx.AsyncClient(
+                base_url=process.url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30
+            ) as api:
+                yield Service(process, api)
+
+
+async def submit_with_callback(service: Service, sink: Sink, **headers: str) -> dict[str, Any]:
+    response = await service.api.post(
+        "/api/v1/jobs",
+        json={
+            "method": "POST",
+            "path": "/v1/customer",
+            "body": {"name": "Acme"},
+            "callbackUrl": f"{sink.url}/hook/traced",
+        },
+        headers=headers,
+    )
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def _one(spans: list[ReceivedSpan], name: str, kind: str, **attributes: Any) -> ReceivedSpan:
+    found = [
+        s
+        for s in spans
+        if s.name == name
+        and s.kind == kind
+        and all(s.attributes.get(k) == v for k, v in attributes.items())
+    ]
+    assert len(found) == 1, (name, kind, attributes, [(s.name, s.attributes) for s in spans])
+    return found[0]
+
+
+def _has_whole_trace(job_id: str) -> Any:
+    def found(spans: list[ReceivedSpan]) -> bool:
+        mine = [s for s in spans if s.trace_id == TRACE_ID]
+        names = {(s.name, s.kind) for s in mine}
+        return {
+            ("POST /api/v1/jobs", "server"),
+            ("POST /webhooks/visma", "server"),
+            ("read job state", "internal"),
+            ("record outcome", "internal"),
+        } <= names and any(
+            s.kind == "client" and s.attributes.get("vh.job_id") == job_id for s in mine
+        )
+
+    return found
+
+
+async def test_one_trace_runs_from_the_request_through_visma_to_the_callback(
+    clean_database: str, sink: Sink, tmp_path: Path
+) -> None:
+    async with (
+        running_receiver() as receiver,
+        running_service(
+            clean_database,
+            tmp_path,
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            OTEL_BSP_SCHEDULE_DELAY="100",
+        ) as service,
+    ):
+        created = await submit_with_callback(service, sink, traceparent=TRACEPARENT)
+        [hit] = await sink.wait_for("/hook/traced", 1, timeout=20)
+        spans = await receiver.wait_for(_has_whole_trace(created["id"]))
+        job = (await service.api.get(f"/api/v1/jobs/{created['id']}")).json()
+    assert job["state"] == "succeeded" and job["resolvedBy"] == "webhook"
+    job_id, visma_job_id = created["id"], job["vismaJobId"]
+    mine = [s for s in spans if s.trace_id == TRACE_ID]
+
+    # The submission continues the caller's trace, as a server span with HTTP attributes.
+    submission = _one(mine, "POST /api/v1/jobs", "server")
+    assert submission.parent_span_id == CALLER_SPAN_ID
+    assert submission.attributes["http.route"] == "/api/v1/jobs"
+    assert submission.attributes["http.response.status_code"] == 201
+    assert submission.attributes["vh.job_id"] == job_id
+    assert submission.attributes["visma.tenant"] == "sim-tenant"
+    assert submission.resource["service.name"] == "visma-hooks"
+    # The call to Visma: a client span under it, its URL without credentials, Visma's job id.
+    visma_call = _one(mine, "POST", "client", **{"visma.job_id": visma_job_id})
+    assert visma_call.parent_span_id == submission.span_id
+    assert visma_call.attributes["http.response.status_code"] == 202
+    assert visma_call.attributes["url.full"].endswith("/v1/customer")
+    assert "@" not in visma_call.attributes["url.full"]
+    # The webhook came back through Visma with the context: a child of the submission.
+    webhook = _one(mine, "POST /webhooks/visma", "server")
+    assert webhook.parent_span_id == submission.span_id
+    assert webhook.attributes["vh.job_id"] == job_id
+    assert webhook.attributes["http.response.status_code"] == 200
+    # The state read it made due joins the job's trace (the context stored with the job).
+    read = _one(mine, "read job state", "internal")
+    assert read.parent_span_id == submission.span_id
+    assert read.attributes["visma.job_id"] == visma_job_id
+    state_url = f"/v1/background/{visma_job_id}"
+    [state_get] = [s for s in mine if s.attributes.get("url.full", "").endswith(state_url)]
+    assert state_get.kind == "client" and state_get.parent_span_id == read.span_id
+    assert state_get.attributes["http.response.status_code"] == 200
+    outcome = _one(mine, "record outcome", "internal")
+    assert outcome.parent_span_id == read.span_id
+    assert outcome.attributes["vh.job.state"] == "succeeded"
+    # The callback: a client span of the job's trace, whose context the receiver got.
+    callback = _one(mine, "POST", "client", **{"vh.job_id": job_id})
+    assert callback.parent_span_id == submission.span_id
+    assert "/hook/traced" not in callback.attributes["url.full"]  # a target's path may be secret
+    assert hit.headers["traceparent"] == f"00-{TRACE_ID}-{callback.span_id}-01"
+    assert hit.status == 204  # still signed as before (the sink verified it)
+
+
+async def test_tracing_is_off_unless_an_exporter_or_endpoint_is_set(
+    clean_database: str, sink: Sink, tmp_path: Path
+) -> None:
+    async with (
+        running_receiver() as receiver,
+        # An exporter endpoint of its own does not turn tracing on (only the two switches do).
+        running_service(
+            clean_database,
+            tmp_path,
+            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"{receiver.url}/v1/traces",
+            OTEL_BSP_SCHEDULE_DELAY="100",
+        ) as service,
+    ):
+        created = await submit_with_callback(service, sink, traceparent=TRACEPARENT)
+        [hit] = await sink.wait_for("/hook/traced", 1, timeout=20)
+        await asyncio.sleep(0.5)  # longer than the batch delay: anything made would be sent
+        stored = await service.api.get(f"/api/v1/jobs/{created['id']}")
+    assert stored.json()["state"] == "succeeded"
+    assert receiver.exports == 0 and receiver.spans == []
+    assert "traceparent" not in hit.headers
+    log_text = service.process.stderr()
+    assert "trace_id" not in log_text
+
+
+@pytest.mark.parametrize(
+    ("extra", "service_name"),
+    [({}, "visma-hooks"), ({"OTEL_SERVICE_NAME": "billing-bridge"}, "billing-bridge")],
+)
+def test_console_exporter_prints_spans_and_log_lines_carry_the_trace_ids(
+    tmp_path: Path, extra: dict[str, str], service_name: str
+) -> None:
+    script = (
+        "import logging\n"
+        "from service import tracing\n"
+        "from service.logs import configure_logging\n"
+        "traced = tracing.configure_tracing()\n"
+        "configure_logging(fmt='json', traced=traced)\n"
+        "with tracing.span('tried', attributes={tracing.JOB_ID: 'j-1'}):\n"
+        "    logging.getLogger('probe').warning('inside')\n"
+        "logging.getLogger('probe').warning('outside')\n"
+        "tracing.shutdown_tracing()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=cli_env(OTEL_TRACES_EXPORTER="console", **extra),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    printed = json.loads(done.stdout)  # the SDK's console exporter: one span as JSON
+    assert printed["name"] == "tried"
+    assert printed["attributes"]["vh.job_id"] == "j-1"
+    assert printed["resource"]["attributes"]["service.name"] == service_name
+    inside, outside = (json.loads(line) for line in done.stderr.splitlines())
+    assert inside["event"] == "inside"
+    assert inside["trace_id"] == printed["context"]["trace_id"].removeprefix("0x")
+    assert inside["span_id"] == printed["context"]["span_id"].removeprefix("0x")
+    assert "trace_id" not in outside
+
+
+def test_traceparent_travels_in_a_subscription_pair_the_simulator_echoes() -> None:
+    header = background_header("job-1", {"order": "42"}, notify=True, traceparent=TRACEPARENT)
+    echoed = parse_background_header(header).custom_headers
+    assert echoed == {"vh-job-id": "job-1", "order": "42", TRACEPARENT_KEY: TRACEPARENT}
+    # Nothing but a W3C traceparent goes out or is believed when it comes back.
+    assert background_header("job-1", {}, notify=True, traceparent="x,y=z") == (
+        "subscription:vh-job-id=job-1"
+    )
+    assert valid_traceparent(f" {TRACEPARENT} ") == TRACEPARENT
+    assert valid_traceparent("00-zz-00f067aa0ba902b7-01") is None
