@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import uvicorn
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -47,6 +49,10 @@ class OtlpReceiver:
     spans: list[ReceivedSpan] = field(default_factory=list)
     exports: int = 0
     """How many export requests came."""
+    received: int = 0
+    """How many spans came (kept or not)."""
+    keep: bool = True
+    """False: only count the spans (the benchmark's receiver, under load)."""
 
     @property
     def endpoint(self) -> str:
@@ -58,9 +64,13 @@ class OtlpReceiver:
         export.ParseFromString(await request.body())
         self.exports += 1
         for resource_spans in export.resource_spans:
+            if not self.keep:
+                self.received += sum(len(scoped.spans) for scoped in resource_spans.scope_spans)
+                continue
             resource = _attributes(resource_spans.resource.attributes)
             for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
+                    self.received += 1
                     self.spans.append(
                         ReceivedSpan(
                             name=span.name,
@@ -100,11 +110,35 @@ def _value(value: AnyValue) -> Any:
     return None if kind is None else getattr(value, kind)
 
 
+def _app(receiver: OtlpReceiver) -> Starlette:
+    return Starlette(routes=[Route("/v1/traces", receiver.receive, methods=["POST"])])
+
+
 @contextlib.asynccontextmanager
 async def running_receiver() -> AsyncIterator[OtlpReceiver]:
+    """A receiver served in the test's own event loop."""
     receiver = OtlpReceiver()
-    app = Starlette(routes=[Route("/v1/traces", receiver.receive, methods=["POST"])])
     sock = bind_loopback()
     receiver.url = url_of(sock)
-    async with serving(app, sock):
+    async with serving(_app(receiver), sock):
         yield receiver
+
+
+@contextlib.contextmanager
+def receiver_thread(*, keep: bool = False) -> Iterator[OtlpReceiver]:
+    """A receiver served in a thread (for the benchmark, whose own code is synchronous)."""
+    receiver = OtlpReceiver(keep=keep)
+    sock = bind_loopback()
+    receiver.url = url_of(sock)
+    server = uvicorn.Server(uvicorn.Config(_app(receiver), log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the OTLP receiver did not start"
+        time.sleep(0.01)
+    try:
+        yield receiver
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
