@@ -21,6 +21,7 @@ import pytest
 
 from service.domain import TRACEPARENT_KEY, background_header, valid_traceparent
 from service.simulator import SimulatorConfig, create_simulator_app, parse_background_header
+from service.web.traces import traced_route
 from tests.cli_process import Serving, cli_env, free_port, serving, visma_settings
 from tests.conftest import API_TOKEN, WEBHOOK_SECRET
 from tests.otlp_receiver import ReceivedSpan, running_receiver
@@ -190,6 +191,67 @@ async def test_one_trace_runs_from_the_request_through_visma_to_the_callback(
     assert "/hook/traced" not in callback.attributes["url.full"]  # a target's path may be secret
     assert hit.headers["traceparent"] == f"00-{TRACE_ID}-{callback.span_id}-01"
     assert hit.status == 204  # still signed as before (the sink verified it)
+
+
+async def test_a_batch_job_is_sent_and_read_in_the_batch_request_s_trace(
+    clean_database: str, sink: Sink, tmp_path: Path
+) -> None:
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    async with (
+        running_receiver() as receiver,
+        running_service(
+            clean_database,
+            tmp_path,
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            OTEL_BSP_SCHEDULE_DELAY="100",
+            OTEL_SERVICE_NAME="billing-bridge",
+        ) as service,
+    ):
+        item = {"method": "POST", "path": "/v1/customer", "body": {"name": "Acme"}}
+        response = await service.api.post(
+            "/api/v1/jobs/batch",
+            json={"jobs": [item, {"method": "POST"}]},  # the second is refused alone
+            headers={"traceparent": f"00-{trace_id}-{CALLER_SPAN_ID}-01"},
+        )
+        assert response.status_code == 200, response.text
+        [made, refused] = response.json()["results"]
+        assert refused["status"] == 400
+        job_id = made["job"]["id"]
+
+        def sent_and_read(spans: list[ReceivedSpan]) -> bool:
+            names = {s.name for s in spans if s.trace_id == trace_id}
+            return {"send job", "read job state", "record outcome"} <= names
+
+        spans = await receiver.wait_for(sent_and_read)
+    mine = [s for s in spans if s.trace_id == trace_id]
+    batch = _one(mine, "POST /api/v1/jobs/batch", "server")
+    assert batch.parent_span_id == CALLER_SPAN_ID
+    assert batch.resource["service.name"] == "billing-bridge"
+    # The resolver sends it later, as the company's budget allows, still in the batch's trace.
+    send = _one(mine, "send job", "internal", **{"vh.job_id": job_id})
+    assert send.parent_span_id == batch.span_id
+    visma_call = _one(mine, "POST", "client")
+    assert visma_call.parent_span_id == send.span_id
+    assert _one(mine, "record outcome", "internal").attributes["vh.job.state"] == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "route"),
+    [
+        ("POST", "/api/v1/jobs", "/api/v1/jobs"),
+        ("POST", "/api/v1/jobs/batch", "/api/v1/jobs/batch"),
+        ("POST", "/api/v1/issues/i-1/resend", "/api/v1/issues/i-1/resend"),
+        # A status webhook's path holds its secret token: only the template is named.
+        ("POST", "/webhooks/status/s3cret-token", "/webhooks/status/{token}"),
+        ("GET", "/api/v1/jobs", None),
+        ("POST", "/api/v1/deliveries/d-1/replay", None),
+        ("POST", "/webhooks/visma", None),  # the fast lane's own span (TracedWebhook)
+    ],
+)
+def test_traced_route_names_only_the_routes_a_trace_follows(
+    method: str, path: str, route: str | None
+) -> None:
+    assert traced_route(method, path) == route
 
 
 async def test_tracing_is_off_unless_an_exporter_or_endpoint_is_set(
