@@ -290,6 +290,7 @@ def create_app(
             gc.collect()
             gc.freeze()
             yield opened.state()
+        tracing.flush_tracing()  # the last spans (the workers' last passes) before the exit
 
     api = [
         Route("/jobs", create_job, methods=["POST"], name="create_job"),

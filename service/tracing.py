@@ -1,6 +1,7 @@
 """Traces through OpenTelemetry, configured only by the standard `OTEL_*` variables.
 
-Off unless `OTEL_TRACES_EXPORTER` or `OTEL_EXPORTER_OTLP_ENDPOINT` is set: then
+Off unless `OTEL_TRACES_EXPORTER` or `OTEL_EXPORTER_OTLP_ENDPOINT` is set (and
+`OTEL_SDK_DISABLED` is not `true`): then
 `configure_tracing` installs the SDK (OTLP over HTTP/protobuf by default, `console` prints
 spans, `none` exports nothing), and the SDK reads the rest itself (`OTEL_TRACES_SAMPLER`,
 `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_BSP_*`, the exporter's endpoint and headers). Off, `enabled`
@@ -56,6 +57,8 @@ def configure_tracing(environ: Mapping[str, str] | None = None) -> bool:
     env = os.environ if environ is None else environ
     if enabled or not any(env.get(name) for name in SWITCHES):
         return enabled
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
 
@@ -87,10 +90,17 @@ def _processor(name: str) -> Any:
     return None
 
 
+def flush_tracing(timeout_seconds: float = 5.0) -> None:
+    """Export the spans still queued. A served worker process calls it as it stops: the SDK's
+    own flush at exit never runs in a worker that multiprocessing ends with `os._exit`."""
+    flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+    if enabled and flush is not None:
+        flush(int(timeout_seconds * 1000))
+
+
 def shutdown_tracing() -> None:
-    """Export what is still queued (the SDK does it at exit too; this is for a clean stop)."""
-    provider = trace.get_tracer_provider()
-    shutdown = getattr(provider, "shutdown", None)
+    """Export what is still queued and stop the exporters (the end of a process)."""
+    shutdown = getattr(trace.get_tracer_provider(), "shutdown", None)
     if enabled and shutdown is not None:
         shutdown()
 

@@ -316,6 +316,26 @@ def test_console_exporter_prints_spans_and_log_lines_carry_the_trace_ids(
     assert "trace_id" not in outside
 
 
+def test_otel_sdk_disabled_keeps_tracing_off(tmp_path: Path) -> None:
+    script = (
+        "from service import tracing\n"
+        "print(tracing.configure_tracing())\n"
+        "with tracing.span('tried'):\n"
+        "    pass\n"
+        "tracing.shutdown_tracing()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=cli_env(OTEL_TRACES_EXPORTER="console", OTEL_SDK_DISABLED="true"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout == "False\n"
+
+
 def test_traceparent_travels_in_a_subscription_pair_the_simulator_echoes() -> None:
     header = background_header("job-1", {"order": "42"}, notify=True, traceparent=TRACEPARENT)
     echoed = parse_background_header(header).custom_headers
