@@ -105,8 +105,26 @@ def shutdown_tracing() -> None:
         shutdown()
 
 
+_provider: trace.TracerProvider | None = None
+"""The provider `traced_with` lends for a block; None: the global one."""
+
+
 def tracer() -> trace.Tracer:
-    return trace.get_tracer(TRACER_NAME)
+    return trace.get_tracer(TRACER_NAME, tracer_provider=_provider)
+
+
+@contextlib.contextmanager
+def traced_with(provider: trace.TracerProvider) -> Iterator[None]:
+    """Tracing on for the block, through `provider` instead of the global one (which can be
+    set once per process): for an app embedded in another process, and the tests. Apps made
+    inside the block are made traced."""
+    global enabled, _provider
+    before = enabled, _provider
+    enabled, _provider = True, provider
+    try:
+        yield
+    finally:
+        enabled, _provider = before
 
 
 def parent_context(traceparent: str | None, tracestate: str | None = None) -> Any:

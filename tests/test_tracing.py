@@ -11,19 +11,25 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from service import tracing
 from service.domain import TRACEPARENT_KEY, background_header, valid_traceparent
+from service.flows import ResolveSettings, resolve_due_jobs
 from service.simulator import SimulatorConfig, create_simulator_app, parse_background_header
 from service.web.traces import traced_route
 from tests.cli_process import Serving, cli_env, free_port, serving, visma_settings
 from tests.conftest import API_TOKEN, WEBHOOK_SECRET
+from tests.harness import in_process, signed_delivery
 from tests.otlp_receiver import ReceivedSpan, running_receiver
 from tests.servers import bind_loopback, url_of
 from tests.servers import serving as serving_app
@@ -235,6 +241,65 @@ async def test_a_batch_job_is_sent_and_read_in_the_batch_request_s_trace(
     assert _one(mine, "record outcome", "internal").attributes["vh.job.state"] == "succeeded"
 
 
+@pytest.fixture(name="exported")
+def fixture_exported() -> Iterator[InMemorySpanExporter]:
+    """Tracing on in this process for the test, through a provider of its own."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with tracing.traced_with(provider):
+        yield exporter
+    provider.shutdown()
+
+
+async def test_in_process_the_webhook_joins_the_job_s_trace_through_the_echoed_pair(
+    clean_database: str, exported: InMemorySpanExporter
+) -> None:
+    simulator_app = create_simulator_app(SimulatorConfig(webhook_url=None))
+    async with in_process(
+        clean_database,
+        visma_transport=httpx.ASGITransport(app=simulator_app),
+        STATUS_WEBHOOK_TOKEN="s3cret-token",
+    ) as harness:
+        created = await harness.client.post(
+            "/api/v1/jobs",
+            json={"method": "POST", "path": "/v1/customer", "body": {"name": "Acme"}},
+            headers={"traceparent": TRACEPARENT},
+        )
+        assert created.status_code == 201, created.text
+        job = created.json()
+        # The simulator (Visma) got the job's context as a subscription pair of its own.
+        visma_job = simulator_app.state.simulator.jobs[job["vismaJobId"]]
+        echoed = visma_job.background.custom_headers[TRACEPARENT_KEY]
+        assert echoed.split("-")[1] == TRACE_ID
+        await asyncio.sleep(0.1)  # the simulated job finishes
+        body, headers = signed_delivery(
+            {"id": job["vismaJobId"]}, job_id=job["id"], extra={TRACEPARENT_KEY: echoed}
+        )
+        answer = await harness.client.post("/webhooks/visma", content=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+        resources = harness.resources
+        assert await resolve_due_jobs(resources.sessions, resources.visma, ResolveSettings())
+        status = await harness.client.post("/webhooks/status/s3cret-token", json={})
+    spans = {s.name: s for s in exported.get_finished_spans()}
+    submission = spans["POST /api/v1/jobs"]
+    assert submission.context is not None and submission.parent is not None
+    assert format(submission.parent.span_id, "016x") == CALLER_SPAN_ID
+    webhook = spans["POST /webhooks/visma"]
+    assert webhook.parent is not None and webhook.parent.span_id == submission.context.span_id
+    assert webhook.attributes is not None and webhook.attributes["vh.job_id"] == job["id"]
+    read = spans["read job state"]
+    assert read.parent is not None and read.parent.span_id == submission.context.span_id
+    outcome = spans["record outcome"]
+    assert outcome.attributes is not None and outcome.attributes["vh.job.state"] == "succeeded"
+    assert {format(s.context.trace_id, "032x") for s in spans.values() if s.context} >= {TRACE_ID}
+    # A status webhook is a trace of its own, and its token is named nowhere.
+    status_span = spans["POST /webhooks/status/{token}"]
+    assert status_span.parent is None and status_span.attributes is not None
+    assert status_span.attributes["http.response.status_code"] == status.status_code
+    assert "s3cret-token" not in repr(dict(status_span.attributes))
+
+
 @pytest.mark.parametrize(
     ("method", "path", "route"),
     [
@@ -346,3 +411,42 @@ def test_traceparent_travels_in_a_subscription_pair_the_simulator_echoes() -> No
     )
     assert valid_traceparent(f" {TRACEPARENT} ") == TRACEPARENT
     assert valid_traceparent("00-zz-00f067aa0ba902b7-01") is None
+
+
+def test_configure_tracing_does_nothing_without_a_switch() -> None:
+    assert (
+        tracing.configure_tracing({"OTEL_SERVICE_NAME": "x", "OTEL_TRACES_SAMPLER": "on"}) is False
+    )
+    assert tracing.configure_tracing({"OTEL_EXPORTER_OTLP_ENDPOINT": ""}) is False
+    assert not tracing.enabled and tracing.current_traceparent() is None
+    headers: dict[str, str] = {}
+    tracing.inject(headers)
+    assert headers == {}
+
+
+def test_client_attributes_never_carry_credentials() -> None:
+    attributes = tracing.http_client_attributes("GET", "https://user:pw@api.example/v1/x?a=1")
+    assert attributes == {
+        "http.request.method": "GET",
+        "url.full": "https://api.example/v1/x?a=1",
+        "server.address": "api.example",
+        "server.port": 443,
+    }
+    assert tracing.url_without_credentials("http://h:8080/p") == "http://h:8080/p"
+
+
+def test_a_send_that_got_no_answer_marks_its_span_failed(
+    exported: InMemorySpanExporter,
+) -> None:
+    with tracing.client_span("POST", "https://hooks.example/...#ab12cd34") as span:
+        tracing.set_failed(span, "ConnectError: refused")
+    with tracing.client_span("POST", "https://hooks.example/") as span:
+        tracing.set_http_status(span, 404)
+    with tracing.server_span("POST /x", {"traceparent": "garbage"}) as span:
+        tracing.set_http_status(span, 404)
+    failed, refused, server = exported.get_finished_spans()
+    assert failed.status.status_code.name == "ERROR"
+    assert failed.status.description == "ConnectError: refused"
+    assert refused.status.status_code.name == "ERROR"  # a 4xx fails a client span
+    assert server.status.status_code.name == "UNSET"  # ... not a server's (the caller's fault)
+    assert server.parent is None  # a malformed traceparent is not continued
