@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service import tracing
 from service.domain import LINK_RULES, AlertPolicy, DomainError, Pacing, Retention
 from service.flows import OutboxSettings, ResolveSettings, SignatureWatch, SubmitSettings
 from service.logs import configure_logging
@@ -41,6 +42,8 @@ from service.web import (
     RequestId,
     SecurityHeaders,
     State,
+    TracedWebhook,
+    TraceRequests,
     Waiters,
     alerts_page,
     create_job,
@@ -291,6 +294,7 @@ def create_app(
             gc.collect()
             gc.freeze()
             yield opened.state()
+        tracing.flush_tracing()  # the last spans (the workers' last passes) before the exit
 
     api = [
         Route("/jobs", create_job, methods=["POST"], name="create_job"),
@@ -371,10 +375,15 @@ def create_app(
             FastLane,
             method="POST",
             path="/webhooks/visma",
-            endpoint=receive_visma_webhook,
+            # Wrapped only when tracing is on: off, the hot path has no extra call at all.
+            endpoint=TracedWebhook(receive_visma_webhook)
+            if tracing.enabled
+            else receive_visma_webhook,
             exception_handlers=exception_handlers,
         )
     )
+    if tracing.enabled:  # server spans for submissions and status webhooks (web/traces.py)
+        middleware.append(Middleware(TraceRequests))
     # Inside FastLane: webhook deliveries never pay for a request id or these headers.
     middleware.append(Middleware(RequestId))
     middleware.append(Middleware(SecurityHeaders))
@@ -390,9 +399,11 @@ def create_app(
 
 def create_served_app() -> Starlette:
     """The app `visma-hooks serve` runs: each worker process makes its own, and sets up its log
-    lines first (LOG_FORMAT, LOG_LEVEL), so uvicorn's and the service's come out alike."""
+    lines first (LOG_FORMAT, LOG_LEVEL), so uvicorn's and the service's come out alike, and
+    its traces (the OTEL_* variables: service/tracing.py)."""
     settings = get_settings()
-    configure_logging(level=settings.LOG_LEVEL, fmt=settings.LOG_FORMAT)
+    traced = tracing.configure_tracing()  # from the OTEL_* variables, in each worker process
+    configure_logging(level=settings.LOG_LEVEL, fmt=settings.LOG_FORMAT, traced=traced)
     return create_app(settings)
 
 

@@ -2,7 +2,8 @@
 
 `configure_logging` installs one handler on the root logger whose formatter runs the same
 processors structlog uses, so a `logging.getLogger(__name__)` line and a structlog line look
-alike, and both carry what is bound in the context (`request_id`, `job_id`) through async code.
+alike, and both carry what is bound in the context (`request_id`, `job_id`) through async code,
+and, with tracing on, the current span's `trace_id` and `span_id`.
 `FailureLog` keeps one cause that fails again and again to one line, then a count now and then.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import MutableMapping
 from typing import Any, Literal
 
 import structlog
+from opentelemetry import trace
 
 LogFormat = Literal["json", "console"]
 
@@ -35,9 +37,21 @@ def _escape_controls(
     return event
 
 
-def _shared_processors() -> list[Any]:
+def _add_trace_ids(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """The current span's `trace_id` and `span_id` (hex, as trace back ends show them)."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event["trace_id"] = format(context.trace_id, "032x")
+        event["span_id"] = format(context.span_id, "016x")
+    return event
+
+
+def _shared_processors(*, traced: bool = False) -> list[Any]:
     return [
         structlog.contextvars.merge_contextvars,
+        *([_add_trace_ids] if traced else []),
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.PositionalArgumentsFormatter(),
@@ -59,8 +73,11 @@ def default_format() -> LogFormat:
     return "console" if sys.stderr.isatty() else "json"
 
 
-def configure_logging(*, level: str = "info", fmt: LogFormat | None = None) -> None:
-    """Route every log line through structlog's renderer at `level` (idempotent)."""
+def configure_logging(
+    *, level: str = "info", fmt: LogFormat | None = None, traced: bool = False
+) -> None:
+    """Route every log line through structlog's renderer at `level` (idempotent); `traced`:
+    lines written inside a span carry its `trace_id` and `span_id`."""
     global _configured
     fmt = fmt or default_format()
     _configured = fmt
@@ -74,7 +91,7 @@ def configure_logging(*, level: str = "info", fmt: LogFormat | None = None) -> N
             colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
         )
         final = [_escape_controls]
-    shared = _shared_processors()
+    shared = _shared_processors(traced=traced)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

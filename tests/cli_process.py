@@ -42,7 +42,10 @@ def cli_env(**settings: str) -> dict[str, str]:
     env = {
         name: value
         for name, value in os.environ.items()
-        if name.upper() not in _SETTINGS and name not in ("FORCE_COLOR", "COLUMNS")
+        if name.upper() not in _SETTINGS
+        and name not in ("FORCE_COLOR", "COLUMNS")
+        # No traces to the developer's collector by surprise: only a test turns them on.
+        and not name.upper().startswith("OTEL_")
     }
     env["COLUMNS"] = "80"
     env.update(settings)
@@ -81,9 +84,12 @@ class Serving:
 
 
 @contextmanager
-def serving(*args: str, cwd: Path, log: Path, **settings: str) -> Iterator[Serving]:
-    """`visma-hooks serve ARGS` on a free loopback port, stopped (SIGINT) when the block ends."""
-    port = free_port()
+def serving(
+    *args: str, cwd: Path, log: Path, port: int | None = None, **settings: str
+) -> Iterator[Serving]:
+    """`visma-hooks serve ARGS` on `port` (else a free loopback port), stopped (SIGINT) when
+    the block ends."""
+    port = port or free_port()
     with log.open("wb") as err:  # a file: a pipe nobody reads would block the server once full
         process = subprocess.Popen(
             [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port), *args],

@@ -6,12 +6,20 @@ It uses the harness's own httpx load instead of wrk, so it needs no outside tool
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import pytest
 
-from tests.bench import databases, procs
-from tests.bench.loadgen import check_counts, make_deliveries, new_prefix, run_python_load
+from tests.bench import databases, procs, run
+from tests.bench.loadgen import (
+    LoadResult,
+    check_counts,
+    make_deliveries,
+    new_prefix,
+    run_python_load,
+)
+from tests.otlp_receiver import receiver_thread
 
 pytestmark = pytest.mark.e2e
 
@@ -41,3 +49,46 @@ def test_bench_harness_every_2xx_is_stored(clean_database: str) -> None:
     assert check_counts(load, stored) == []
     assert check_counts(load, stored - 1) == ["1 deliveries were acknowledged (2xx) but not stored"]
     assert load.p50_ms > 0 and rss > 0
+
+
+def test_bench_traced_load_exports_a_span_per_delivery(clean_database: str) -> None:
+    # `--traced`: the main load with tracing on, its spans sent over OTLP to a loopback receiver.
+    assert run._parser().parse_args(["--traced"]).traced
+    job_ids = [str(uuid.uuid4()) for _ in range(10)]
+    databases.seed_jobs(clean_database, job_ids, state="succeeded")
+    deliveries = make_deliveries(SECRET, job_ids, 20)
+    with receiver_thread() as receiver:
+        env = {
+            "VISMA_WEBHOOK_SECRETS": SECRET,
+            "API_TOKENS": "smoke-token",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+        }
+        with procs.service(clean_database, workers=1, env=env) as server:
+            prefix = new_prefix("traced")
+            load = asyncio.run(
+                run_python_load(
+                    server.url, deliveries=deliveries, prefix=prefix, total=200, connections=8
+                )
+            )
+            deadline = time.monotonic() + 15
+            while receiver.received < 200 and time.monotonic() < deadline:
+                time.sleep(0.05)
+    assert load.ok == 200, server.log_tail()
+    assert databases.count_deliveries(clean_database, prefix) == 200
+    assert receiver.received >= 200  # one server span per delivery (and the passes' own)
+
+
+def test_bench_reports_the_traced_ratio_beside_the_untraced_one() -> None:
+    def load(responses: int) -> LoadResult:
+        return LoadResult("wrk", 64, 10.0, responses, responses, 0, 0, 1.0, 2.0, 3.0)
+
+    plain = run.Row("service sqlite", "sqlite", 1, load(50_000), stored=50_000)
+    traced = run.Row("service sqlite, traced", "sqlite", 1, load(40_000), stored=40_000)
+    traced.traced, traced.spans = True, 39_000
+    plain.bare_rps = traced.bare_rps = 10_000.0
+    assert run._traced_lines([plain, traced]) == [
+        "  sqlite: traced 0.40 of bare, untraced 0.50 (0.80 of untraced; 39,000 spans exported)"
+    ]
+    texts = [text for _ok, text in run._ingest_verdicts([plain, traced])]
+    assert not any(t.startswith("service sqlite, traced: 0.40") for t in texts)  # not a target

@@ -32,8 +32,10 @@ from service.domain.callbacks import (
 from service.domain.correlation import (
     BACKGROUND_HEADER,
     JOB_ID_KEY,
+    TRACEPARENT_KEY,
     background_header,
     job_id_from_headers,
+    valid_traceparent,
     validate_tags,
 )
 from service.domain.deliveries import (
@@ -248,6 +250,7 @@ __all__ = [
     "LINK_RULES",
     "LinkRules",
     "JOB_ID_KEY",
+    "TRACEPARENT_KEY",
     "MAX_PAGE_SIZE",
     "METHODS",
     "OPEN_STATES",
@@ -286,6 +289,7 @@ __all__ = [
     "TimeCondition",
     "VismaErrorInfo",
     "background_header",
+    "valid_traceparent",
     "can_move",
     "SubmittedRequest",
     "decide_adoption",

@@ -13,8 +13,12 @@ from service.domain.errors import InvalidInput
 
 BACKGROUND_HEADER = "erp-api-background"
 JOB_ID_KEY = "vh-job-id"
+TRACEPARENT_KEY = "vh-traceparent"
+"""The job's W3C trace context, carried to Visma and back so the webhook joins the job's trace
+(hex digits and '-': within the pairs' value rules, and `vh-` keeps tags from taking it)."""
 MAX_TAGS = 16
 
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 # Visible ASCII without the list's separators; quotes and semicolons are left out to keep the
 # header unambiguous to any proxy that parses it.
@@ -67,12 +71,27 @@ def validate_tags(tags: Mapping[str, object]) -> dict[str, str]:
     return clean
 
 
-def background_header(job_id: str, tags: Mapping[str, str], *, notify: bool) -> str:
-    """The `erp-api-background` value for a job: a webhook carrying our id, or none at all."""
+def background_header(
+    job_id: str, tags: Mapping[str, str], *, notify: bool, traceparent: str | None = None
+) -> str:
+    """The `erp-api-background` value for a job: a webhook carrying our id (and the job's trace
+    context, when it has one), or none at all."""
     if not notify:
         return "none"
     pairs = [f"{JOB_ID_KEY}={job_id}", *(f"{k}={v}" for k, v in tags.items())]
+    traceparent = valid_traceparent(traceparent)
+    if traceparent is not None:
+        pairs.append(f"{TRACEPARENT_KEY}={traceparent}")
     return "subscription:" + ",".join(pairs)
+
+
+def valid_traceparent(value: str | None) -> str | None:
+    """`value` if it is a W3C `traceparent` (lower-case hex, version 00's layout), else None:
+    it comes back from outside in a header, so nothing else is believed."""
+    if value is None:
+        return None
+    value = value.strip()
+    return value if _TRACEPARENT.fullmatch(value) else None
 
 
 def job_id_from_headers(headers: Mapping[str, str]) -> str | None:

@@ -16,7 +16,7 @@ from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service import store
+from service import store, tracing
 from service.domain import (
     DomainError,
     EventKind,
@@ -110,6 +110,7 @@ def _plan(
     claims: dict[tuple[str | None, str], store.KeyClaim],
 ) -> _Plan:
     now = utcnow()
+    traceparent = tracing.current_traceparent()  # each job's reads and send join the batch's
     plan = _Plan([], [], [], [], [])
     made: dict[tuple[str | None, str], KeyClaim] = {}  # keys claimed earlier in this batch
     for index, item in enumerate(items):
@@ -154,6 +155,7 @@ def _plan(
                 "send_pending": True,
                 "tenant": tenant,
                 "idempotency_key": item.key,
+                "traceparent": traceparent,
             }
         )
         plan.events.append(

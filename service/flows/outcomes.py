@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service import metrics, store
+from service import metrics, store, tracing
 from service.domain import AlertPolicy, EventKind, JobState, Outcome, Resolver, can_move
 from service.flows.alerts import raise_job_alert
 from service.flows.callbacks import queue_callback
@@ -40,6 +40,37 @@ async def record_outcome(
     A move that would go backwards is kept in the timeline as `ignored`, never applied. A move
     to failed, expired or rejected raises its alert (grouped by `alerts`' burst window).
     """
+    with tracing.span(
+        "record outcome",
+        attributes={tracing.JOB_ID: job.id, tracing.JOB_STATE: outcome.state.value},
+    ) as span:
+        moved = await _record(
+            session,
+            job,
+            outcome,
+            source=source,
+            at=at,
+            detail=detail,
+            resolved_by=resolved_by,
+            alerts=alerts,
+        )
+        tracing.set_attributes(
+            span, tenant=job.tenant, visma_job_id=job.visma_job_id, vh_job_moved=moved
+        )
+        return moved
+
+
+async def _record(
+    session: AsyncSession,
+    job: store.Job,
+    outcome: Outcome,
+    *,
+    source: str,
+    at: datetime,
+    detail: dict[str, Any] | None,
+    resolved_by: str | None,
+    alerts: AlertPolicy,
+) -> bool:
     detail = dict(detail or {})
     job.last_modified_at = at
     if not can_move(JobState(job.state), outcome.state):

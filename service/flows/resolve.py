@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service import store
+from service import store, tracing
 from service.domain import (
     OPEN_STATES,
     PROBLEM_STATE_MISMATCH,
@@ -104,7 +104,17 @@ async def _read_one(
     # A task of its own (gather): the job id bound here is on every line its read writes.
     structlog.contextvars.bind_contextvars(job_id=claimed.id)
     try:
-        await read_and_apply(sessions, visma, claimed, settings)
+        # In the trace that submitted the job: a read after its webhook and a poll alike.
+        with tracing.span(
+            "send job" if claimed.send_pending else "read job state",
+            traceparent=claimed.traceparent,
+            attributes={
+                tracing.JOB_ID: claimed.id,
+                tracing.VISMA_JOB_ID: claimed.visma_job_id,
+                tracing.TENANT: claimed.tenant,
+            },
+        ):
+            await read_and_apply(sessions, visma, claimed, settings)
     except Exception as exc:
         # The job stays claimed until its lease ends, then it is read again. One cause failing
         # every job is one line (with the first job's id), then a count now and then.

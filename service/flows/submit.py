@@ -10,7 +10,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service import store
+from service import store, tracing
 from service.domain import (
     AlertPolicy,
     EventKind,
@@ -82,6 +82,8 @@ async def submit_job(
     tenant = choose_tenant(request.tenant, visma.tenant_ids)
     job_id = job_id or str(uuid.uuid4())
     structlog.contextvars.bind_contextvars(job_id=job_id)
+    tracing.set_attributes(tracing.current_span(), job_id=job_id, tenant=tenant)
+    traceparent = tracing.current_traceparent()
     now = utcnow()
     async with sessions.begin() as session:
         await store.add_job(
@@ -101,6 +103,7 @@ async def submit_job(
                 next_check_at=first_check(settings.pacing, submitted_at=now),
                 tenant=tenant,
                 idempotency_key=idempotency_key,
+                traceparent=traceparent,
             ),
         )
         if idempotency_key is not None:
@@ -121,7 +124,15 @@ async def submit_job(
                 **({"resentFrom": resent_from} if resent_from else {}),
             },
         )
-    await send_request(sessions, visma, job_id, request, tenant=tenant, settings=settings)
+    await send_request(
+        sessions,
+        visma,
+        job_id,
+        request,
+        tenant=tenant,
+        settings=settings,
+        traceparent=traceparent,
+    )
     return job_id
 
 
@@ -224,8 +235,16 @@ async def send_pending_job(
             if_match=job.if_match,
             notify=job.notify,
         )
-        tenant = job.tenant
-    await send_request(sessions, visma, job_id, request, tenant=tenant, settings=settings)
+        tenant, traceparent = job.tenant, job.traceparent
+    await send_request(
+        sessions,
+        visma,
+        job_id,
+        request,
+        tenant=tenant,
+        settings=settings,
+        traceparent=traceparent,
+    )
 
 
 async def send_request(
@@ -236,10 +255,12 @@ async def send_request(
     *,
     tenant: str | None,
     settings: SubmitSettings,
+    traceparent: str | None = None,
 ) -> None:
     """Send a stored job's request to Visma and record how it answered; with no transaction
-    open while it is on its way."""
-    header = background_header(job_id, request.tags, notify=request.notify)
+    open while it is on its way. The job's `traceparent` goes with it in the subscription
+    pairs, so its webhook joins the job's trace."""
+    header = background_header(job_id, request.tags, notify=request.notify, traceparent=traceparent)
     try:
         answer = await visma.submit(
             request.method,

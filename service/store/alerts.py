@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.store.models import Alert, AlertAttempt, AlertDelivery, AlertWindow
+from service.store.models import Alert, AlertAttempt, AlertDelivery, AlertWindow, Job
 from service.store.status import insert_ignore
 
 PENDING = "pending"
@@ -31,6 +31,8 @@ class ClaimedDelivery:
     target: str
     attempts: int
     body: dict[str, Any]
+    traceparent: str | None = None
+    """A callback's job's trace context: its send joins the job's trace."""
 
 
 async def add_alert(session: AsyncSession, alert: Alert) -> Alert:
@@ -114,8 +116,9 @@ async def claim_due_deliveries(
     a delivery is only claimed when it can be sent at once, so its lease runs while it is sent.
     """
     query = (
-        select(AlertDelivery, Alert.body)
+        select(AlertDelivery, Alert.body, Job.traceparent)
         .outerjoin(Alert, Alert.id == AlertDelivery.alert_id)
+        .outerjoin(Job, Job.id == AlertDelivery.job_id)
         .where(AlertDelivery.state == PENDING, AlertDelivery.next_attempt_at <= now)
         .order_by(AlertDelivery.next_attempt_at, AlertDelivery.id)
         .limit(limit)
@@ -136,8 +139,9 @@ async def claim_due_deliveries(
             attempts=delivery.attempts,
             # A callback carries its own body (the job when it ended); an alert's is shared.
             body=delivery.body if delivery.body is not None else body,
+            traceparent=traceparent,
         )
-        for delivery, body in rows
+        for delivery, body, traceparent in rows
     ]
     if claimed:
         await session.execute(

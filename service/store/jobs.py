@@ -235,6 +235,8 @@ class ClaimedJob:
     """The job's company; None for a job stored before jobs named one (the default's)."""
     send_pending: bool = False
     """Its request has not been sent yet (it waited for its company's rate budget)."""
+    traceparent: str | None = None
+    """The trace context of its submission: the read joins that trace."""
 
 
 async def claim_due_jobs(
@@ -267,7 +269,14 @@ async def claim_due_jobs(
         update(Job)
         .where(Job.id.in_(due.scalar_subquery()))
         .values(next_check_at=lease_until, check_attempts=Job.check_attempts + 1)
-        .returning(Job.id, Job.visma_job_id, Job.submitted_at, Job.tenant, Job.send_pending)
+        .returning(
+            Job.id,
+            Job.visma_job_id,
+            Job.submitted_at,
+            Job.tenant,
+            Job.send_pending,
+            Job.traceparent,
+        )
         .execution_options(synchronize_session=False)
     )
     return [
@@ -278,6 +287,7 @@ async def claim_due_jobs(
             now,
             tenant=row.tenant,
             send_pending=row.send_pending,
+            traceparent=row.traceparent,
         )
         for row in await session.execute(claim)
     ]

@@ -116,6 +116,9 @@ class Job(Base):
     # The Idempotency-Key the job was created with, as the job JSON shows it (the key's claim,
     # which makes a repeat answer this job, is `idempotency_keys`, kept for fewer days).
     idempotency_key: Mapped[str | None] = mapped_column(String(255), server_default=null())
+    # The W3C trace context of the job's submission (OpenTelemetry, when tracing is on): its
+    # state reads and its callback join that trace. 55 characters: version 00's traceparent.
+    traceparent: Mapped[str | None] = mapped_column(String(55), server_default=null())
 
     __table_args__ = (
         # The job list pages newest first (submitted_at DESC, id DESC), often for one state:

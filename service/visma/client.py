@@ -12,14 +12,16 @@ import os
 import socket
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import stamina
+from opentelemetry.trace import Span
 
-from service import metrics
+from service import metrics, tracing
 from service.visma.errors import (
     VismaDeferred,
     VismaError,
@@ -202,37 +204,31 @@ class VismaClient:
             headers["Content-Type"] = "application/json"
         if if_match:
             headers["If-Match"] = if_match
-        response = await self._send(
-            method, path, tenant=tenant, kind="submit", headers=headers, content=body, resend=False
-        )
-        if 200 <= response.status_code < 300 and response.status_code != 202:
-            return SubmitCompleted(response.status_code, response.headers.get("location"))
-        if response.status_code >= 500:
-            raise _unavailable(response)
-        if response.status_code != 202:
-            raise VismaRejected(
-                f"Visma answered {response.status_code} instead of 202",
-                status=response.status_code,
-                body=response.content,
+        with self._span(method, path, tenant) as span:
+            response = await self._send(
+                method,
+                path,
+                tenant=tenant,
+                kind="submit",
+                headers=headers,
+                content=body,
+                resend=False,
             )
-        data = _json_object(response)
-        fields = {k.lower(): v for k, v in data.items()}
-        job_id = fields.get("id")
-        if not isinstance(job_id, str) or not job_id:
-            raise VismaError("Visma's 202 carried no job id", status=202, body=response.content)
-        location = fields.get("statelocation")
-        return SubmitAccepted(
-            visma_job_id=job_id, state_location=location if isinstance(location, str) else None
-        )
+            tracing.set_http_status(span, response.status_code)
+            answer = _submit_answer(response)
+            if isinstance(answer, SubmitAccepted):
+                tracing.set_attributes(span, visma_job_id=answer.visma_job_id)
+            return answer
 
     async def background_state(
         self, visma_job_id: str, *, tenant: str | None = None
     ) -> dict[str, Any]:
         """`GET /v1/background/{id}` with the token of the job's company; VismaNotFound for
         404/410."""
-        response = await self._send(
-            "GET", self._background_path(visma_job_id), tenant=tenant, kind="read"
-        )
+        path = self._background_path(visma_job_id)
+        with self._span("GET", path, tenant, visma_job_id=visma_job_id) as span:
+            response = await self._send("GET", path, tenant=tenant, kind="read")
+            tracing.set_http_status(span, response.status_code)
         if response.status_code in (404, 410):
             raise VismaNotFound(
                 f"Visma does not know background job {visma_job_id} ({response.status_code})",
@@ -246,9 +242,10 @@ class VismaClient:
         self, visma_job_id: str, *, tenant: str | None = None
     ) -> Content | None:
         """`GET /v1/background/{id}/content`, or None when there is none (404/410)."""
-        response = await self._send(
-            "GET", self._background_path(visma_job_id) + "/content", tenant=tenant, kind="read"
-        )
+        path = self._background_path(visma_job_id) + "/content"
+        with self._span("GET", path, tenant, visma_job_id=visma_job_id) as span:
+            response = await self._send("GET", path, tenant=tenant, kind="read")
+            tracing.set_http_status(span, response.status_code)
         if response.status_code in (404, 410):
             return None
         _raise_for_status(response)
@@ -256,6 +253,20 @@ class VismaClient:
             status=response.status_code,
             content_type=response.headers.get("content-type"),
             body=response.content,
+        )
+
+    def _span(
+        self, method: str, path: str, tenant: str | None, *, visma_job_id: str | None = None
+    ) -> AbstractContextManager[Span | None]:
+        """A client span for one call (its retries included); the URL is the API's, without
+        credentials (tokens travel in a header, never in a span)."""
+        return tracing.client_span(
+            method,
+            self._api_url + path,
+            attributes={
+                tracing.TENANT: tenant or self.default_tenant,
+                tracing.VISMA_JOB_ID: visma_job_id,
+            },
         )
 
     def _background_path(self, visma_job_id: str) -> str:
@@ -481,6 +492,29 @@ def _raise_for_status(response: httpx.Response) -> None:
             status=response.status_code,
             body=response.content,
         )
+
+
+def _submit_answer(response: httpx.Response) -> SubmitAccepted | SubmitCompleted:
+    """What Visma's answer to a background call says (the errors `VismaClient.submit` names)."""
+    if 200 <= response.status_code < 300 and response.status_code != 202:
+        return SubmitCompleted(response.status_code, response.headers.get("location"))
+    if response.status_code >= 500:
+        raise _unavailable(response)
+    if response.status_code != 202:
+        raise VismaRejected(
+            f"Visma answered {response.status_code} instead of 202",
+            status=response.status_code,
+            body=response.content,
+        )
+    data = _json_object(response)
+    fields = {k.lower(): v for k, v in data.items()}
+    job_id = fields.get("id")
+    if not isinstance(job_id, str) or not job_id:
+        raise VismaError("Visma's 202 carried no job id", status=202, body=response.content)
+    location = fields.get("statelocation")
+    return SubmitAccepted(
+        visma_job_id=job_id, state_location=location if isinstance(location, str) else None
+    )
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any]:

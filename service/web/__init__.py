@@ -30,6 +30,7 @@ from service.web.state import State
 from service.web.status_api import list_components, list_incidents
 from service.web.status_webhooks import receive_status_webhook
 from service.web.throttle import AuthThrottle
+from service.web.traces import TracedWebhook, TraceRequests
 from service.web.waiters import Waiters
 from service.web.webhooks import receive_visma_webhook
 
@@ -52,6 +53,8 @@ __all__ = [
     "FastLane",
     "RequestErrorHandler",
     "RequestId",
+    "TraceRequests",
+    "TracedWebhook",
     "State",
     "Waiters",
     "create_job",

@@ -25,7 +25,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks.webhooks import Webhook
 
-from service import metrics, store
+from service import metrics, store, tracing
 from service.domain import InvalidInput, redact_url, slack_message
 from service.flows import (
     CALLBACK,
@@ -242,7 +242,14 @@ class AlertSender:
         }
         # The certificate is checked against the name, though the connection goes to the IP.
         extensions = {"sni_hostname": target.server_name} if target.https else None
-        return await self._post(target.url, text, headers, extensions=extensions)
+        return await self._post(
+            target.url,
+            text,
+            headers,
+            extensions=extensions,
+            traceparent=delivery.traceparent,
+            job_id=delivery.job_id,
+        )
 
     async def _post(
         self,
@@ -251,15 +258,25 @@ class AlertSender:
         headers: dict[str, str],
         *,
         extensions: dict[str, Any] | None = None,
+        traceparent: str | None = None,
+        job_id: str | None = None,
     ) -> SendResult:
-        try:
-            response = await self._client.post(
-                url, content=content.encode(), headers=headers, extensions=extensions
-            )
-        except httpx.HTTPError as exc:
-            # Kept, shown and logged: the target's secret parts stay out of it.
-            error = f"{type(exc).__name__}: {exc}".replace(url, redact_url(url))
-            return SendResult(at=datetime.now(UTC), error=error[:500])
+        # A callback joins its job's trace (`traceparent`) and passes it on, so the team's
+        # receiver joins it too; an alert's send is a trace of its own.
+        with tracing.client_span(
+            "POST", redact_url(url), traceparent=traceparent, attributes={tracing.JOB_ID: job_id}
+        ) as span:
+            tracing.inject(headers)
+            try:
+                response = await self._client.post(
+                    url, content=content.encode(), headers=headers, extensions=extensions
+                )
+            except httpx.HTTPError as exc:
+                # Kept, shown and logged: the target's secret parts stay out of it.
+                error = f"{type(exc).__name__}: {exc}".replace(url, redact_url(url))
+                tracing.set_failed(span, error[:500])
+                return SendResult(at=datetime.now(UTC), error=error[:500])
+            tracing.set_http_status(span, response.status_code)
         return SendResult(
             at=datetime.now(UTC),
             status_code=response.status_code,

@@ -19,7 +19,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service import metrics, store
+from service import metrics, store, tracing
 from service.domain import Retention
 from service.flows import (
     PURGED_TABLES,
@@ -112,7 +112,8 @@ class HousekeepingWorker:
     async def run_forever(self) -> None:
         while True:
             try:
-                await self.run_once()
+                with tracing.span("housekeeping pass"):  # a trace of its own
+                    await self.run_once()
             except Exception as exc:
                 self._failures.failed(exc)
             else:
@@ -123,7 +124,8 @@ class HousekeepingWorker:
         while True:
             done = True
             try:
-                done = await self.purge_once()
+                with tracing.span("purge pass"):
+                    done = await self.purge_once()
             except Exception as exc:
                 self._purge_failures.failed(exc)
             else:

@@ -86,6 +86,11 @@ def bare(*, workers: int) -> Iterator[Server]:
         yield server
 
 
+def _inherited() -> dict[str, str]:
+    """This process's environment without OTEL_*: a load is traced only when it asks to be."""
+    return {k: v for k, v in os.environ.items() if not k.upper().startswith("OTEL_")}
+
+
 @contextlib.contextmanager
 def _running(
     command: list[str], env: dict[str, str], port: int, probe: str, *, workers: int = 1
@@ -97,7 +102,7 @@ def _running(
             process = subprocess.Popen(
                 command,
                 cwd=REPO_ROOT,
-                env={**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)},
+                env={**_inherited(), **env, "PYTHONPATH": str(REPO_ROOT)},
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )

@@ -11,6 +11,11 @@ the run would measure the drift. Then it fills `jobs` with 1,000,000 rows and ti
 filtered job list and the poller's due-work query.
 
     python -m tests.bench.run [--seconds 10] [--connections 64] [--databases sqlite,postgresql]
+                              [--traced]
+
+With `--traced` each database's main load runs once more with tracing on (OTLP over HTTP to
+a receiver on loopback, the SDK's batch span processor): every delivery is a span exported,
+and that load's ratio is printed beside the untraced one's.
 
 PostgreSQL: BENCH_DATABASE_URL (default postgresql://root@127.0.0.1:5432/bench); the database is
 created if missing and its schema dropped and made anew: its name must contain "bench".
@@ -42,6 +47,7 @@ from tests.bench.loadgen import (
     run_wrk,
     write_deliveries,
 )
+from tests.otlp_receiver import OtlpReceiver, receiver_thread
 
 SECRET = "bench-webhook-secret"
 API_TOKEN = "bench-api-token"
@@ -85,6 +91,9 @@ class Row:
     """A service load's yardstick: the mean of the one-worker bare runs just before and after."""
     purged: int | None = None
     """With a purge running beside the load: the old rows it removed meanwhile."""
+    traced: bool = False
+    """Tracing on (OTLP to the loopback receiver); `spans`: how many it received."""
+    spans: int | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         open_jobs: bool = False,
         purge_rows: int = 0,
         again: bool = False,
+        receiver: OtlpReceiver | None = None,
     ) -> Row:
         url = urls[database]
         databases.reset(url)
@@ -155,8 +165,13 @@ def main(argv: list[str] | None = None) -> int:
         label += "" if matched else ", no job"
         label += ", open jobs" if open_jobs else ""
         label += " (again)" if again else ""
+        label += ", traced" if receiver else ""
         deliveries_file = requests_file if matched else unmatched_file
         service_env = dict(env)
+        if receiver is not None:
+            # The SDK's defaults otherwise: batch span processor, parent-based always-on.
+            service_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.endpoint
+            spans_before = receiver.received
         if purge_rows:
             # Rows past retention: housekeeping starts purging them as the service starts, and
             # with that many it goes on through the warm-up and the load.
@@ -177,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
             row = Row(label, database, workers, load, stored, rss, problems, matched, open_jobs)
             row.cpu_us_per_request = _cpu_us(load)
             row.purged = purged
+            if receiver is not None:
+                row.traced = True
+                row.spans = receiver.received - spans_before
+                if not row.spans:
+                    row.problems.append("tracing on, but the receiver got no spans")
             if purge_rows and not purged:
                 row.problems.append("the purge removed nothing during the load")
             if load.not_ok or row.problems:
@@ -186,7 +206,10 @@ def main(argv: list[str] | None = None) -> int:
 
     _print_columns()
     rows: list[Row] = []
-    with procs.simulator(webhook_secret=SECRET) as visma:
+    with (
+        procs.simulator(webhook_secret=SECRET) as visma,
+        receiver_thread() as receiver,
+    ):
         # The simulator answers the state reads that webhooks for open jobs make due (404:
         # it never ran these seeded jobs; a young job's 404 is retried later, as from Visma).
         env.update(
@@ -196,23 +219,26 @@ def main(argv: list[str] | None = None) -> int:
             VISMA_CLIENT_SECRET="sim-secret",
             VISMA_TENANT_ID="sim-tenant",
         )
-        # database, workers, matched, open jobs, old rows purged beside the load, a repeat
-        loads: list[tuple[str, int, bool, bool, int, bool]] = []
+        # database, workers, matched, open jobs, old rows purged beside the load, a repeat,
+        # traced
+        loads: list[tuple[str, int, bool, bool, int, bool, bool]] = []
         for database in dbs:
-            loads.append((database, 1, True, False, 0, False))
+            loads.append((database, 1, True, False, 0, False, False))
+            if args.traced:  # right after the untraced main load: the A/B in one run
+                loads.append((database, 1, True, False, 0, False, True))
             if args.purge_rows:
                 for repeat in range(args.purge_repeats):
                     if repeat:  # the main load again, in turn with the purge's
-                        loads.append((database, 1, True, False, 0, True))
-                    loads.append((database, 1, True, False, args.purge_rows, bool(repeat)))
+                        loads.append((database, 1, True, False, 0, True, False))
+                    loads.append((database, 1, True, False, args.purge_rows, bool(repeat), False))
             if args.unmatched:
-                loads.append((database, 1, False, False, 0, False))
+                loads.append((database, 1, False, False, 0, False, False))
             if args.open_jobs:
-                loads.append((database, 1, True, True, 0, False))
+                loads.append((database, 1, True, True, 0, False, False))
         if "postgresql" in dbs and args.two_workers:
-            loads.append(("postgresql", 2, True, False, 0, False))
+            loads.append(("postgresql", 2, True, False, 0, False, False))
         rows.append(bare(1, BARE))
-        for database, workers, matched, open_jobs, purge_rows, again in loads:
+        for database, workers, matched, open_jobs, purge_rows, again, traced in loads:
             rows.append(
                 service(
                     database,
@@ -221,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                     open_jobs=open_jobs,
                     purge_rows=purge_rows,
                     again=again,
+                    receiver=receiver if traced else None,
                 )
             )
             if workers > 1:
@@ -237,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {row.label:<32} {row.load.rps / row.bare_rps:.2f} of the bare runs around it"
                 f" ({row.bare_rps:,.0f} req/s)"
             )
+    for line in _traced_lines(rows):
+        print(line)
     verdicts = _ingest_verdicts(rows)
 
     timings: dict[str, list[queries.Timing]] = {}
@@ -322,6 +351,26 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if any(r.problems for r in rows) else 0
 
 
+def _traced_lines(rows: list[Row]) -> list[str]:
+    """Each traced load's ratio beside the untraced main load of the same database."""
+    lines = []
+    for row in rows:
+        if not row.traced:
+            continue
+        plain = next(
+            r
+            for r in rows
+            if r.database == row.database and r.workers == 1 and r.matched and not r.traced
+        )
+        traced_ratio = row.load.rps / row.bare_rps
+        plain_ratio = plain.load.rps / plain.bare_rps
+        lines.append(
+            f"  {row.database}: traced {traced_ratio:.2f} of bare, untraced {plain_ratio:.2f}"
+            f" ({traced_ratio / plain_ratio:.2f} of untraced; {row.spans:,} spans exported)"
+        )
+    return lines
+
+
 def _bracket_with_bare(rows: list[Row]) -> None:
     """Give each service row the mean of the one-worker bare runs just before and after it."""
     for i, row in enumerate(rows):
@@ -364,7 +413,9 @@ def _ingest_verdicts(rows: list[Row]) -> list[tuple[bool, str]]:
     for row in rows:
         if row.database is None:
             continue
-        if row.workers == 1:
+        if row.traced:
+            pass  # reported beside the untraced load (`_traced_lines`), not a target
+        elif row.workers == 1:
             ratio = row.load.rps / row.bare_rps
             text = f"{row.label}: {ratio:.2f} of the bare runs around it (>= 0.40)"
             verdicts.append((ratio >= MIN_RATIO, text))
@@ -384,6 +435,7 @@ def _ingest_verdicts(rows: list[Row]) -> list[tuple[bool, str]]:
                 if r.database == row.database
                 and r.workers == 1
                 and (r.matched, r.open_jobs) == (row.matched, row.open_jobs)
+                and not r.traced
             )
             scaling = row.load.rps / one.load.rps
             bare1 = row.bare_rps
@@ -527,6 +579,11 @@ def _parser() -> argparse.ArgumentParser:
         dest="submissions",
         action="store_false",
         help="skip the batch and repeated-key timings",
+    )
+    parser.add_argument(
+        "--traced",
+        action="store_true",
+        help="also run each database's main load with tracing on (OTLP to a loopback receiver)",
     )
     parser.add_argument("--json", help="also write the figures to this file")
     return parser
