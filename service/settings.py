@@ -135,6 +135,10 @@ class Settings(BaseSettings):
     ALERT_BAD_SIGNATURES_WINDOW_SECONDS: float = Field(default=300, gt=0)
     """The window ALERT_BAD_SIGNATURES counts in."""
 
+    ALERT_JOB_FAILURES: bool = True
+    """Alert on each failed, expired or rejected job (and bursts of them). false: only the
+    `issue.opened` and `issue.reopened` alerts of the issues those failures make."""
+
     ALERT_RETRY_BASE_SECONDS: float = Field(default=5, gt=0)
     """Wait before the first retry of a failed alert send; doubles with each further attempt."""
 

@@ -74,6 +74,21 @@ from service.domain.idempotency import (
     validate_key,
 )
 from service.domain.ids import decode_id, encode_id, time_ordered_uuid
+from service.domain.issues import (
+    ISSUE_STATES,
+    REOPENED_FROM,
+    IncidentRef,
+    Issue,
+    IssueAction,
+    IssueCause,
+    IssueState,
+    issue_cause,
+    issue_json,
+    issue_summary,
+    move_issue,
+    parse_action,
+    path_template,
+)
 from service.domain.jobs import (
     OPEN_STATES,
     TERMINAL_STATES,
@@ -108,6 +123,7 @@ from service.domain.listing import (
     MAX_WAIT_SECONDS,
     AlertFilter,
     DeliveryFilter,
+    IssueFilter,
     JobFilter,
     Page,
     StatusFilter,
@@ -116,7 +132,9 @@ from service.domain.listing import (
     parse_component_query,
     parse_delivery_query,
     parse_incident_query,
+    parse_issue_query,
     parse_job_query,
+    parse_paging_query,
     parse_until,
     parse_wait,
 )
@@ -165,6 +183,22 @@ from service.domain.views import Job as JobView
 from service.domain.visma_errors import VismaErrorInfo, hint_for, parse_error
 
 __all__ = [
+    "REOPENED_FROM",
+    "ISSUE_STATES",
+    "IncidentRef",
+    "Issue",
+    "IssueAction",
+    "IssueCause",
+    "IssueFilter",
+    "IssueState",
+    "issue_cause",
+    "issue_json",
+    "issue_summary",
+    "move_issue",
+    "parse_action",
+    "parse_issue_query",
+    "parse_paging_query",
+    "path_template",
     "BAD_SIGNATURE_CHECKS",
     "SILENT_CHECKS",
     "bad_signatures_alarm",

@@ -88,6 +88,8 @@ class Job(View):
     callback_url: str | None = None
     idempotency_key: str | None = None
     """The Idempotency-Key the job was made with, if any."""
+    issue_id: str | None = None
+    """The issue (`/api/v1/issues/{id}`) the job's failure belongs to."""
     result_etag: str | None = None
     submitted_at: Time
     accepted_at: Time | None = None

@@ -23,6 +23,7 @@ from service.flows.diagnostics import (
     record_bad_signatures,
     signature_failures,
 )
+from service.flows.issues import change_issue, record_failure
 from service.flows.lookup import find_job_id
 from service.flows.replay import Replayed, replay_delivery, replay_since
 from service.flows.resolve import ResolveSettings, read_and_apply, resolve_due_jobs
@@ -46,6 +47,8 @@ from service.flows.submit import (
 )
 
 __all__ = [
+    "change_issue",
+    "record_failure",
     "SignatureFailures",
     "SignatureWatch",
     "record_bad_signatures",

@@ -54,6 +54,15 @@ from service.store.idempotency import (
     is_key_taken,
 )
 from service.store.ingest import DeliveryRecord, IngestUnavailable, IngestWriter, Stored
+from service.store.issues import (
+    CountedFailure,
+    count_failure,
+    get_issue,
+    incidents_by_id,
+    list_issues,
+    open_incidents,
+    set_issue_state,
+)
 from service.store.job_changes import (
     JOB_CHANGES,
     JobChangeListener,
@@ -101,6 +110,7 @@ from service.store.models import (
     DashboardSession,
     Delivery,
     IdempotencyKey,
+    Issue,
     Job,
     JobCallback,
     JobEvent,
@@ -149,6 +159,14 @@ from service.store.status import (
 )
 
 __all__ = [
+    "CountedFailure",
+    "Issue",
+    "count_failure",
+    "get_issue",
+    "incidents_by_id",
+    "list_issues",
+    "open_incidents",
+    "set_issue_state",
     "DashboardSession",
     "add_dashboard_session",
     "dashboard_session_fingerprint",

@@ -21,6 +21,13 @@ from service.web.deliveries_api import list_deliveries, replay
 from service.web.errors import domain_error, http_error, server_error, storage_error
 from service.web.fast_lane import FastLane, RequestErrorHandler
 from service.web.health import healthz, metrics, readyz
+from service.web.issues_api import (
+    acknowledge_issue,
+    get_issue,
+    ignore_issue,
+    list_issues,
+    resolve_issue,
+)
 from service.web.jobs_api import create_job, get_job, get_job_result, list_jobs
 from service.web.openapi import get_docs, get_openapi, openapi_document
 from service.web.request_id import RequestId
@@ -32,6 +39,11 @@ from service.web.throttle import AuthThrottle
 from service.web.webhooks import receive_visma_webhook
 
 __all__ = [
+    "get_issue",
+    "list_issues",
+    "acknowledge_issue",
+    "ignore_issue",
+    "resolve_issue",
     "SecurityHeaders",
     "AuthThrottle",
     "STATIC_DIR",

@@ -27,6 +27,7 @@ from service.domain import (
     Component,
     ComponentDetail,
     Incident,
+    Issue,
     JobCreate,
     JobDetail,
     JobResult,
@@ -48,6 +49,7 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (Incident, "serialization"),
     (DeliveryView, "serialization"),
     (AlertView, "serialization"),
+    (Issue, "serialization"),
     (PageMetadata, "serialization"),
     (ErrorBody, "serialization"),
 ]
@@ -102,6 +104,13 @@ _JOB_ID = {
     "in": "path",
     "required": True,
     "description": "the job's id (or b64(<base64url>) of it)",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+}
+_ISSUE_ID = {
+    "name": "issue_id",
+    "in": "path",
+    "required": True,
+    "description": "the issue's id",
     "schema": {"type": "string", "minLength": 1, "maxLength": 200},
 }
 _READ_ERRORS = {
@@ -393,6 +402,96 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "200": _json(_page(_ref(Incident)), "one page of incidents"),
                     **_READ_ERRORS,
+                },
+            }
+        },
+        "/api/v1/issues": {
+            "get": {
+                "operationId": "list_issues",
+                "summary": "Failures grouped by cause (company, outcome, fault, method, path)",
+                "description": (
+                    "A failed, rejected or expired job belongs to the issue of its cause: its "
+                    "company, its state, Visma's fault code (else the HTTP status, else why it "
+                    "expired), its method and its path with ids replaced by {id}. Most "
+                    "recently failed first."
+                ),
+                "parameters": [
+                    _query(
+                        "state",
+                        "comma-separated: open, acknowledged, resolved, ignored",
+                        {"type": "string"},
+                    ),
+                    _query("tenant", "comma-separated company ids", {"type": "string"}),
+                    *_PAGING,
+                ],
+                "responses": {
+                    "200": _json(_page(_ref(Issue)), "one page of issues"),
+                    **_READ_ERRORS,
+                },
+            }
+        },
+        "/api/v1/issues/{issue_id}": {
+            "get": {
+                "operationId": "get_issue",
+                "summary": "One issue, with one page of its jobs (newest first)",
+                "parameters": [_ISSUE_ID, *_PAGING],
+                "responses": {
+                    "200": _json(
+                        {
+                            "allOf": [
+                                _ref(Issue),
+                                {
+                                    "type": "object",
+                                    "required": ["jobs"],
+                                    "properties": {"jobs": _page(_ref(JobView))},
+                                },
+                            ]
+                        },
+                        "the issue and a page of its jobs",
+                    ),
+                    **_READ_ERRORS,
+                    "404": _error("no such issue"),
+                },
+            }
+        },
+        "/api/v1/issues/{issue_id}/acknowledge": {
+            "post": {
+                "operationId": "acknowledge_issue",
+                "summary": "Mark the issue acknowledged: someone is on it (from open)",
+                "parameters": [_ISSUE_ID],
+                "responses": {
+                    "200": _json(_ref(Issue), "the issue, acknowledged (already so: unchanged)"),
+                    **_WRITE_ERRORS,
+                    "404": _error("no such issue"),
+                    "409": _error("invalid_state: the issue's state does not allow it"),
+                },
+            }
+        },
+        "/api/v1/issues/{issue_id}/resolve": {
+            "post": {
+                "operationId": "resolve_issue",
+                "summary": "Mark the issue resolved (from open or acknowledged)",
+                "description": "A new failure of its cause reopens it.",
+                "parameters": [_ISSUE_ID],
+                "responses": {
+                    "200": _json(_ref(Issue), "the issue, resolved (already so: unchanged)"),
+                    **_WRITE_ERRORS,
+                    "404": _error("no such issue"),
+                    "409": _error("invalid_state: the issue's state does not allow it"),
+                },
+            }
+        },
+        "/api/v1/issues/{issue_id}/ignore": {
+            "post": {
+                "operationId": "ignore_issue",
+                "summary": "Mark the issue ignored (from open, acknowledged or resolved)",
+                "description": "Its failures still count; it raises no more alerts.",
+                "parameters": [_ISSUE_ID],
+                "responses": {
+                    "200": _json(_ref(Issue), "the issue, ignored (already so: unchanged)"),
+                    **_WRITE_ERRORS,
+                    "404": _error("no such issue"),
+                    "409": _error("invalid_state: the issue's state does not allow it"),
                 },
             }
         },
