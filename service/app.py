@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
+import socket
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +23,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.domain import LINK_RULES, AlertPolicy, DomainError, Pacing, Retention
-from service.flows import OutboxSettings, ResolveSettings, SignatureWatch, SubmitSettings
+from service.flows import (
+    OperationRun,
+    OutboxSettings,
+    ResolveSettings,
+    SignatureWatch,
+    SubmitSettings,
+)
 from service.logs import configure_logging
 from service.settings import Settings, get_settings
 from service.store import (
@@ -43,6 +52,7 @@ from service.web import (
     State,
     acknowledge_issue,
     alerts_page,
+    cancel_operation,
     create_job,
     create_jobs_batch,
     domain_error,
@@ -52,6 +62,7 @@ from service.web import (
     get_job,
     get_job_result,
     get_openapi,
+    get_operation,
     healthz,
     http_error,
     ignore_issue,
@@ -73,13 +84,15 @@ from service.web import (
     receive_status_webhook,
     receive_visma_webhook,
     replay,
+    replay_deliveries,
     replay_from_inbox,
+    resend_issue,
     resolve_issue,
     server_error,
     status_page,
     storage_error,
 )
-from service.workers import AlertSender, HousekeepingWorker, ResolverWorker
+from service.workers import AlertSender, HousekeepingWorker, OperationWorker, ResolverWorker
 
 GZIP_MINIMUM_BYTES = 1024
 """REST answers at least this large are gzip-compressed for clients that accept it."""
@@ -98,6 +111,7 @@ class Resources:
     alerts: AlertSender
     housekeeping: HousekeepingWorker
     signature_watch: SignatureWatch
+    operations: OperationWorker
 
     def state(self) -> State:
         readers = create_readers(self.engine)
@@ -113,6 +127,7 @@ class Resources:
             "table_sizes": self.housekeeping.measured_tables,
             "signature_watch": self.signature_watch,
             "wake_resolver": self.resolver.wake,
+            "wake_operations": self.operations.wake,
             "auth_throttle": AuthThrottle.from_settings(self.settings, self.sessions, readers),
         }
 
@@ -205,6 +220,15 @@ def resolve_settings(settings: Settings) -> ResolveSettings:
     )
 
 
+def operation_run(settings: Settings) -> OperationRun:
+    """How this replica runs bulk operations: its own name on their leases."""
+    return OperationRun(
+        owner=f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+        lease_seconds=settings.OPERATION_LEASE_SECONDS,
+        resolve=resolve_settings(settings),
+    )
+
+
 def submit_settings(settings: Settings) -> SubmitSettings:
     """What a submission needs to know, from the service settings."""
     return SubmitSettings(pacing=pacing(settings), alerts=alert_policy(settings))
@@ -254,6 +278,8 @@ async def open_resources(
         stack.push_async_callback(housekeeping.stop)
         signature_watch = SignatureWatch(sessions, alert_policy(settings))
         stack.push_async_callback(signature_watch.close)
+        operations = OperationWorker(sessions, visma, operation_run(settings))
+        stack.push_async_callback(operations.stop)
         listener = listener_for(engine)
         if listener is not None:
             listener.start()
@@ -262,6 +288,7 @@ async def open_resources(
             resolver.start()
             alerts.start()
             housekeeping.start()
+            operations.start()
         yield Resources(
             settings,
             engine,
@@ -272,6 +299,7 @@ async def open_resources(
             alerts,
             housekeeping,
             signature_watch,
+            operations,
         )
 
 
@@ -315,6 +343,15 @@ def create_app(
         Route("/issues/{issue_id}/acknowledge", acknowledge_issue, methods=["POST"]),
         Route("/issues/{issue_id}/resolve", resolve_issue, methods=["POST"]),
         Route("/issues/{issue_id}/ignore", ignore_issue, methods=["POST"]),
+        Route("/issues/{issue_id}/resend", resend_issue, methods=["POST"], name="resend_issue"),
+        Route("/deliveries/replay", replay_deliveries, methods=["POST"], name="replay_deliveries"),
+        Route("/operations/{operation_id}", get_operation, methods=["GET"], name="get_operation"),
+        Route(
+            "/operations/{operation_id}/cancel",
+            cancel_operation,
+            methods=["POST"],
+            name="cancel_operation",
+        ),
     ]
     routes = [
         Route("/webhooks/visma", receive_visma_webhook, methods=["POST"], name="visma_webhook"),

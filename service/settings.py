@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     Longer than the slowest read (state and content, each retried for up to 60 s), so a slow
     read is never taken over by another replica while it is still running."""
 
+    OPERATION_LEASE_SECONDS: float = Field(default=180, gt=0)
+    """A replica's claim on a bulk operation (a resend, a replay), renewed at each step; a
+    replica that dies frees it after this, and another goes on where it stopped."""
+
     VISMA_MAX_REQUESTS_PER_SECOND: float = Field(default=10, gt=0)
     """A ceiling: requests per second this process sends to Visma at most (each replica has
     its own). Within it, each company's hourly budget, as Visma's answers announce it, paces

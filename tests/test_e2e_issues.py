@@ -10,6 +10,7 @@ import pytest
 
 from service.domain.visma_errors import HINT_NO_LICENSE
 from service.simulator import Outcome
+from tests.harness import in_process
 from tests.sink import SIGNING_SECRET, Sink
 from tests.stack import Stack, running_stack
 
@@ -218,3 +219,99 @@ async def test_a_failure_during_an_open_incident_names_it(clean_database: str, s
         await stack.wait_for_end(job["id"])
         other = await stack.api.get(f"/api/v1/issues/{(await stack.job(job['id']))['issueId']}")
         assert other.json()["incident"] is None
+
+
+async def wait_for_operation(stack: Stack, operation_id: str, *, timeout: float = 30) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        response = await stack.api.get(f"/api/v1/operations/{operation_id}")
+        assert response.status_code == 200, response.text
+        operation = response.json()
+        if operation["state"] in ("done", "cancelled"):
+            return operation
+        assert asyncio.get_running_loop().time() < deadline, operation
+        await asyncio.sleep(0.05)
+
+
+async def test_resending_an_issue_sends_each_failed_job_once(
+    clean_database: str, sink: Sink
+) -> None:
+    async with running_stack(clean_database, **issue_settings(sink)) as stack:
+        job_ids = await fail_jobs(stack, 20)
+        issue_id = (await stack.job(job_ids[0]))["issueId"]
+        url = f"/api/v1/issues/{issue_id}/resend"
+
+        # A dry run counts, and sends nothing.
+        sent_before = len(stack.simulator.jobs)
+        dry = await stack.api.post(url, json={"dryRun": True})
+        assert dry.status_code == 200, dry.text
+        assert dry.json()["count"] == 20 and set(dry.json()["jobIds"]) == set(job_ids)
+        assert len(stack.simulator.jobs) == sent_before
+        read = {"Authorization": f"Bearer {READ_TOKEN}"}
+        assert (await stack.api.post(url, json={"dryRun": True}, headers=read)).status_code == 403
+        assert (await stack.api.post(url, json={"dryRun": "yes"})).status_code == 400
+        assert (await stack.api.post(url, content=b"{")).status_code == 400
+        assert (await stack.api.post("/api/v1/issues/nope/resend")).status_code == 404
+
+        # The licence is fixed: the simulator succeeds again. Resend for real.
+        started = await stack.api.post(url)
+        assert started.status_code == 202, started.text
+        operation = started.json()
+        assert operation["kind"] == "resend" and operation["total"] == 20
+        assert started.headers["location"] == f"/api/v1/operations/{operation['id']}"
+        done = await wait_for_operation(stack, operation["id"])
+        assert done["state"] == "done"
+        assert (done["done"], done["failed"]) == (20, 0)
+
+        new_ids = []
+        for job_id in job_ids:
+            old = await stack.job(job_id)
+            assert old["resentAs"], old
+            new_ids.append(old["resentAs"])
+            assert "resent" in [e["kind"] for e in old["events"]]
+        assert len(set(new_ids)) == 20
+        for new_id in new_ids:
+            new = await stack.wait_for_end(new_id)
+            assert new["state"] == "succeeded", new
+            assert new["resentFrom"] in job_ids
+            assert new["issueId"] is None
+
+        # Nothing left to resend: the dry run says so, and a second resend does nothing.
+        assert (await stack.api.post(url, json={"dryRun": True})).json()["count"] == 0
+        again = await stack.api.post(url, json={})
+        assert again.status_code == 202
+        assert (await wait_for_operation(stack, again.json()["id"]))["done"] == 0
+        # Visma got each job twice: the failed send and its one resend.
+        assert len(stack.simulator.jobs) == sent_before + 20
+
+
+async def test_an_operation_cancelled_before_it_runs_resends_nothing(
+    clean_database: str, sink: Sink
+) -> None:
+    async with running_stack(clean_database, **issue_settings(sink)) as stack:
+        [job_id] = await fail_jobs(stack, 1)
+        issue_id = (await stack.job(job_id))["issueId"]
+    # A replica whose workers do not run: the operation it starts stays queued.
+    async with in_process(clean_database) as harness:
+        client = harness.client
+        started = await client.post(f"/api/v1/issues/{issue_id}/resend")
+        assert started.status_code == 202, started.text
+        operation_id = started.json()["id"]
+        assert started.json()["state"] == "queued"
+        cancelled = await client.post(f"/api/v1/operations/{operation_id}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["state"] == "cancelled" and cancelled.json()["finishedAt"]
+        again = await client.post(f"/api/v1/operations/{operation_id}/cancel")
+        assert again.status_code == 200 and again.json()["state"] == "cancelled"
+        assert await harness.resources.operations.run_once() == 0
+        assert (await client.get(f"/api/v1/jobs/{job_id}")).json()["resentAs"] is None
+        assert (await client.get(f"/api/v1/operations/{operation_id}")).json()["done"] == 0
+
+        # One that ran to its end cannot be cancelled.
+        operation_id = (await client.post(f"/api/v1/issues/{issue_id}/resend")).json()["id"]
+        assert await harness.resources.operations.run_once() == 1
+        done = (await client.get(f"/api/v1/operations/{operation_id}")).json()
+        assert (done["state"], done["done"]) == ("done", 1)
+        refused = await client.post(f"/api/v1/operations/{operation_id}/cancel")
+        assert refused.status_code == 409, refused.text
+        assert (await client.get("/api/v1/operations/nope")).status_code == 404

@@ -109,6 +109,7 @@ from service.domain.jobs import (
     needs_content,
     parse_background_state,
 )
+from service.domain.jsontext import parse_json
 from service.domain.lifecycle import (
     Pacing,
     decide_expiry,
@@ -137,6 +138,18 @@ from service.domain.listing import (
     parse_paging_query,
     parse_until,
     parse_wait,
+)
+from service.domain.operations import (
+    MAX_PREVIEW_JOBS,
+    UNFINISHED,
+    Operation,
+    OperationKind,
+    OperationState,
+    ReplayWindow,
+    ResendPreview,
+    operation_json,
+    parse_replay_request,
+    parse_resend_request,
 )
 from service.domain.results import KeptResult, keep_result, shown_content
 from service.domain.retention import Cutoffs, Retention
@@ -183,6 +196,17 @@ from service.domain.views import Job as JobView
 from service.domain.visma_errors import VismaErrorInfo, hint_for, parse_error
 
 __all__ = [
+    "parse_json",
+    "MAX_PREVIEW_JOBS",
+    "UNFINISHED",
+    "Operation",
+    "OperationKind",
+    "OperationState",
+    "ReplayWindow",
+    "ResendPreview",
+    "operation_json",
+    "parse_replay_request",
+    "parse_resend_request",
     "REOPENED_FROM",
     "ISSUE_STATES",
     "IncidentRef",

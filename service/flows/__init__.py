@@ -15,6 +15,14 @@ from service.flows.alert_outbox import (
 )
 from service.flows.batch import BatchItem, ItemResult, submit_batch
 from service.flows.budgets import record_budgets, restore_budgets
+from service.flows.bulk import (
+    OperationRun,
+    cancel_operation,
+    preview_resend,
+    run_next_operation,
+    start_replay,
+    start_resend,
+)
 from service.flows.callbacks import CALLBACK, CallbackTarget, check_callback
 from service.flows.clock import utcnow
 from service.flows.diagnostics import (
@@ -47,6 +55,12 @@ from service.flows.submit import (
 )
 
 __all__ = [
+    "OperationRun",
+    "cancel_operation",
+    "preview_resend",
+    "run_next_operation",
+    "start_replay",
+    "start_resend",
     "change_issue",
     "record_failure",
     "SignatureFailures",

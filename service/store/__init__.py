@@ -116,12 +116,24 @@ from service.store.models import (
     JobEvent,
     JobResult,
     JobStateCount,
+    Operation,
     PurgedNotification,
     StatusComponent,
     StatusComponentUpdate,
     StatusIncident,
     StatusIncidentComponent,
     StatusIncidentUpdate,
+)
+from service.store.operations import (
+    add_operation,
+    add_resent_jobs,
+    claim_operation,
+    count_inbox_between,
+    count_resend_candidates,
+    get_operation,
+    inbox_ids_between,
+    lock_resend_candidates,
+    resend_candidate_ids,
 )
 from service.store.overview import Figures, WebhookActivity, figures, webhook_activity
 from service.store.results import (
@@ -159,6 +171,16 @@ from service.store.status import (
 )
 
 __all__ = [
+    "Operation",
+    "add_operation",
+    "add_resent_jobs",
+    "claim_operation",
+    "count_inbox_between",
+    "count_resend_candidates",
+    "get_operation",
+    "inbox_ids_between",
+    "lock_resend_candidates",
+    "resend_candidate_ids",
     "CountedFailure",
     "Issue",
     "count_failure",

@@ -119,6 +119,9 @@ class Job(Base):
     # The issue (`issues`) the job's failure belongs to; set with its outcome, in the same
     # transaction. No foreign key: retention deletes old jobs, the issue keeps its count.
     issue_id: Mapped[str | None] = mapped_column(String(36), server_default=null())
+    # The job that re-sent this one (`resent_from`'s other end), written in the transaction
+    # that makes the new job: a bulk resend takes only jobs without one, so never twice.
+    resent_as: Mapped[str | None] = mapped_column(String(36), server_default=null())
 
     __table_args__ = (
         # The job list pages newest first (submitted_at DESC, id DESC), often for one state:
@@ -142,6 +145,34 @@ class Job(Base):
         # An issue's jobs, newest first.
         Index("ix_jobs_issue_id_submitted_at_id", "issue_id", "submitted_at", "id"),
     )
+
+
+class Operation(Base):
+    """A bulk operation (an issue's jobs resent, deliveries replayed): run by one replica at
+    a time under a lease, in steps that each commit their progress."""
+
+    __tablename__ = "operations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    # What it works on: {"issueId"} for a resend; {"since", "until", "tenant"} for a replay.
+    origin: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    # Where the next step starts (a replay's last delivery id), so a new owner goes on there.
+    cursor: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    # A resend takes the jobs that were there when it started, never the ones it made.
+    snapshot_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_operations_state_created_at", "state", "created_at"),)
 
 
 class Issue(Base):

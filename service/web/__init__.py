@@ -30,6 +30,12 @@ from service.web.issues_api import (
 )
 from service.web.jobs_api import create_job, get_job, get_job_result, list_jobs
 from service.web.openapi import get_docs, get_openapi, openapi_document
+from service.web.operations_api import (
+    cancel_operation,
+    get_operation,
+    replay_deliveries,
+    resend_issue,
+)
 from service.web.request_id import RequestId
 from service.web.security_headers import SecurityHeaders
 from service.web.state import State
@@ -39,6 +45,10 @@ from service.web.throttle import AuthThrottle
 from service.web.webhooks import receive_visma_webhook
 
 __all__ = [
+    "cancel_operation",
+    "get_operation",
+    "replay_deliveries",
+    "resend_issue",
     "get_issue",
     "list_issues",
     "acknowledge_issue",
