@@ -4,11 +4,10 @@ dies in the middle of, taken over by another, with no job re-sent twice."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from service import store
 from service.app import visma_client
@@ -16,6 +15,7 @@ from service.flows import OperationRun, run_next_operation
 from service.flows import bulk as bulk_flow
 from service.store import create_engine, create_sessionmaker
 from tests.conftest import make_settings
+from tests.factories import failed_issue
 from tests.harness import in_process, signed_delivery
 
 pytestmark = pytest.mark.e2e
@@ -66,52 +66,6 @@ async def test_replaying_a_window_of_deliveries_is_one_operation(clean_database:
 
 
 JOBS = 250
-
-
-async def failed_issue(database_url: str, count: int) -> str:
-    """An issue with `count` failed jobs, as the outcome path leaves them."""
-    engine = create_engine(database_url)
-    issue_id = str(uuid.uuid4())
-    now = datetime.now(UTC)
-    try:
-        async with create_sessionmaker(engine).begin() as session:
-            await store.count_failure(
-                session,
-                {
-                    "id": issue_id,
-                    "cause_key": uuid.uuid4().hex,
-                    "tenant": "1234",
-                    "kind": "failed",
-                    "fault_code": "12027",
-                    "method": "POST",
-                    "path_template": "/v1/salesorder",
-                },
-                job_id="first",
-                at=now,
-                reopened_from="resolved",
-            )
-            await session.execute(
-                insert(store.Job),
-                [
-                    {
-                        "id": str(uuid.uuid4()),
-                        "state": "failed",
-                        "method": "POST",
-                        "path": "/v1/salesorder",
-                        "tags": {"n": str(n)},
-                        "notify": True,
-                        "submitted_at": now - timedelta(seconds=count - n),
-                        "last_modified_at": now,
-                        "finished_at": now,
-                        "tenant": "1234",
-                        "issue_id": issue_id,
-                    }
-                    for n in range(count)
-                ],
-            )
-    finally:
-        await engine.dispose()
-    return issue_id
 
 
 async def test_a_resend_taken_over_after_its_replica_died_resends_each_job_once(

@@ -12,7 +12,7 @@ again changes nothing twice), committing where it got to after each.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -123,10 +123,16 @@ async def _add(
 
 
 async def run_next_operation(
-    sessions: async_sessionmaker[AsyncSession], visma: VismaClient, run: OperationRun
+    sessions: async_sessionmaker[AsyncSession],
+    visma: VismaClient,
+    run: OperationRun,
+    *,
+    operation_id: str | None = None,
+    on_step: Callable[[store.Operation], None] | None = None,
 ) -> bool:
-    """Claim one operation whose lease is free and run it to its end (or until it is
-    cancelled, or another replica took it over); whether there was one."""
+    """Claim one operation whose lease is free (the oldest, or `operation_id`) and run it to
+    its end (or until it is cancelled, or another replica took it over); whether there was
+    one. `on_step` sees the operation after each committed step (a progress bar)."""
     now = utcnow()
     async with sessions.begin() as session:
         operation = await store.claim_operation(
@@ -135,17 +141,23 @@ async def run_next_operation(
             now=now,
             lease_until=now + timedelta(seconds=run.lease_seconds),
             states=UNFINISHED,
+            operation_id=operation_id,
         )
         if operation is None:
             return False
         operation.state = OperationState.RUNNING
         operation.started_at = operation.started_at or now
-        operation_id, kind = operation.id, operation.kind
+        operation_id, kind = str(operation.id), operation.kind
     while True:
         if kind == OperationKind.RESEND:
             more = await _resend_step(sessions, operation_id, run)
         else:
             more = await _replay_step(sessions, visma, operation_id, run)
+        if on_step is not None:
+            async with sessions.begin() as session:
+                progress = await store.get_operation(session, operation_id)
+            if progress is not None:
+                on_step(progress)
         if not more:
             return True
 

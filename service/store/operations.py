@@ -37,16 +37,18 @@ async def claim_operation(
     now: datetime,
     lease_until: datetime,
     states: Sequence[str],
+    operation_id: str | None = None,
 ) -> Operation | None:
-    """The oldest operation in `states` whose lease is free (never taken, or run out: its
-    replica died), leased to `owner`. SKIP LOCKED: replicas claiming at once take different
-    ones, or none."""
+    """The oldest operation in `states` (or `operation_id`, if it is) whose lease is free
+    (never taken, or run out: its replica died), leased to `owner`. SKIP LOCKED: replicas
+    claiming at once take different ones, or none."""
     query = (
         select(Operation)
         .where(
             Operation.state.in_(states),
             or_(Operation.lease_until.is_(None), Operation.lease_until < now),
         )
+        .where(*([Operation.id == operation_id] if operation_id else []))
         .order_by(Operation.created_at, Operation.id)
         .limit(1)
         .with_for_update(skip_locked=True)

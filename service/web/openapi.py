@@ -32,6 +32,8 @@ from service.domain import (
     JobDetail,
     JobResult,
     JobView,
+    Operation,
+    ResendPreview,
 )
 from service.web.schemas import AlertView, DeliveryView, ErrorBody, PageMetadata
 
@@ -50,6 +52,8 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (DeliveryView, "serialization"),
     (AlertView, "serialization"),
     (Issue, "serialization"),
+    (Operation, "serialization"),
+    (ResendPreview, "serialization"),
     (PageMetadata, "serialization"),
     (ErrorBody, "serialization"),
 ]
@@ -112,6 +116,18 @@ _ISSUE_ID = {
     "required": True,
     "description": "the issue's id",
     "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+}
+_OPERATION_ID = {
+    "name": "operation_id",
+    "in": "path",
+    "required": True,
+    "description": "the operation's id",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+}
+_STARTED = {
+    "description": "the operation, queued; `Location` is where its progress shows",
+    "headers": {"Location": {"schema": {"type": "string"}}},
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Operation"}}},
 }
 _READ_ERRORS = {
     "400": _error("a query parameter is wrong; `detail` names it"),
@@ -492,6 +508,97 @@ def _paths() -> dict[str, Any]:
                     **_WRITE_ERRORS,
                     "404": _error("no such issue"),
                     "409": _error("invalid_state: the issue's state does not allow it"),
+                },
+            }
+        },
+        "/api/v1/issues/{issue_id}/resend": {
+            "post": {
+                "operationId": "resend_issue",
+                "summary": "Send the issue's jobs again (after its cause was fixed), as new jobs",
+                "description": (
+                    'Takes the issue\'s jobs not re-sent yet. With `{"dryRun": true}` it only '
+                    "counts them (and lists the first ones); else it starts a bulk operation "
+                    "(202). Each new job names the old one (`resentFrom`, and `resentAs` on "
+                    "the old one), is recorded before it is sent, and is sent as its company's "
+                    "rate budget allows. A second resend finds nothing left."
+                ),
+                "parameters": [_ISSUE_ID],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"dryRun": {"type": "boolean", "default": False}},
+                                "additionalProperties": False,
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref(ResendPreview), "dry run: what a resend would take"),
+                    "202": _STARTED,
+                    **_WRITE_ERRORS,
+                    "404": _error("no such issue"),
+                    "413": _error("the body is larger than 4 KiB"),
+                },
+            }
+        },
+        "/api/v1/deliveries/replay": {
+            "post": {
+                "operationId": "replay_deliveries",
+                "summary": "Replay every stored Visma delivery received in a window",
+                "description": (
+                    "As the single replay does, each delivery in turn, as a bulk operation. "
+                    "`until` defaults to now; `tenant` keeps to one company's deliveries."
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["since"],
+                                "properties": {
+                                    "since": _TIME,
+                                    "until": _TIME,
+                                    "tenant": {"type": "string"},
+                                },
+                                "additionalProperties": False,
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "202": _STARTED,
+                    **_WRITE_ERRORS,
+                    "413": _error("the body is larger than 4 KiB"),
+                },
+            }
+        },
+        "/api/v1/operations/{operation_id}": {
+            "get": {
+                "operationId": "get_operation",
+                "summary": "A bulk operation's progress: state, total, done, failed",
+                "parameters": [_OPERATION_ID],
+                "responses": {
+                    "200": _json(_ref(Operation), "the operation"),
+                    **_READ_ERRORS,
+                    "404": _error("no such operation"),
+                },
+            }
+        },
+        "/api/v1/operations/{operation_id}/cancel": {
+            "post": {
+                "operationId": "cancel_operation",
+                "summary": "Stop a queued or running operation before its next step",
+                "description": "What it did stays done; cancelling a cancelled one does nothing.",
+                "parameters": [_OPERATION_ID],
+                "responses": {
+                    "200": _json(_ref(Operation), "the operation, cancelled"),
+                    **_WRITE_ERRORS,
+                    "404": _error("no such operation"),
+                    "409": _error("invalid_state: the operation has ended"),
                 },
             }
         },
