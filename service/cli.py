@@ -266,6 +266,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     job.add_argument("--json", action="store_true", help="print the job as JSON")
     job.set_defaults(run=_job)
+    add_issue_commands(command)
 
     poll = command("poll", "read from Visma the state of jobs whose poll is due")
     poll.add_argument("--loop", action="store_true", help="keep polling until interrupted")
@@ -378,7 +379,6 @@ def _parser() -> argparse.ArgumentParser:
         "/webhooks/status/<STATUS_WEBHOOK_TOKEN> on port 8000 when the token is set",
     )
     simulate.set_defaults(run=_simulate)
-    add_issue_commands(command)
     return parser
 
 
