@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
+import socket
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +24,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import tracing
 from service.domain import LINK_RULES, AlertPolicy, DomainError, Pacing, Retention
-from service.flows import OutboxSettings, ResolveSettings, SignatureWatch, SubmitSettings
+from service.flows import (
+    OperationRun,
+    OutboxSettings,
+    ResolveSettings,
+    SignatureWatch,
+    SubmitSettings,
+)
 from service.logs import configure_logging
 from service.settings import Settings, get_settings
 from service.store import (
@@ -45,17 +54,22 @@ from service.web import (
     TracedWebhook,
     TraceRequests,
     Waiters,
+    acknowledge_issue,
     alerts_page,
+    cancel_operation,
     create_job,
     create_jobs_batch,
     domain_error,
     favicon,
     get_docs,
+    get_issue,
     get_job,
     get_job_result,
     get_openapi,
+    get_operation,
     healthz,
     http_error,
+    ignore_issue,
     inbox_page,
     job_page,
     jobs_page,
@@ -63,6 +77,7 @@ from service.web import (
     list_components,
     list_deliveries,
     list_incidents,
+    list_issues,
     list_jobs,
     log_in,
     log_out,
@@ -73,12 +88,15 @@ from service.web import (
     receive_status_webhook,
     receive_visma_webhook,
     replay,
+    replay_deliveries,
     replay_from_inbox,
+    resend_issue,
+    resolve_issue,
     server_error,
     status_page,
     storage_error,
 )
-from service.workers import AlertSender, HousekeepingWorker, ResolverWorker
+from service.workers import AlertSender, HousekeepingWorker, OperationWorker, ResolverWorker
 
 GZIP_MINIMUM_BYTES = 1024
 """REST answers at least this large are gzip-compressed for clients that accept it."""
@@ -97,6 +115,7 @@ class Resources:
     alerts: AlertSender
     housekeeping: HousekeepingWorker
     signature_watch: SignatureWatch
+    operations: OperationWorker
 
     def state(self) -> State:
         readers = create_readers(self.engine)
@@ -112,6 +131,7 @@ class Resources:
             "table_sizes": self.housekeeping.measured_tables,
             "signature_watch": self.signature_watch,
             "wake_resolver": self.resolver.wake,
+            "wake_operations": self.operations.wake,
             "auth_throttle": AuthThrottle.from_settings(self.settings, self.sessions, readers),
             "waiters": Waiters(self.settings.MAX_WAITERS),
         }
@@ -139,6 +159,7 @@ def alert_policy(settings: Settings) -> AlertPolicy:
         bad_signatures=settings.ALERT_BAD_SIGNATURES,
         bad_signatures_window_seconds=settings.ALERT_BAD_SIGNATURES_WINDOW_SECONDS,
         default_tenant=settings.default_tenant,
+        job_failures=settings.ALERT_JOB_FAILURES,
     )
 
 
@@ -206,6 +227,15 @@ def resolve_settings(settings: Settings) -> ResolveSettings:
     )
 
 
+def operation_run(settings: Settings) -> OperationRun:
+    """How this replica runs bulk operations: its own name on their leases."""
+    return OperationRun(
+        owner=f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+        lease_seconds=settings.OPERATION_LEASE_SECONDS,
+        resolve=resolve_settings(settings),
+    )
+
+
 def submit_settings(settings: Settings) -> SubmitSettings:
     """What a submission needs to know, from the service settings."""
     return SubmitSettings(pacing=pacing(settings), alerts=alert_policy(settings))
@@ -255,6 +285,8 @@ async def open_resources(
         stack.push_async_callback(housekeeping.stop)
         signature_watch = SignatureWatch(sessions, alert_policy(settings))
         stack.push_async_callback(signature_watch.close)
+        operations = OperationWorker(sessions, visma, operation_run(settings))
+        stack.push_async_callback(operations.stop)
         listener = listener_for(engine)
         if listener is not None:
             listener.start()
@@ -263,6 +295,7 @@ async def open_resources(
             resolver.start()
             alerts.start()
             housekeeping.start()
+            operations.start()
         yield Resources(
             settings,
             engine,
@@ -273,6 +306,7 @@ async def open_resources(
             alerts,
             housekeeping,
             signature_watch,
+            operations,
         )
 
 
@@ -312,6 +346,20 @@ def create_app(
         Route("/status/components", list_components, methods=["GET"], name="list_components"),
         Route("/status/incidents", list_incidents, methods=["GET"], name="list_incidents"),
         Route("/alerts", list_alerts, methods=["GET"], name="list_alerts"),
+        Route("/issues", list_issues, methods=["GET"], name="list_issues"),
+        Route("/issues/{issue_id}", get_issue, methods=["GET"], name="get_issue"),
+        Route("/issues/{issue_id}/acknowledge", acknowledge_issue, methods=["POST"]),
+        Route("/issues/{issue_id}/resolve", resolve_issue, methods=["POST"]),
+        Route("/issues/{issue_id}/ignore", ignore_issue, methods=["POST"]),
+        Route("/issues/{issue_id}/resend", resend_issue, methods=["POST"], name="resend_issue"),
+        Route("/deliveries/replay", replay_deliveries, methods=["POST"], name="replay_deliveries"),
+        Route("/operations/{operation_id}", get_operation, methods=["GET"], name="get_operation"),
+        Route(
+            "/operations/{operation_id}/cancel",
+            cancel_operation,
+            methods=["POST"],
+            name="cancel_operation",
+        ),
     ]
     routes = [
         Route("/webhooks/visma", receive_visma_webhook, methods=["POST"], name="visma_webhook"),

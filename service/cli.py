@@ -20,6 +20,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from service.cli_issues import add_commands as add_issue_commands
+from service.cli_support import load_settings as _settings
+from service.cli_support import open_db as _open_db
 from service.domain import METHODS, JobState, validate_key
 from service.settings import Settings, get_settings
 from service.terminal import (
@@ -35,7 +38,6 @@ from service.terminal import (
 
 if TYPE_CHECKING:
     from alembic.config import Config
-    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
     from service.store import Migration
 
@@ -88,18 +90,6 @@ def _wants_traceback(args: argparse.Namespace) -> bool:
         return get_settings().LOG_LEVEL == "debug"
     except ValidationError:  # the settings are what is wrong: read the one that matters here
         return os.environ.get("LOG_LEVEL", "").strip().lower() == "debug"
-
-
-def _settings() -> Settings:
-    """The settings, or a ConfigError that names every invalid one."""
-    from pydantic import ValidationError
-
-    try:
-        return get_settings()
-    except ValidationError as exc:
-        from service.preflight import settings_error
-
-        raise settings_error(exc) from exc
 
 
 class _Parser(argparse.ArgumentParser):
@@ -276,6 +266,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     job.add_argument("--json", action="store_true", help="print the job as JSON")
     job.set_defaults(run=_job)
+    add_issue_commands(command)
 
     poll = command("poll", "read from Visma the state of jobs whose poll is due")
     poll.add_argument("--loop", action="store_true", help="keep polling until interrupted")
@@ -932,17 +923,6 @@ def _simulate(args: argparse.Namespace) -> int:
         Console().print("chaos: " + ", ".join(f"{name}={value}" for name, value in chaos.items()))
     uvicorn.run(create_simulator_app(config), host=args.host, port=args.port, access_log=False)
     return 0
-
-
-async def _open_db(
-    settings: Settings,
-) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
-    """The configured database, which must exist with its schema at head (never created)."""
-    from service.preflight import open_database
-    from service.store import create_sessionmaker
-
-    engine = await open_database(settings.DATABASE_URL)
-    return engine, create_sessionmaker(engine)
 
 
 def _key_value(text: str) -> tuple[str, str]:

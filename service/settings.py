@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     Longer than the slowest read (state and content, each retried for up to 60 s), so a slow
     read is never taken over by another replica while it is still running."""
 
+    OPERATION_LEASE_SECONDS: float = Field(default=180, gt=0)
+    """A replica's claim on a bulk operation (a resend, a replay), renewed at each step; a
+    replica that dies frees it after this, and another goes on where it stopped."""
+
     VISMA_MAX_REQUESTS_PER_SECOND: float = Field(default=10, gt=0)
     """A ceiling: requests per second this process sends to Visma at most (each replica has
     its own). Within it, each company's hourly budget, as Visma's answers announce it, paces
@@ -134,6 +138,10 @@ class Settings(BaseSettings):
 
     ALERT_BAD_SIGNATURES_WINDOW_SECONDS: float = Field(default=300, gt=0)
     """The window ALERT_BAD_SIGNATURES counts in."""
+
+    ALERT_JOB_FAILURES: bool = True
+    """Alert on each failed, expired or rejected job (and bursts of them). false: only the
+    `issue.opened` and `issue.reopened` alerts of the issues those failures make."""
 
     ALERT_RETRY_BASE_SECONDS: float = Field(default=5, gt=0)
     """Wait before the first retry of a failed alert send; doubles with each further attempt."""

@@ -180,3 +180,65 @@ def print_job(data: Mapping[str, Any]) -> None:
             )
             # A URL stays on its line (the terminal may wrap it, a copy keeps it whole).
             console.print(Text(f"      {key}: {shown}"), soft_wrap="://" in shown)
+
+
+def print_issues(items: Sequence[Mapping[str, Any]], *, first: int, total: int) -> None:
+    """The issue list as a table on stdout."""
+    last = first + len(items) - 1
+    title = f"issues {first}-{last} of {total}" if items else f"no issues here ({total} in all)"
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False
+    )
+    table.add_column("id", no_wrap=True, min_width=SHORT_ID_LENGTH)
+    table.add_column("state", no_wrap=True)
+    table.add_column("company", overflow="ellipsis", min_width=4)
+    table.add_column("cause", no_wrap=True, min_width=len("failed: fault 12027"))
+    table.add_column("where", overflow="ellipsis", min_width=4)
+    table.add_column("jobs", no_wrap=True, justify="right")
+    table.add_column("last seen (UTC)", no_wrap=True, min_width=len("2026-03-02 08:00"))
+    for item in items:
+        table.add_row(
+            short_id(item["id"]),
+            Text(item["state"]),
+            Text(item["tenant"]),
+            Text(issue_cause_text(item)),
+            Text(f"{item['method']} {item['pathTemplate']}"),
+            str(item["jobCount"]),
+            _minutes(item["lastSeenAt"]),
+        )
+    Console(highlight=False).print(table)
+
+
+def issue_cause_text(issue: Mapping[str, Any]) -> str:
+    """`failed: fault 12027`, `rejected: HTTP 422`, `expired: no answer`."""
+    if issue.get("faultCode"):
+        cause = f"fault {issue['faultCode']}"
+    elif issue.get("httpStatus"):
+        cause = f"HTTP {issue['httpStatus']}"
+    else:
+        cause = str(issue.get("expiryReason") or "").replace("_", " ")
+    return f"{issue['kind']}: {cause}" if cause else str(issue["kind"])
+
+
+def print_issue(data: Mapping[str, Any]) -> None:
+    """One issue: its cause, counts, error and hint, then its latest jobs."""
+    console = Console(highlight=False)
+    console.print(Text.assemble(("issue ", "bold"), (data["id"], "bold"), "  ", data["state"]))
+    console.print(Text(f"  company: {data['tenant']}"))
+    console.print(Text(f"  cause: {issue_cause_text(data)}"))
+    console.print(Text(f"  where: {data['method']} {data['pathTemplate']}"))
+    console.print(Text(f"  jobs: {data['jobCount']}"))
+    console.print(Text(f"  first seen: {_seconds(data['firstSeenAt'])}"))
+    console.print(Text(f"  last seen: {_seconds(data['lastSeenAt'])}"))
+    if data.get("message"):
+        console.print(Text.assemble("  ", ("error:", "red"), f" {data['message']}"))
+    if data.get("hint"):
+        console.print(Text.assemble("  ", ("hint:", "yellow"), f" {data['hint']}"))
+    if data.get("incident"):
+        incident = data["incident"]
+        console.print(Text(f"  during incident: {incident.get('name') or incident['id']}"))
+    jobs = data.get("jobs") or {}
+    items = jobs.get("items") or []
+    if items:
+        title = f"latest {len(items)} of {jobs.get('totalCount', len(items))} jobs"
+        console.print(jobs_table(items, title=title))

@@ -196,7 +196,11 @@ async def test_burst_of_failed_jobs_with_the_same_fault_code_is_one_alert(
         )
         for job in jobs:
             assert (await stack.wait_for_end(job["id"]))["state"] == "failed"
-        single, burst = (h.json() for h in await sink.wait_for("/hook/a", 2))
+        # The job alerts, and the one alert of the issue the three failures make.
+        hooks = {h.json()["kind"]: h.json() for h in await sink.wait_for("/hook/a", 3)}
+        assert sorted(hooks) == ["issue.opened", "job.failed", "jobs.burst"]
+        single, burst, issue = hooks["job.failed"], hooks["jobs.burst"], hooks["issue.opened"]
+        assert issue["issue"]["faultCode"] == "12027" and issue["issue"]["hint"] == HINT_NO_LICENSE
         assert single["kind"] == "job.failed"
         job = single["job"]
         assert job["id"] in {j["id"] for j in jobs}
@@ -206,12 +210,12 @@ async def test_burst_of_failed_jobs_with_the_same_fault_code_is_one_alert(
         assert burst["jobs"]["count"] == 3
         assert set(burst["jobs"]["ids"]) == {j["id"] for j in jobs}
         assert burst["summary"] == "3 jobs failed with fault code 12027 within 1.5 s"
-        # Every alert there is has gone out: two, no more to come.
+        # Every alert there is has gone out: three, no more to come.
         alerts = await alert_list(stack)
-        assert len(alerts) == 2
+        assert len(alerts) == 3
         for alert in alerts:
             await wait_for_status(stack, alert["id"], "sent")
-        assert len(sink.hits) == 2
+        assert len(sink.hits) == 3
 
 
 async def test_a_failed_and_a_rejected_job_are_not_one_burst(
@@ -228,9 +232,13 @@ async def test_a_failed_and_a_rejected_job_are_not_one_burst(
         stack.simulator.script(Outcome(kind="reject", reject_status=400, times=1))
         rejected = await stack.submit(path="/v1/salesorder")
         assert rejected["state"] == "rejected"
-        hooks = [h.json() for h in await sink.wait_for("/hook/a", 2)]
-    assert sorted(h["kind"] for h in hooks) == ["job.failed", "job.rejected"]
-    assert {h["job"]["httpStatus"] for h in hooks} == {400}
+        # Two issues as well: a failure and a refusal are not one cause either.
+        hooks = [h.json() for h in await sink.wait_for("/hook/a", 4)]
+    jobs = [h for h in hooks if h["kind"].startswith("job.")]
+    assert sorted(h["kind"] for h in jobs) == ["job.failed", "job.rejected"]
+    assert {h["job"]["httpStatus"] for h in jobs} == {400}
+    issues = [h["issue"] for h in hooks if h["kind"] == "issue.opened"]
+    assert sorted(i["kind"] for i in issues) == ["failed", "rejected"]
 
 
 async def raise_component_alerts(database_url: str, count: int) -> None:

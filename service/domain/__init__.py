@@ -76,6 +76,21 @@ from service.domain.idempotency import (
     validate_key,
 )
 from service.domain.ids import decode_id, encode_id, time_ordered_uuid
+from service.domain.issues import (
+    ISSUE_STATES,
+    REOPENED_FROM,
+    IncidentRef,
+    Issue,
+    IssueAction,
+    IssueCause,
+    IssueState,
+    issue_cause,
+    issue_json,
+    issue_summary,
+    move_issue,
+    parse_action,
+    path_template,
+)
 from service.domain.jobs import (
     OPEN_STATES,
     TERMINAL_STATES,
@@ -96,7 +111,7 @@ from service.domain.jobs import (
     needs_content,
     parse_background_state,
 )
-from service.domain.jsontext import one_line_json, pretty_json
+from service.domain.jsontext import one_line_json, parse_json, pretty_json
 from service.domain.lifecycle import (
     Pacing,
     decide_expiry,
@@ -111,6 +126,7 @@ from service.domain.listing import (
     MAX_WAIT_SECONDS,
     AlertFilter,
     DeliveryFilter,
+    IssueFilter,
     JobFilter,
     Page,
     StatusFilter,
@@ -119,9 +135,23 @@ from service.domain.listing import (
     parse_component_query,
     parse_delivery_query,
     parse_incident_query,
+    parse_issue_query,
     parse_job_query,
+    parse_paging_query,
     parse_until,
     parse_wait,
+)
+from service.domain.operations import (
+    MAX_PREVIEW_JOBS,
+    UNFINISHED,
+    Operation,
+    OperationKind,
+    OperationState,
+    ReplayWindow,
+    ResendPreview,
+    operation_json,
+    parse_replay_request,
+    parse_resend_request,
 )
 from service.domain.results import KeptResult, keep_result, shown_content
 from service.domain.retention import Cutoffs, Retention
@@ -172,6 +202,33 @@ __all__ = [
     "ordering_time",
     "one_line_json",
     "pretty_json",
+    "parse_json",
+    "MAX_PREVIEW_JOBS",
+    "UNFINISHED",
+    "Operation",
+    "OperationKind",
+    "OperationState",
+    "ReplayWindow",
+    "ResendPreview",
+    "operation_json",
+    "parse_replay_request",
+    "parse_resend_request",
+    "REOPENED_FROM",
+    "ISSUE_STATES",
+    "IncidentRef",
+    "Issue",
+    "IssueAction",
+    "IssueCause",
+    "IssueFilter",
+    "IssueState",
+    "issue_cause",
+    "issue_json",
+    "issue_summary",
+    "move_issue",
+    "parse_action",
+    "parse_issue_query",
+    "parse_paging_query",
+    "path_template",
     "BAD_SIGNATURE_CHECKS",
     "SILENT_CHECKS",
     "bad_signatures_alarm",

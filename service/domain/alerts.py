@@ -38,6 +38,8 @@ class AlertKind(StrEnum):
     INCIDENT_UPDATE = "incident.update"
     WEBHOOKS_SILENT = "webhooks.silent"
     WEBHOOKS_BAD_SIGNATURES = "webhooks.bad_signatures"
+    ISSUE_OPENED = "issue.opened"
+    ISSUE_REOPENED = "issue.reopened"
 
 
 ALERT_KINDS = frozenset(k.value for k in AlertKind)
@@ -62,6 +64,9 @@ class AlertPolicy:
     """This many failed signature checks within the window raise `webhooks.bad_signatures`."""
     default_tenant: str | None = None
     """The company of a job stored before jobs named theirs (the first of VISMA_TENANT_ID)."""
+    job_failures: bool = True
+    """Alert on each failed, expired or rejected job (ALERT_JOB_FAILURES); issue alerts come
+    either way."""
 
     def watches(self, refs: Sequence[tuple[str, str | None]]) -> bool:
         """Whether any of these (id, name) components is watched; an empty watch list: all."""
@@ -334,6 +339,21 @@ def _detail_lines(alert: Mapping[str, Any]) -> list[str]:
             lines.append(f"*Error:* {esc(error.get('message'))}{fault}")
         if job.get("hint"):
             lines.append(f"*Hint:* {esc(job['hint'])}")
+    issue = _dict(alert.get("issue"))
+    if issue:
+        lines.append(
+            f"*Issue:* `{esc(issue.get('id'))}`: {esc(issue.get('jobCount'))} job(s) so far"
+        )
+        if issue.get("message"):
+            lines.append(f"*Error:* {esc(issue['message'])}")
+        if issue.get("hint"):
+            lines.append(f"*Hint:* {esc(issue['hint'])}")
+        during = _dict(issue.get("incident"))
+        if during:
+            link = _slack_link(during.get("shortlink"))
+            name = esc(during.get("name") or during.get("id"))
+            title = f"<{link}|{name}>" if link else name
+            lines.append(f"*During incident:* {title}: {esc(_words(during.get('status')))}")
     component = _dict(alert.get("component"))
     if component:
         status = esc(_words(component.get("status")))

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from service.domain.alerts import ALERT_KINDS
 from service.domain.errors import InvalidInput
 from service.domain.ids import decode_id, has_control_characters
+from service.domain.issues import ISSUE_STATES
 from service.domain.jobs import JobState
 from service.domain.status import COMPONENT_STATUSES, INCIDENT_STATUSES
 from service.domain.submission import MAX_TENANT_CHARS
@@ -73,6 +74,12 @@ class StatusFilter:
 
 
 @dataclass(frozen=True)
+class IssueFilter:
+    states: tuple[str, ...] = ()
+    tenants: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class AlertFilter:
     kinds: tuple[str, ...] = ()
 
@@ -119,12 +126,8 @@ def parse_job_query(pairs: Iterable[tuple[str, str]]) -> tuple[JobFilter, Page]:
         for state in states:
             if state not in valid:
                 raise InvalidInput(f"state {state!r} is not one of {', '.join(sorted(valid))}")
-    tenants = tuple(t.strip() for t in params.get("tenant", "").split(",") if t.strip())
-    for tenant in tenants:
-        if len(tenant) > MAX_TENANT_CHARS or has_control_characters(tenant):
-            raise InvalidInput(f"tenant must be a tenant id of up to {MAX_TENANT_CHARS} characters")
     job_filter = JobFilter(
-        tenants=tenants,
+        tenants=_tenants(params),
         states=states,
         visma_job_id=decode_id(params["vismaJobId"]) if params.get("vismaJobId") else None,
         tags=tags,
@@ -179,6 +182,36 @@ def parse_alert_query(pairs: Iterable[tuple[str, str]]) -> tuple[AlertFilter, Pa
     _only(params, ("kind", *_PAGING))
     kinds = _one_of(params, "kind", ALERT_KINDS)
     return AlertFilter(kinds=kinds), parse_page(params)
+
+
+def parse_issue_query(pairs: Iterable[tuple[str, str]]) -> tuple[IssueFilter, Page]:
+    """The filters and page of `GET /api/v1/issues`."""
+    params: dict[str, str] = {}
+    for key, value in pairs:
+        _once(params, key, value)
+    _only(params, ("state", "tenant", *_PAGING))
+    issue_filter = IssueFilter(
+        states=_one_of(params, "state", ISSUE_STATES), tenants=_tenants(params)
+    )
+    return issue_filter, parse_page(params)
+
+
+def parse_paging_query(pairs: Iterable[tuple[str, str]]) -> Page:
+    """A page and nothing else (an issue's jobs)."""
+    params: dict[str, str] = {}
+    for key, value in pairs:
+        _once(params, key, value)
+    _only(params, _PAGING)
+    return parse_page(params)
+
+
+def _tenants(params: dict[str, str]) -> tuple[str, ...]:
+    """A comma-separated company filter (any of)."""
+    tenants = tuple(t.strip() for t in params.get("tenant", "").split(",") if t.strip())
+    for tenant in tenants:
+        if len(tenant) > MAX_TENANT_CHARS or has_control_characters(tenant):
+            raise InvalidInput(f"tenant must be a tenant id of up to {MAX_TENANT_CHARS} characters")
+    return tenants
 
 
 def _status_query(

@@ -88,6 +88,12 @@ class Job(View):
     callback_url: str | None = None
     idempotency_key: str | None = None
     """The Idempotency-Key the job was made with, if any."""
+    issue_id: str | None = None
+    """The issue (`/api/v1/issues/{id}`) the job's failure belongs to."""
+    resent_from: str | None = None
+    """The job this one sends again (`submit --resend`, or an issue's resend)."""
+    resent_as: str | None = None
+    """The job that sent this one again."""
     result_etag: str | None = None
     submitted_at: Time
     accepted_at: Time | None = None

@@ -15,6 +15,14 @@ from service.flows.alert_outbox import (
 )
 from service.flows.batch import BatchItem, ItemResult, submit_batch
 from service.flows.budgets import record_budgets, restore_budgets
+from service.flows.bulk import (
+    OperationRun,
+    cancel_operation,
+    preview_resend,
+    run_next_operation,
+    start_replay,
+    start_resend,
+)
 from service.flows.callbacks import CALLBACK, CallbackTarget, check_callback
 from service.flows.clock import utcnow
 from service.flows.diagnostics import (
@@ -23,6 +31,7 @@ from service.flows.diagnostics import (
     record_bad_signatures,
     signature_failures,
 )
+from service.flows.issues import change_issue, record_failure
 from service.flows.lookup import find_job_id
 from service.flows.replay import Replayed, replay_delivery, replay_since
 from service.flows.resolve import ResolveSettings, read_and_apply, resolve_due_jobs
@@ -46,6 +55,14 @@ from service.flows.submit import (
 )
 
 __all__ = [
+    "OperationRun",
+    "cancel_operation",
+    "preview_resend",
+    "run_next_operation",
+    "start_replay",
+    "start_resend",
+    "change_issue",
+    "record_failure",
     "SignatureFailures",
     "SignatureWatch",
     "record_bad_signatures",

@@ -32,6 +32,8 @@ from service.domain import (
     incident_json,
     incident_summary,
     iso,
+    issue_json,
+    issue_summary,
     job_alert_kind,
     job_json,
     job_summary,
@@ -48,7 +50,7 @@ async def raise_job_alert(
 ) -> None:
     """The alert for a job that has just become failed, expired or rejected (if it is one)."""
     kind = job_alert_kind(job.state)
-    if kind is None:
+    if kind is None or not policy.job_failures:
         return
     error = job.error or {}
     fault_code = error.get("faultCode") if isinstance(error, dict) else None
@@ -91,6 +93,28 @@ async def raise_job_alert(
             "jobs": {"ids": list(window.subjects), "count": window.count},
             "job": job_json(job, default_tenant=policy.default_tenant),
         },
+    )
+
+
+async def raise_issue_alert(
+    session: AsyncSession,
+    issue: store.Issue,
+    *,
+    reopened: bool,
+    incident: store.StatusIncident | None,
+    at: datetime,
+) -> None:
+    """The alert of an issue that a failure has just opened or reopened: once per transition
+    (the failure that made it is the one that calls), never per job."""
+    data = issue_json(issue, incident=incident)
+    kind = AlertKind.ISSUE_REOPENED if reopened else AlertKind.ISSUE_OPENED
+    await _add(
+        session,
+        kind=kind,
+        subject=f"issue:{issue.id}",
+        summary=issue_summary(data, reopened=reopened),
+        at=at,
+        subject_json={"issue": data},
     )
 
 

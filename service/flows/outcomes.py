@@ -15,6 +15,7 @@ from service.domain import AlertPolicy, EventKind, JobState, Outcome, Resolver, 
 from service.flows.alerts import raise_job_alert
 from service.flows.callbacks import queue_callback
 from service.flows.diagnostics import check_silence
+from service.flows.issues import record_failure
 
 _EVENT_FOR = {
     JobState.SUCCEEDED: EventKind.SUCCEEDED,
@@ -38,7 +39,8 @@ async def record_outcome(
     """Move `job` to `outcome.state` if that is forward; returns whether it moved.
 
     A move that would go backwards is kept in the timeline as `ignored`, never applied. A move
-    to failed, expired or rejected raises its alert (grouped by `alerts`' burst window).
+    to failed, expired or rejected is counted on its issue and raises its alert (grouped by
+    `alerts`' burst window).
     """
     with tracing.span(
         "record outcome",
@@ -103,6 +105,7 @@ async def _record(
     await store.add_event(
         session, job.id, kind=_EVENT_FOR[outcome.state], source=source, at=at, detail=detail
     )
+    await record_failure(session, job, outcome, at=at, policy=alerts)
     await raise_job_alert(session, job, at=at, policy=alerts)
     if resolved_by == Resolver.POLL and job.notify:
         await check_silence(session, company=job.tenant, at=at, policy=alerts)

@@ -54,6 +54,15 @@ from service.store.idempotency import (
     is_key_taken,
 )
 from service.store.ingest import DeliveryRecord, IngestUnavailable, IngestWriter, Stored
+from service.store.issues import (
+    CountedFailure,
+    count_failure,
+    get_issue,
+    incidents_by_id,
+    list_issues,
+    open_incidents,
+    set_issue_state,
+)
 from service.store.job_changes import (
     JOB_CHANGES,
     JobChangeListener,
@@ -101,17 +110,30 @@ from service.store.models import (
     DashboardSession,
     Delivery,
     IdempotencyKey,
+    Issue,
     Job,
     JobCallback,
     JobEvent,
     JobResult,
     JobStateCount,
+    Operation,
     PurgedNotification,
     StatusComponent,
     StatusComponentUpdate,
     StatusIncident,
     StatusIncidentComponent,
     StatusIncidentUpdate,
+)
+from service.store.operations import (
+    add_operation,
+    add_resent_jobs,
+    claim_operation,
+    count_inbox_between,
+    count_resend_candidates,
+    get_operation,
+    inbox_ids_between,
+    lock_resend_candidates,
+    resend_candidate_ids,
 )
 from service.store.overview import Figures, WebhookActivity, figures, webhook_activity
 from service.store.results import (
@@ -149,6 +171,24 @@ from service.store.status import (
 )
 
 __all__ = [
+    "Operation",
+    "add_operation",
+    "add_resent_jobs",
+    "claim_operation",
+    "count_inbox_between",
+    "count_resend_candidates",
+    "get_operation",
+    "inbox_ids_between",
+    "lock_resend_candidates",
+    "resend_candidate_ids",
+    "CountedFailure",
+    "Issue",
+    "count_failure",
+    "get_issue",
+    "incidents_by_id",
+    "list_issues",
+    "open_incidents",
+    "set_issue_state",
     "DashboardSession",
     "add_dashboard_session",
     "dashboard_session_fingerprint",

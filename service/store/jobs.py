@@ -145,6 +145,7 @@ async def list_jobs(
     created: tuple[str, datetime] | None = None,
     tenants: Sequence[str] = (),
     default_tenant: str | None = None,
+    issue_id: str | None = None,
     limit: int,
     offset: int,
 ) -> tuple[Sequence[Job], int]:
@@ -162,6 +163,8 @@ async def list_jobs(
         conditions.append(by_tenant)
     if visma_job_id:
         conditions.append(Job.visma_job_id == visma_job_id)
+    if issue_id:
+        conditions.append(Job.issue_id == issue_id)
     for key, value in (tags or {}).items():
         conditions.append(Job.tags[key].as_string() == value)
     if last_modified:

@@ -21,8 +21,21 @@ from service.web.deliveries_api import list_deliveries, replay
 from service.web.errors import domain_error, http_error, server_error, storage_error
 from service.web.fast_lane import FastLane, RequestErrorHandler
 from service.web.health import healthz, metrics, readyz
+from service.web.issues_api import (
+    acknowledge_issue,
+    get_issue,
+    ignore_issue,
+    list_issues,
+    resolve_issue,
+)
 from service.web.jobs_api import create_job, get_job, get_job_result, list_jobs
 from service.web.openapi import get_docs, get_openapi, openapi_document
+from service.web.operations_api import (
+    cancel_operation,
+    get_operation,
+    replay_deliveries,
+    resend_issue,
+)
 from service.web.request_id import RequestId
 from service.web.security_headers import SecurityHeaders
 from service.web.sources import in_networks, parse_address
@@ -35,6 +48,15 @@ from service.web.waiters import Waiters
 from service.web.webhooks import receive_visma_webhook
 
 __all__ = [
+    "cancel_operation",
+    "get_operation",
+    "replay_deliveries",
+    "resend_issue",
+    "get_issue",
+    "list_issues",
+    "acknowledge_issue",
+    "ignore_issue",
+    "resolve_issue",
     "SecurityHeaders",
     "AuthThrottle",
     "STATIC_DIR",

@@ -27,10 +27,13 @@ from service.domain import (
     Component,
     ComponentDetail,
     Incident,
+    Issue,
     JobCreate,
     JobDetail,
     JobResult,
     JobView,
+    Operation,
+    ResendPreview,
 )
 from service.web.schemas import AlertView, DeliveryView, ErrorBody, PageMetadata
 
@@ -48,6 +51,9 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (Incident, "serialization"),
     (DeliveryView, "serialization"),
     (AlertView, "serialization"),
+    (Issue, "serialization"),
+    (Operation, "serialization"),
+    (ResendPreview, "serialization"),
     (PageMetadata, "serialization"),
     (ErrorBody, "serialization"),
 ]
@@ -103,6 +109,25 @@ _JOB_ID = {
     "required": True,
     "description": "the job's id (or b64(<base64url>) of it)",
     "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+}
+_ISSUE_ID = {
+    "name": "issue_id",
+    "in": "path",
+    "required": True,
+    "description": "the issue's id",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+}
+_OPERATION_ID = {
+    "name": "operation_id",
+    "in": "path",
+    "required": True,
+    "description": "the operation's id",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+}
+_STARTED = {
+    "description": "the operation, queued; `Location` is where its progress shows",
+    "headers": {"Location": {"schema": {"type": "string"}}},
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Operation"}}},
 }
 _READ_ERRORS = {
     "400": _error("a query parameter is wrong; `detail` names it"),
@@ -400,6 +425,187 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "200": _json(_page(_ref(Incident)), "one page of incidents"),
                     **_READ_ERRORS,
+                },
+            }
+        },
+        "/api/v1/issues": {
+            "get": {
+                "operationId": "list_issues",
+                "summary": "Failures grouped by cause (company, outcome, fault, method, path)",
+                "description": (
+                    "A failed, rejected or expired job belongs to the issue of its cause: its "
+                    "company, its state, Visma's fault code (else the HTTP status, else why it "
+                    "expired), its method and its path with ids replaced by {id}. Most "
+                    "recently failed first."
+                ),
+                "parameters": [
+                    _query(
+                        "state",
+                        "comma-separated: open, acknowledged, resolved, ignored",
+                        {"type": "string"},
+                    ),
+                    _query("tenant", "comma-separated company ids", {"type": "string"}),
+                    *_PAGING,
+                ],
+                "responses": {
+                    "200": _json(_page(_ref(Issue)), "one page of issues"),
+                    **_READ_ERRORS,
+                },
+            }
+        },
+        "/api/v1/issues/{issue_id}": {
+            "get": {
+                "operationId": "get_issue",
+                "summary": "One issue, with one page of its jobs (newest first)",
+                "parameters": [_ISSUE_ID, *_PAGING],
+                "responses": {
+                    "200": _json(
+                        {
+                            "allOf": [
+                                _ref(Issue),
+                                {
+                                    "type": "object",
+                                    "required": ["jobs"],
+                                    "properties": {"jobs": _page(_ref(JobView))},
+                                },
+                            ]
+                        },
+                        "the issue and a page of its jobs",
+                    ),
+                    **_READ_ERRORS,
+                    "404": _error("no such issue"),
+                },
+            }
+        },
+        "/api/v1/issues/{issue_id}/acknowledge": {
+            "post": {
+                "operationId": "acknowledge_issue",
+                "summary": "Mark the issue acknowledged: someone is on it (from open)",
+                "parameters": [_ISSUE_ID],
+                "responses": {
+                    "200": _json(_ref(Issue), "the issue, acknowledged (already so: unchanged)"),
+                    **_WRITE_ERRORS,
+                    "404": _error("no such issue"),
+                    "409": _error("invalid_state: the issue's state does not allow it"),
+                },
+            }
+        },
+        "/api/v1/issues/{issue_id}/resolve": {
+            "post": {
+                "operationId": "resolve_issue",
+                "summary": "Mark the issue resolved (from open or acknowledged)",
+                "description": "A new failure of its cause reopens it.",
+                "parameters": [_ISSUE_ID],
+                "responses": {
+                    "200": _json(_ref(Issue), "the issue, resolved (already so: unchanged)"),
+                    **_WRITE_ERRORS,
+                    "404": _error("no such issue"),
+                    "409": _error("invalid_state: the issue's state does not allow it"),
+                },
+            }
+        },
+        "/api/v1/issues/{issue_id}/ignore": {
+            "post": {
+                "operationId": "ignore_issue",
+                "summary": "Mark the issue ignored (from open, acknowledged or resolved)",
+                "description": "Its failures still count; it raises no more alerts.",
+                "parameters": [_ISSUE_ID],
+                "responses": {
+                    "200": _json(_ref(Issue), "the issue, ignored (already so: unchanged)"),
+                    **_WRITE_ERRORS,
+                    "404": _error("no such issue"),
+                    "409": _error("invalid_state: the issue's state does not allow it"),
+                },
+            }
+        },
+        "/api/v1/issues/{issue_id}/resend": {
+            "post": {
+                "operationId": "resend_issue",
+                "summary": "Send the issue's jobs again (after its cause was fixed), as new jobs",
+                "description": (
+                    'Takes the issue\'s jobs not re-sent yet. With `{"dryRun": true}` it only '
+                    "counts them (and lists the first ones); else it starts a bulk operation "
+                    "(202). Each new job names the old one (`resentFrom`, and `resentAs` on "
+                    "the old one), is recorded before it is sent, and is sent as its company's "
+                    "rate budget allows. A second resend finds nothing left."
+                ),
+                "parameters": [_ISSUE_ID],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"dryRun": {"type": "boolean", "default": False}},
+                                "additionalProperties": False,
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref(ResendPreview), "dry run: what a resend would take"),
+                    "202": _STARTED,
+                    **_WRITE_ERRORS,
+                    "404": _error("no such issue"),
+                    "413": _error("the body is larger than 4 KiB"),
+                },
+            }
+        },
+        "/api/v1/deliveries/replay": {
+            "post": {
+                "operationId": "replay_deliveries",
+                "summary": "Replay every stored Visma delivery received in a window",
+                "description": (
+                    "As the single replay does, each delivery in turn, as a bulk operation. "
+                    "`until` defaults to now; `tenant` keeps to one company's deliveries."
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["since"],
+                                "properties": {
+                                    "since": _TIME,
+                                    "until": _TIME,
+                                    "tenant": {"type": "string"},
+                                },
+                                "additionalProperties": False,
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "202": _STARTED,
+                    **_WRITE_ERRORS,
+                    "413": _error("the body is larger than 4 KiB"),
+                },
+            }
+        },
+        "/api/v1/operations/{operation_id}": {
+            "get": {
+                "operationId": "get_operation",
+                "summary": "A bulk operation's progress: state, total, done, failed",
+                "parameters": [_OPERATION_ID],
+                "responses": {
+                    "200": _json(_ref(Operation), "the operation"),
+                    **_READ_ERRORS,
+                    "404": _error("no such operation"),
+                },
+            }
+        },
+        "/api/v1/operations/{operation_id}/cancel": {
+            "post": {
+                "operationId": "cancel_operation",
+                "summary": "Stop a queued or running operation before its next step",
+                "description": "What it did stays done; cancelling a cancelled one does nothing.",
+                "parameters": [_OPERATION_ID],
+                "responses": {
+                    "200": _json(_ref(Operation), "the operation, cancelled"),
+                    **_WRITE_ERRORS,
+                    "404": _error("no such operation"),
+                    "409": _error("invalid_state: the operation has ended"),
                 },
             }
         },

@@ -33,6 +33,8 @@ class State(TypedDict):
     signature_watch: SignatureWatch
     # Tells the state-read worker that jobs are due now (a batch waits for it to send them).
     wake_resolver: Callable[[], None]
+    # Tells the bulk-operation worker that an operation was started here.
+    wake_operations: Callable[[], None]
     # Failed authentication counted across workers and replicas (429 past the limit).
     auth_throttle: AuthThrottle
     # The long polls held now in this process (at most MAX_WAITERS).
