@@ -232,6 +232,7 @@ def operation_run(settings: Settings) -> OperationRun:
     return OperationRun(
         owner=f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
         lease_seconds=settings.OPERATION_LEASE_SECONDS,
+        items_per_second=settings.OPERATION_ITEMS_PER_SECOND,
         resolve=resolve_settings(settings),
     )
 

@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     """A replica's claim on a bulk operation (a resend, a replay), renewed at each step; a
     replica that dies frees it after this, and another goes on where it stopped."""
 
+    OPERATION_ITEMS_PER_SECOND: float = Field(default=1000, gt=0)
+    """A bulk operation takes at most this many jobs (or deliveries) a second, so its writes
+    leave room for the webhook path. The re-sent jobs go to Visma as each company's rate
+    budget allows, whatever this is."""
+
     VISMA_MAX_REQUESTS_PER_SECOND: float = Field(default=10, gt=0)
     """A ceiling: requests per second this process sends to Visma at most (each replica has
     its own). Within it, each company's hourly budget, as Visma's answers announce it, paces

@@ -4,8 +4,12 @@ dies in the middle of, taken over by another, with no job re-sent twice."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -13,10 +17,13 @@ from service import store
 from service.app import visma_client
 from service.flows import OperationRun, run_next_operation
 from service.flows import bulk as bulk_flow
-from service.store import create_engine, create_sessionmaker
-from tests.conftest import make_settings
+from service.simulator import SimulatorConfig, create_simulator_app
+from service.store import create_engine, create_sessionmaker, is_sqlite
+from tests.conftest import API_TOKEN, make_settings
 from tests.factories import failed_issue
 from tests.harness import in_process, signed_delivery
+from tests.servers import bind_loopback, serving
+from tests.test_e2e_replicas import free_port, start_replica, wait_healthy
 
 pytestmark = pytest.mark.e2e
 
@@ -144,3 +151,75 @@ async def test_a_resend_taken_over_after_its_replica_died_resends_each_job_once(
         await visma.aclose()
         for engine in engines:
             await engine.dispose()
+
+
+KILLED_JOBS = 600
+
+
+async def test_two_replicas_resend_each_job_once_when_the_running_one_is_killed(
+    clean_database: str, tmp_path: Path
+) -> None:
+    if is_sqlite(clean_database):
+        pytest.skip("replicas share a PostgreSQL database")
+    issue_id = await failed_issue(clean_database, KILLED_JOBS)
+    sock = bind_loopback()
+    simulator = create_simulator_app(SimulatorConfig(webhook_url=None))
+    paced = {"OPERATION_ITEMS_PER_SECOND": "100", "OPERATION_LEASE_SECONDS": "2"}
+    async with serving(simulator, sock) as sim_url:
+        ports = [free_port(), free_port()]
+        first = start_replica(clean_database, sim_url, ports[0], tmp_path / "a.log", **paced)
+        replicas = [first]
+        urls = [f"http://127.0.0.1:{port}" for port in ports]
+        try:
+            await wait_healthy(urls[0], first)
+            async with httpx.AsyncClient(
+                headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30
+            ) as api:
+                started = await api.post(f"{urls[0]}/api/v1/issues/{issue_id}/resend")
+                assert started.status_code == 202, started.text
+                operation_url = started.headers["location"]
+                second = start_replica(
+                    clean_database, sim_url, ports[1], tmp_path / "b.log", **paced
+                )
+                replicas.append(second)
+                await wait_healthy(urls[1], second)
+                # Kill the replica running it once it is some way in.
+                deadline = time.monotonic() + 30
+                while (await api.get(f"{urls[1]}{operation_url}")).json()["done"] < 200:
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.02)
+                first.send_signal(signal.SIGKILL)
+                first.wait()
+                at_kill = (await api.get(f"{urls[1]}{operation_url}")).json()
+                assert at_kill["done"] < KILLED_JOBS, "done before the kill: not mid-run"
+                deadline = time.monotonic() + 60
+                while (done := (await api.get(f"{urls[1]}{operation_url}")).json())[
+                    "state"
+                ] != "done":
+                    assert time.monotonic() < deadline, done
+                    await asyncio.sleep(0.1)
+        finally:
+            for process in replicas:
+                if process.poll() is None:
+                    process.terminate()
+                    process.wait(timeout=10)
+    assert (done["done"], done["failed"], done["total"]) == (KILLED_JOBS, 0, KILLED_JOBS)
+    engine = create_engine(clean_database)
+    try:
+        async with create_sessionmaker(engine).begin() as session:
+            old = (
+                (await session.execute(select(store.Job).where(store.Job.issue_id == issue_id)))
+                .scalars()
+                .all()
+            )
+            per_old = (
+                await session.execute(
+                    select(store.Job.resent_from, func.count())
+                    .where(store.Job.resent_from.is_not(None))
+                    .group_by(store.Job.resent_from)
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    assert all(job.resent_as for job in old)
+    assert len(per_old) == KILLED_JOBS and {count for _, count in per_old} == {1}

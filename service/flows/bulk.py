@@ -11,6 +11,8 @@ again changes nothing twice), committing where it got to after each.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -51,6 +53,9 @@ class OperationRun:
     lease_seconds: float = 30.0
     resolve: ResolveSettings | None = None
     """How a replay reads a job's state (a resend needs nothing of it)."""
+    items_per_second: float | None = None
+    """At most this many items a second (OPERATION_ITEMS_PER_SECOND): a step's rows share
+    the database with the webhook path (on SQLite, its one write lock)."""
 
 
 async def preview_resend(
@@ -149,6 +154,7 @@ async def run_next_operation(
         operation.started_at = operation.started_at or now
         operation_id, kind = str(operation.id), operation.kind
     while True:
+        began = time.monotonic()
         if kind == OperationKind.RESEND:
             more = await _resend_step(sessions, operation_id, run)
         else:
@@ -160,6 +166,9 @@ async def run_next_operation(
                 on_step(progress)
         if not more:
             return True
+        if run.items_per_second:
+            step = RESEND_STEP if kind == OperationKind.RESEND else REPLAY_STEP
+            await asyncio.sleep(max(0.0, step / run.items_per_second - (time.monotonic() - began)))
 
 
 async def _owned(
