@@ -141,6 +141,7 @@ async def test_a_backlog_in_one_table_holds_up_none_of_the_others(
         "purged notification ids",
         "idempotency keys",
         "dashboard sessions",
+        "operations",
     )
     rest = await purge_for_a_while(sessions, RETENTION, QUICK, now=now, tables=first.left)
     assert (rest.rows["deliveries"], rest.rows["jobs"], rest.done) == (4, 0, True)
@@ -321,6 +322,37 @@ async def test_purge_removes_alerts_that_are_done_with_and_keeps_pending_ones(
     assert await ids(sessions, store.AlertDelivery.id) == set()
 
 
+async def test_purge_removes_ended_operations_as_old_as_the_jobs_and_keeps_running_ones(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    now = datetime.now(UTC)
+    old, recent = now - timedelta(seconds=30), now - timedelta(seconds=5)
+    async with sessions.begin() as session:
+        for operation_id, state, finished in (
+            ("old-done", "done", old),
+            ("old-cancelled", "cancelled", old),
+            ("recent-done", "done", recent),
+            ("running", "running", None),
+        ):
+            await store.add_operation(
+                session,
+                store.Operation(
+                    id=operation_id,
+                    kind="resend",
+                    state=state,
+                    origin={"issueId": "i"},
+                    total=1,
+                    done=0,
+                    failed=0,
+                    created_at=old,
+                    snapshot_at=old,
+                    finished_at=finished,
+                ),
+            )
+    assert (await purge(sessions, RETENTION, QUICK, now=now))["operations"] == 2
+    assert await ids(sessions, store.Operation.id) == {"recent-done", "running"}
+
+
 async def test_replicas_purging_at_once_remove_each_row_once(
     clean_database: str, sessions: async_sessionmaker[AsyncSession], ingest: IngestWriter
 ) -> None:
@@ -425,6 +457,7 @@ def test_purge_command_dry_run_prints_per_table_and_removes_nothing(
             "purged notification ids": 0,
             "idempotency keys": 0,
             "dashboard sessions": 0,
+            "operations": 0,
         },
     }
 

@@ -18,11 +18,19 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import store
-from service.domain import CLOSED_STATUSES, OPEN_STATES, Cutoffs, Retention
+from service.domain import (
+    CLOSED_STATUSES,
+    OPEN_STATES,
+    UNFINISHED,
+    Cutoffs,
+    OperationState,
+    Retention,
+)
 from service.flows.clock import utcnow
 
 OPEN = sorted(state.value for state in OPEN_STATES)
 CLOSED = sorted(CLOSED_STATUSES)
+ENDED_OPERATIONS = sorted(s.value for s in OperationState if s.value not in UNFINISHED)
 PURGED_TABLES = (
     "deliveries",
     "jobs",
@@ -31,6 +39,7 @@ PURGED_TABLES = (
     "purged notification ids",
     "idempotency keys",
     "dashboard sessions",
+    "operations",
 )
 
 
@@ -147,6 +156,11 @@ async def _purge_batch(
     if table == "dashboard sessions":
         return await store.purge_dashboard_sessions(
             session, before=cutoffs.sessions, limit=limit, dry_run=dry_run
+        )
+    if table == "operations" and cutoffs.jobs is not None:
+        # An ended operation is kept as long as the jobs it made.
+        return await store.purge_operations(
+            session, before=cutoffs.jobs, ended=ENDED_OPERATIONS, limit=limit, dry_run=dry_run
         )
     if table == "purged notification ids":
         return await store.purge_notification_ids(

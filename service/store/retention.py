@@ -28,6 +28,7 @@ from service.store.models import (
     Delivery,
     IdempotencyKey,
     Job,
+    Operation,
     PurgedNotification,
     StatusComponentUpdate,
     StatusIncident,
@@ -222,6 +223,24 @@ async def purge_dashboard_sessions(
     ids = await _claim(session, old.order_by(order), DashboardSession, limit)
     if ids:
         await session.execute(delete(DashboardSession).where(DashboardSession.id.in_(ids)))
+    return len(ids)
+
+
+async def purge_operations(
+    session: AsyncSession,
+    *,
+    before: datetime,
+    ended: Sequence[str],
+    limit: int,
+    dry_run: bool = False,
+) -> int:
+    """Bulk operations in an `ended` state that finished before `before`."""
+    old = select(Operation.id).where(Operation.state.in_(ended), Operation.finished_at < before)
+    if dry_run:
+        return await _count(session, old)
+    ids = await _claim(session, old.order_by(Operation.finished_at), Operation, limit)
+    if ids:
+        await session.execute(delete(Operation).where(Operation.id.in_(ids)))
     return len(ids)
 
 
