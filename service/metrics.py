@@ -83,8 +83,8 @@ ALERT_SENDS = Counter(
 PURGED_ROWS = Counter(
     "visma_hooks_purged_rows_total",
     "Rows retention's purge removed, by kind (deliveries, jobs, status_history, alerts, "
-    "idempotency_keys, dashboard_sessions, operations, notification_ids: the ids it kept for the dedupe "
-    "window, let go)",
+    "idempotency_keys, dashboard_sessions, operations, notification_ids: the ids it kept for "
+    "the dedupe window, let go)",
     ["kind"],
 )
 
