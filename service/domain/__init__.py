@@ -66,6 +66,15 @@ from service.domain.errors import (
     NotConfigured,
     NotFound,
 )
+from service.domain.events import (
+    BACKGROUND_EVENT,
+    NO_ROUTES,
+    OTHER_EVENTS,
+    EventRoutes,
+    compile_routes,
+    forward_failing,
+    forward_failing_summary,
+)
 from service.domain.idempotency import (
     IDEMPOTENCY_HEADER,
     MAX_KEY_CHARS,
@@ -165,6 +174,13 @@ from service.domain.views import Job as JobView
 from service.domain.visma_errors import VismaErrorInfo, hint_for, parse_error
 
 __all__ = [
+    "BACKGROUND_EVENT",
+    "NO_ROUTES",
+    "OTHER_EVENTS",
+    "EventRoutes",
+    "compile_routes",
+    "forward_failing",
+    "forward_failing_summary",
     "BAD_SIGNATURE_CHECKS",
     "SILENT_CHECKS",
     "bad_signatures_alarm",

@@ -37,6 +37,7 @@ class AlertKind(StrEnum):
     INCIDENT_UPDATE = "incident.update"
     WEBHOOKS_SILENT = "webhooks.silent"
     WEBHOOKS_BAD_SIGNATURES = "webhooks.bad_signatures"
+    EVENTS_FORWARD_FAILING = "events.forward_failing"
 
 
 ALERT_KINDS = frozenset(k.value for k in AlertKind)

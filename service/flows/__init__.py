@@ -23,6 +23,15 @@ from service.flows.diagnostics import (
     record_bad_signatures,
     signature_failures,
 )
+from service.flows.forwards import (
+    FORWARD,
+    GONE_FROM_INBOX,
+    ForwardRequest,
+    check_forward_target,
+    forward_request,
+    message_id,
+    signing_key,
+)
 from service.flows.lookup import find_job_id
 from service.flows.replay import Replayed, replay_delivery, replay_since
 from service.flows.resolve import ResolveSettings, read_and_apply, resolve_due_jobs
@@ -46,6 +55,13 @@ from service.flows.submit import (
 )
 
 __all__ = [
+    "FORWARD",
+    "GONE_FROM_INBOX",
+    "ForwardRequest",
+    "check_forward_target",
+    "forward_request",
+    "message_id",
+    "signing_key",
     "SignatureFailures",
     "SignatureWatch",
     "record_bad_signatures",

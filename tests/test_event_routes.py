@@ -1,0 +1,217 @@
+"""Visma's events routed to the team's targets, end to end over loopback: the simulator's
+dispatcher sends entity events (signed like every delivery) to the service, which stores them
+and forwards each routed one through the outbox to a real target server (the sink verifies the
+Standard Webhooks signature with the `standardwebhooks` library). Both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from service.domain import InvalidInput, compile_routes, redact_url
+from service.settings import Settings
+from tests.conftest import make_settings
+from tests.sink import SIGNING_SECRET, Sink
+from tests.stack import Stack, running_stack
+
+pytestmark = pytest.mark.e2e
+
+
+def routed(sink: Sink, routes: dict[str, list[str]], **extra: Any) -> dict[str, Any]:
+    """Settings that route events to the sink, retried fast."""
+    return {
+        "EVENT_ROUTES": json.dumps(routes),
+        "EVENT_ALLOWED_HOSTS": ["127.0.0.1"],
+        "EVENT_SIGNING_SECRET": SIGNING_SECRET,
+        "ALERT_POLL_SECONDS": 0.05,
+        "ALERT_RETRY_BASE_SECONDS": 0.05,
+        "ALERT_RETRY_MAX_SECONDS": 0.2,
+        **extra,
+    }
+
+
+async def send_event(stack: Stack, event_id: str, **fields: Any) -> str:
+    """Have the simulated dispatcher send an entity event; its notification id."""
+    async with httpx.AsyncClient(base_url=stack.simulator_url) as sim:
+        response = await sim.post("/_sim/events", json={"eventId": event_id, **fields})
+    assert response.status_code == 202, response.text
+    notification_id: str = response.json()["notificationId"]
+    return notification_id
+
+
+async def stored(stack: Stack, notification_id: str, *, timeout: float = 10.0) -> dict[str, Any]:
+    """The inbox delivery of a notification, once the service has stored it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        items = await stack.inbox(notificationId=notification_id)
+        if items:
+            return items[0]
+        assert time.monotonic() < deadline, f"notification {notification_id} never stored"
+        await asyncio.sleep(0.05)
+
+
+async def delivery(stack: Stack, delivery_id: str) -> dict[str, Any]:
+    response = await stack.api.get(f"/api/v1/deliveries/{delivery_id}")
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+async def forwards_settled(stack: Stack, delivery_id: str, *, timeout: float = 10.0) -> Any:
+    """The delivery's forwards once none is pending any more."""
+    deadline = time.monotonic() + timeout
+    while True:
+        data = await delivery(stack, delivery_id)
+        if data["forwards"] and all(f["state"] != "pending" for f in data["forwards"]):
+            return data["forwards"]
+        assert time.monotonic() < deadline, f"forwards still pending: {data['forwards']}"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_routed_event_reaches_its_target_once_signed(
+    clean_database: str, sink: Sink
+) -> None:
+    target = f"{sink.url}/hook/crm"
+    async with running_stack(clean_database, **routed(sink, {"CUSTOMER_*": [target]})) as stack:
+        notification_id = await send_event(stack, "CUSTOMER_CREATED", tenant="sim-tenant")
+        [hit] = await sink.wait_for("/hook/crm", 1)
+        inbox = await stored(stack, notification_id)
+        [forward] = await forwards_settled(stack, inbox["id"])
+        await asyncio.sleep(0.3)  # nothing more comes
+    assert hit.status == 204  # the sink verified the signature with standardwebhooks
+    assert len(sink.hits) == 1
+    assert hit.headers["visma-event-id"] == "CUSTOMER_CREATED"
+    assert hit.headers["visma-tenant-id"] == "sim-tenant"
+    assert hit.headers["visma-notification-id"] == notification_id
+    assert hit.headers["content-type"] == "application/json"
+    assert hit.body.decode() == inbox["body"]  # verbatim
+    assert json.loads(hit.body)["eventId"] == "CUSTOMER_CREATED"
+    assert forward["target"] == redact_url(target)  # shown as alert targets are
+    assert forward["state"] == "sent"
+    assert [a["statusCode"] for a in forward["attempts"]] == [204]
+    assert inbox["eventId"] == "CUSTOMER_CREATED"
+
+
+async def test_a_repeated_notification_is_forwarded_once(clean_database: str, sink: Sink) -> None:
+    target = f"{sink.url}/hook/once"
+    async with running_stack(
+        clean_database, **routed(sink, {"CUSTOMER_UPDATED": [target]})
+    ) as stack:
+        notification_id = await send_event(stack, "CUSTOMER_UPDATED", copies=3)
+        await sink.wait_for("/hook/once", 1)
+        inbox = await stored(stack, notification_id)
+        await forwards_settled(stack, inbox["id"])
+        await asyncio.sleep(0.5)  # the dispatcher's other copies came and were duplicates
+        sent = [a for a in stack.simulator.deliveries if a.notification_id == notification_id]
+        copies = await stack.inbox(notificationId=notification_id)
+    assert len([a for a in sent if a.ok]) == 3  # each copy acknowledged (the repeats as such)
+    assert len(copies) == 1
+    assert len(sink.delivered("/hook/once")) == 1
+
+
+async def test_an_unrouted_event_is_stored_and_listed_only(clean_database: str, sink: Sink) -> None:
+    target = f"{sink.url}/hook/customers"
+    async with running_stack(clean_database, **routed(sink, {"CUSTOMER_*": [target]})) as stack:
+        notification_id = await send_event(stack, "INVENTORY_ITEM_UPDATED")
+        inbox = await stored(stack, notification_id)
+        listed = await stack.inbox(event="INVENTORY_ITEM_UPDATED")
+        others = await stack.inbox(event="CUSTOMER_CREATED")
+        shown = await delivery(stack, inbox["id"])
+        await asyncio.sleep(0.3)
+    assert [d["notificationId"] for d in listed] == [notification_id]
+    assert others == []
+    assert shown["forwards"] == []
+    assert sink.hits == []
+
+
+async def test_a_target_that_fails_then_recovers_gets_the_event(
+    clean_database: str, sink: Sink
+) -> None:
+    target = f"{sink.url}/hook/flaky"
+    sink.fail_next["/hook/flaky"] = 2
+    async with running_stack(
+        clean_database, **routed(sink, {"SUPPLIER_CREATED": [target]})
+    ) as stack:
+        notification_id = await send_event(stack, "SUPPLIER_CREATED")
+        [hit] = await sink.wait_for("/hook/flaky", 1)
+        inbox = await stored(stack, notification_id)
+        [forward] = await forwards_settled(stack, inbox["id"])
+    assert [h.status for h in sink.hits] == [500, 500, 204]
+    # Every attempt carried the same webhook-id: the receiver can drop repeats.
+    assert len({h.headers["webhook-id"] for h in sink.hits}) == 1
+    assert forward["state"] == "sent"
+    assert [a["statusCode"] for a in forward["attempts"]] == [500, 500, 204]
+
+
+async def test_a_target_answering_410_is_not_tried_again(clean_database: str, sink: Sink) -> None:
+    gone, live = f"{sink.url}/hook/gone", f"{sink.url}/hook/live"
+    sink.gone.add("/hook/gone")
+    async with running_stack(
+        clean_database, **routed(sink, {"ACCOUNT_UPDATED": [gone, live]})
+    ) as stack:
+        notification_id = await send_event(stack, "ACCOUNT_UPDATED")
+        await sink.wait_for("/hook/live", 1)
+        inbox = await stored(stack, notification_id)
+        forwards = await forwards_settled(stack, inbox["id"])
+        await asyncio.sleep(0.5)  # retries would come within this
+    states = {f["target"]: f["state"] for f in forwards}
+    assert states == {redact_url(gone): "gone", redact_url(live): "sent"}
+    assert len([h for h in sink.hits if h.path == "/hook/gone"]) == 1
+
+
+async def test_the_background_answer_can_be_routed_too(clean_database: str, sink: Sink) -> None:
+    target = f"{sink.url}/hook/raw"
+    async with running_stack(
+        clean_database, **routed(sink, {"BACKGROUND_API_RESPONSE": [target]})
+    ) as stack:
+        job = await stack.submit(body={"name": "Acme"})
+        await stack.wait_for_end(job["id"])
+        [hit] = await sink.wait_for("/hook/raw", 1)
+    assert hit.headers["visma-event-id"] == "BACKGROUND_API_RESPONSE"
+    assert hit.status == 204
+
+
+def test_event_routes_are_checked_at_start(clean_database: str) -> None:
+    secret = {"EVENT_SIGNING_SECRET": SIGNING_SECRET}
+    with pytest.raises(ValueError, match="must use https"):
+        make_settings(clean_database, EVENT_ROUTES='{"X": ["http://10.0.0.1/hook"]}', **secret)
+    with pytest.raises(ValueError, match="JSON object"):
+        make_settings(clean_database, EVENT_ROUTES='{"X": "https://a.example"}', **secret)
+    with pytest.raises(ValueError, match="not JSON"):
+        make_settings(clean_database, EVENT_ROUTES="{nope", **secret)
+    with pytest.raises(ValueError, match="EVENT_SIGNING_SECRET is empty"):
+        make_settings(clean_database, EVENT_ROUTES='{"X": ["https://a.example/h"]}')
+    settings: Settings = make_settings(
+        clean_database,
+        EVENT_ROUTES='{"X": ["http://10.0.0.1/hook"]}',
+        EVENT_ALLOWED_HOSTS="10.0.0.1",
+        **secret,
+    )
+    assert settings.EVENT_ROUTES == {"X": ["http://10.0.0.1/hook"]}
+
+
+def test_routes_match_exact_ids_and_globs_each_target_once() -> None:
+    routes = compile_routes(
+        {
+            "CUSTOMER_CREATED": ["https://a.example/1"],
+            "CUSTOMER_*": ["https://a.example/1", "https://b.example/2"],
+            "*_INVOICE_*": ["https://c.example/3"],
+        }
+    )
+    assert routes.targets_for("CUSTOMER_CREATED") == ("https://a.example/1", "https://b.example/2")
+    assert routes.targets_for("CUSTOMER_UPDATED") == ("https://a.example/1", "https://b.example/2")
+    assert routes.targets_for("SUPPLIER_INVOICE_STATUS_CHANGED") == ("https://c.example/3",)
+    assert routes.targets_for("customer_created") == ()
+    assert routes.targets_for("CUSTOMER.CREATED") == ()  # a dot is no wildcard
+    assert routes.targets_for(None) == ()
+    assert routes.label_for("CUSTOMER_CREATED") == "CUSTOMER_CREATED"
+    assert routes.label_for("CUSTOMER_UPDATED") == "CUSTOMER_*"
+    assert routes.label_for("SOMETHING_NEW") == "other"
+    assert routes.label_for("BACKGROUND_API_RESPONSE") == "BACKGROUND_API_RESPONSE"
+    with pytest.raises(InvalidInput, match="must use https"):
+        compile_routes({"X": ["http://a.example/h"]})
