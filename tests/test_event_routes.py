@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,11 +18,15 @@ import pytest
 
 from service.domain import InvalidInput, compile_routes, redact_url
 from service.settings import Settings
-from tests.conftest import make_settings
+from service.store import is_sqlite
+from service.visma import signatures
+from tests.conftest import WEBHOOK_SECRET, make_settings
 from tests.sink import SIGNING_SECRET, Sink
 from tests.stack import Stack, running_stack
+from tests.test_e2e_replicas import free_port, start_replica, wait_healthy
 
 pytestmark = pytest.mark.e2e
+FAILING = {"kind": "events.forward_failing"}
 
 
 def routed(sink: Sink, routes: dict[str, list[str]], **extra: Any) -> dict[str, Any]:
@@ -215,3 +222,112 @@ def test_routes_match_exact_ids_and_globs_each_target_once() -> None:
     assert routes.label_for("BACKGROUND_API_RESPONSE") == "BACKGROUND_API_RESPONSE"
     with pytest.raises(InvalidInput, match="must use https"):
         compile_routes({"X": ["http://a.example/h"]})
+
+
+def signed_event(event_id: str, notification_id: str, body: bytes) -> dict[str, str]:
+    """A dispatcher delivery's headers for an entity event, signed with the test secret."""
+    return {
+        "content-type": "application/json",
+        signatures.SIGNATURE_HEADER: signatures.sign(body, WEBHOOK_SECRET),
+        signatures.NOTIFICATION_ID_HEADER: notification_id,
+        signatures.EVENT_ID_HEADER: event_id,
+        signatures.TENANT_ID_HEADER: "sim-tenant",
+    }
+
+
+async def test_two_replicas_forward_each_event_once(
+    clean_database: str, sink: Sink, tmp_path: Path
+) -> None:
+    if is_sqlite(clean_database):
+        pytest.skip("replicas share a PostgreSQL database; SQLite runs in one process")
+    events = 40
+    targets = [f"{sink.url}/hook/replica-a", f"{sink.url}/hook/replica-b"]
+    env = {
+        "EVENT_ROUTES": json.dumps({"CUSTOMER_*": targets}),
+        "EVENT_ALLOWED_HOSTS": "127.0.0.1",
+        "EVENT_SIGNING_SECRET": SIGNING_SECRET,
+        "ALERT_POLL_SECONDS": "0.05",
+    }
+    ports = [free_port(), free_port()]
+    replicas = [
+        start_replica(
+            clean_database, "http://127.0.0.1:9", port, tmp_path / f"r{n}.log", extra_env=env
+        )
+        for n, port in enumerate(ports)
+    ]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    try:
+        await asyncio.gather(*(wait_healthy(u, p) for u, p in zip(urls, replicas, strict=True)))
+        async with httpx.AsyncClient(timeout=30) as client:
+            # Each notification reaches both replicas at once (the dispatcher's repeat).
+            posts = []
+            for n in range(events):
+                body = json.dumps({"eventId": "CUSTOMER_UPDATED", "n": n}).encode()
+                headers = signed_event("CUSTOMER_UPDATED", f"replica-note-{n}", body)
+                posts += [
+                    client.post(f"{url}/webhooks/visma", content=body, headers=headers)
+                    for url in urls
+                ]
+            answers = await asyncio.gather(*posts)
+        assert all(a.status_code == 200 for a in answers), answers[0].text
+        assert sorted(a.json()["status"] for a in answers).count("stored") == events
+        for path in ("/hook/replica-a", "/hook/replica-b"):
+            await sink.wait_for(path, events, timeout=30)
+        await asyncio.sleep(1.0)  # a second send would come within this
+    finally:
+        for replica in replicas:
+            replica.send_signal(signal.SIGTERM)
+        for replica in replicas:
+            replica.wait(timeout=20)
+    for path in ("/hook/replica-a", "/hook/replica-b"):
+        hits = [h for h in sink.hits if h.path == path]
+        assert len(hits) == events, f"{path}: {len(hits)} sends for {events} events"
+        assert len({h.headers["visma-notification-id"] for h in hits}) == events
+        assert all(h.status == 204 for h in hits)
+
+
+async def test_stored_deliveries_are_counted_by_event(clean_database: str, sink: Sink) -> None:
+    target = f"{sink.url}/hook/metrics"
+    async with running_stack(clean_database, **routed(sink, {"CUSTOMER_*": [target]})) as stack:
+        before = await event_counts(stack)
+        for event_id in ("CUSTOMER_CREATED", "CUSTOMER_UPDATED", "NEVER_HEARD_OF_IT_1"):
+            await stored(stack, await send_event(stack, event_id))
+        after = await event_counts(stack)
+    assert after.get("CUSTOMER_*", 0) - before.get("CUSTOMER_*", 0) == 2
+    assert after.get("other", 0) - before.get("other", 0) == 1
+    assert not any("NEVER_HEARD_OF_IT" in label for label in after)
+
+
+async def event_counts(stack: Stack) -> dict[str, float]:
+    """`visma_hooks_deliveries_total` per event label, as /metrics shows it."""
+    text = (await stack.api.get("/metrics")).text
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        match = re.match(r'visma_hooks_deliveries_total\{event="([^"]*)"\} (\S+)', line)
+        if match:
+            counts[match[1]] = float(match[2])
+    return counts
+
+
+async def test_a_target_failing_every_attempt_raises_a_diagnostic(
+    clean_database: str, sink: Sink
+) -> None:
+    target = f"{sink.url}/hook/down"
+    sink.fail_next["/hook/down"] = 1000
+    settings = routed(sink, {"EMPLOYEE_UPDATED": [target]}, ALERT_FORWARD_FAILING_MINUTES=0.01)
+    async with running_stack(clean_database, **settings) as stack:
+        await send_event(stack, "EMPLOYEE_UPDATED")
+        deadline = time.monotonic() + 15
+        while True:
+            response = await stack.api.get(
+                "/api/v1/alerts", params={"kind": "events.forward_failing"}
+            )
+            alerts = response.json()["items"]
+            if alerts or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)  # further failures of the same run raise nothing more
+        response = await stack.api.get("/api/v1/alerts", params=FAILING)
+    [alert] = response.json()["items"]
+    assert alert["target"] == redact_url(target)
+    assert "failed every attempt" in alert["summary"]
