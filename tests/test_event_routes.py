@@ -20,7 +20,7 @@ from service.domain import InvalidInput, compile_routes, redact_url
 from service.settings import Settings
 from service.store import is_sqlite
 from service.visma import signatures
-from tests.conftest import WEBHOOK_SECRET, make_settings
+from tests.conftest import API_TOKEN, WEBHOOK_SECRET, make_settings
 from tests.sink import SIGNING_SECRET, Sink
 from tests.stack import Stack, running_stack
 from tests.test_e2e_replicas import free_port, start_replica, wait_healthy
@@ -331,3 +331,25 @@ async def test_a_target_failing_every_attempt_raises_a_diagnostic(
     [alert] = response.json()["items"]
     assert alert["target"] == redact_url(target)
     assert "failed every attempt" in alert["summary"]
+
+
+async def test_the_inbox_page_filters_by_event_and_shows_each_forward(
+    clean_database: str, sink: Sink
+) -> None:
+    target = f"{sink.url}/hook/page"
+    async with running_stack(clean_database, **routed(sink, {"CUSTOMER_*": [target]})) as stack:
+        routed_id = await send_event(stack, "CUSTOMER_CREATED")
+        other_id = await send_event(stack, "DIMENSION_UPDATED")
+        inbox = await stored(stack, routed_id)
+        await stored(stack, other_id)
+        await forwards_settled(stack, inbox["id"])
+        async with httpx.AsyncClient(base_url=stack.service_url) as browser:
+            login = await browser.post("/login", data={"token": API_TOKEN, "next": "/inbox"})
+            assert login.status_code == 303, login.text
+            page = (await browser.get("/inbox", params={"event": "CUSTOMER_CREATED"})).text
+            everything = (await browser.get("/inbox")).text
+    assert inbox["id"] in page
+    assert "DIMENSION_UPDATED</code>" not in page
+    assert "DIMENSION_UPDATED</code>" in everything
+    assert f"{redact_url(target)}</code> sent" in page
+    assert 'data-refresh="/inbox?partial=1&amp;event=CUSTOMER_CREATED"' in page
