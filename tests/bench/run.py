@@ -10,6 +10,10 @@ this machine's speed drifts by a third within minutes, so a bare figure from ano
 the run would measure the drift. Then it fills `jobs` with 1,000,000 rows and times the
 filtered job list and the poller's due-work query.
 
+Beside the main load (no routes), a load of routed entity events (`events.py`, `--no-routed`
+skips it): each delivery is forwarded through the outbox to a loopback target, and the run
+reports how long after the load the target had every acknowledged one (any missing fails it).
+
     python -m tests.bench.run [--seconds 10] [--connections 64] [--databases sqlite,postgresql]
 
 PostgreSQL: BENCH_DATABASE_URL (default postgresql://root@127.0.0.1:5432/bench); the database is
@@ -33,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from service.settings import Settings
-from tests.bench import databases, procs, queries, submissions
+from tests.bench import databases, events, procs, queries, submissions
 from tests.bench.loadgen import (
     LoadResult,
     check_counts,
@@ -85,6 +89,8 @@ class Row:
     """A service load's yardstick: the mean of the one-worker bare runs just before and after."""
     purged: int | None = None
     """With a purge running beside the load: the old rows it removed meanwhile."""
+    forwarded: events.Forwarded | None = None
+    """The routed-events load: what its target received, and how long after the load."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,10 +107,16 @@ def main(argv: list[str] | None = None) -> int:
     # The second variant: no `vh-job-id`, so no job to correlate (verify + insert only).
     unmatched_file = work / "deliveries-no-job.tsv"
     write_deliveries(unmatched_file, make_deliveries(SECRET, [], DISTINCT_BODIES))
+    # The routed-events load: entity events the service forwards to a loopback target.
+    events_file = work / "deliveries-events.tsv"
+    write_deliveries(events_file, events.make_event_deliveries(SECRET, DISTINCT_BODIES))
     env = {"VISMA_WEBHOOK_SECRETS": SECRET, "API_TOKENS": API_TOKEN}
 
     def drive(
-        server: procs.Server, label: str, deliveries_file: Path = requests_file
+        server: procs.Server,
+        label: str,
+        deliveries_file: Path = requests_file,
+        event_id: str | None = None,
     ) -> tuple[LoadResult, str]:
         run_wrk(
             server.url,
@@ -113,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             connections=args.connections,
             seconds=args.warmup,
             threads=args.threads,
+            event_id=event_id,
         )
         prefix = new_prefix(label)
         cpu_before = server.cpu_seconds()
@@ -123,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             connections=args.connections,
             seconds=args.seconds,
             threads=args.threads,
+            event_id=event_id,
         )
         load.cpu_seconds = server.cpu_seconds() - cpu_before
         return load, prefix
@@ -180,6 +194,34 @@ def main(argv: list[str] | None = None) -> int:
         _print_row(row)
         return row
 
+    def routed(database: str) -> Row:
+        url = urls[database]
+        databases.reset(url)
+        label = f"service {database}, routed events"
+        with events.sink() as target:
+            service_env = {**env, **events.routes_env(target.url)}
+            with procs.service(url, workers=1, env=service_env) as server:
+                load, prefix = drive(server, database, events_file, events.ROUTED_EVENT)
+                time.sleep(1.0)  # let requests still in flight when wrk stopped finish
+                stored = databases.count_deliveries(url, prefix)
+                problems = check_counts(load, stored)
+                forwarded = events.wait_forwarded(
+                    target.url, prefix, stored, timeout=args.forward_timeout
+                )
+                rss = server.peak_rss_mb()
+                if forwarded.received < stored:
+                    problems.append(
+                        f"{stored - forwarded.received} of {stored} stored events not forwarded"
+                        f" within {args.forward_timeout:.0f} s"
+                    )
+                if load.not_ok or problems:
+                    print(server.log_tail(), file=sys.stderr)
+        row = Row(label, database, 1, load, stored, rss, problems, matched=False)
+        row.cpu_us_per_request = _cpu_us(load)
+        row.forwarded = forwarded
+        _print_row(row)
+        return row
+
     _print_columns()
     rows: list[Row] = []
     with procs.simulator(webhook_secret=SECRET) as visma:
@@ -208,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         if "postgresql" in dbs and args.two_workers:
             loads.append(("postgresql", 2, True, False, 0, False))
         rows.append(bare(1, BARE))
+        routed_loads = dbs if args.routed else []
         for database, workers, matched, open_jobs, purge_rows, again in loads:
             rows.append(
                 service(
@@ -221,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             if workers > 1:
                 rows.append(bare(workers, f"bare x{workers} workers"))
+            rows.append(bare(1, BARE))
+        for database in routed_loads:
+            rows.append(routed(database))
             rows.append(bare(1, BARE))
 
     _bracket_with_bare(rows)
@@ -360,6 +406,18 @@ def _ingest_verdicts(rows: list[Row]) -> list[tuple[bool, str]]:
     for row in rows:
         if row.database is None:
             continue
+        if row.forwarded is not None:
+            # Reported beside the main load, not held to its targets: its sender and target
+            # share the machine's two cores with it. What it must do is forward every one.
+            verdicts.append(
+                (
+                    not row.problems,
+                    f"{row.label}: {row.stored} stored, {row.forwarded.received} forwarded"
+                    f" ({row.forwarded.drain_seconds:.1f} s after the load)"
+                    + (f" ({'; '.join(row.problems)})" if row.problems else ""),
+                )
+            )
+            continue
         if row.workers == 1:
             ratio = row.load.rps / row.bare_rps
             text = f"{row.label}: {ratio:.2f} of the bare runs around it (>= 0.40)"
@@ -444,6 +502,12 @@ def _print_row(row: Row) -> None:
     )
     if row.purged is not None:
         print(f"    (housekeeping purged {row.purged:,} old rows during the load)", flush=True)
+    if row.forwarded is not None:
+        print(
+            f"    (the target received {row.forwarded.received:,} of {row.stored:,} events,"
+            f" {row.forwarded.drain_seconds:.1f} s after the load ended)",
+            flush=True,
+        )
     for problem in row.problems:
         print(f"    PROBLEM: {problem}", flush=True)
 
@@ -523,6 +587,18 @@ def _parser() -> argparse.ArgumentParser:
         dest="submissions",
         action="store_false",
         help="skip the batch and repeated-key timings",
+    )
+    parser.add_argument(
+        "--no-routed",
+        dest="routed",
+        action="store_false",
+        help="skip the routed-events load (entity events forwarded to a loopback target)",
+    )
+    parser.add_argument(
+        "--forward-timeout",
+        type=float,
+        default=300.0,
+        help="seconds the routed-events load waits for its target to have every event",
     )
     parser.add_argument("--json", help="also write the figures to this file")
     return parser
