@@ -929,6 +929,7 @@ def _send_events(args: argparse.Namespace) -> int:
                 f"sent {sent['eventId']} for {sent['tenant']} "
                 f"(notification {sent['notificationId']})",
                 markup=False,
+                soft_wrap=True,  # the id stays whole, for a script to read
             )
     return 0
 

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from service.cli import main
 from service.domain import InvalidInput, compile_routes, redact_url
 from service.settings import Settings
 from service.store import is_sqlite
@@ -353,3 +354,27 @@ async def test_the_inbox_page_filters_by_event_and_shows_each_forward(
     assert "DIMENSION_UPDATED</code>" in everything
     assert f"{redact_url(target)}</code> sent" in page
     assert 'data-refresh="/inbox?partial=1&amp;event=CUSTOMER_CREATED"' in page
+
+
+async def test_simulate_send_event_has_the_running_simulator_send_it(
+    clean_database: str, sink: Sink, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = f"{sink.url}/hook/cli"
+    async with running_stack(clean_database, **routed(sink, {"SALES_ORDER_*": [target]})) as stack:
+        host, port = stack.simulator_url.removeprefix("http://").split(":")
+        argv = ["simulate", "--host", host, "--port", port]
+        argv += ["--send-event", "SALES_ORDER_CREATED:sim-tenant"]
+        status = await asyncio.to_thread(main, argv)
+        [hit] = await sink.wait_for("/hook/cli", 1)
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert f"notification {hit.headers['visma-notification-id']}" in printed
+    assert hit.headers["visma-event-id"] == "SALES_ORDER_CREATED"
+
+
+def test_simulate_send_event_says_when_no_simulator_answers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    port = str(free_port())
+    assert main(["simulate", "--port", port, "--send-event", "CUSTOMER_CREATED"]) == 1
+    assert "no simulator answers" in capsys.readouterr().err
