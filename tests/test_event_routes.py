@@ -6,6 +6,7 @@ Standard Webhooks signature with the `standardwebhooks` library). Both databases
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import signal
@@ -15,13 +16,17 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from service import store
 from service.cli import main
-from service.domain import InvalidInput, compile_routes, redact_url
+from service.domain import LINK_RULES, InvalidInput, compile_routes, redact_url
 from service.settings import Settings
-from service.store import is_sqlite
+from service.store import DeliveryRecord, IngestWriter, Stored, is_sqlite
 from service.visma import signatures
+from service.web.webhooks import delivery_record
 from tests.conftest import API_TOKEN, WEBHOOK_SECRET, make_settings
+from tests.harness import signed_delivery
 from tests.sink import SIGNING_SECRET, Sink
 from tests.stack import Stack, running_stack
 from tests.test_e2e_replicas import free_port, start_replica, wait_healthy
@@ -378,3 +383,61 @@ def test_simulate_send_event_says_when_no_simulator_answers(
     port = str(free_port())
     assert main(["simulate", "--port", port, "--send-event", "CUSTOMER_CREATED"]) == 1
     assert "no simulator answers" in capsys.readouterr().err
+
+
+def event_record(event_id: str, notification_id: str | None = None) -> DeliveryRecord:
+    body = json.dumps({"eventId": event_id}).encode()
+    raw, headers = signed_delivery(body, notification_id=notification_id)
+    headers = {**headers, signatures.EVENT_ID_HEADER: event_id}
+    return delivery_record(headers, raw)
+
+
+async def queued_forwards(sessions: Any) -> list[tuple[str | None, str]]:
+    async with sessions.begin() as session:
+        rows = await session.execute(
+            select(store.AlertDelivery.inbox_delivery_id, store.AlertDelivery.target).where(
+                store.AlertDelivery.channel == store.FORWARD
+            )
+        )
+        return sorted((row[0], row[1]) for row in rows)
+
+
+async def test_the_writer_queues_forwards_with_new_deliveries_only_even_one_by_one(
+    clean_database: str,
+) -> None:
+    routes = compile_routes({"CUSTOMER_*": ["https://a.example/1", "https://b.example/2"]})
+    engine = store.create_engine(clean_database)
+    woken: list[bool] = []
+    ingest = IngestWriter(
+        engine, rules=LINK_RULES, routes=routes, on_forwarded=lambda: woken.append(True)
+    )
+    sessions = store.create_sessionmaker(engine)
+    await ingest.start()
+    try:
+        earlier = event_record("CUSTOMER_CREATED")
+        assert await ingest.store(earlier) is True
+        good = event_record("CUSTOMER_UPDATED")
+        unrouted = event_record("DIMENSION_UPDATED")
+        # The primary key of a stored row: this batch fails whole and goes one by one.
+        bad = dataclasses.replace(event_record("CUSTOMER_UPDATED"), id=earlier.id)
+        repeat = event_record("CUSTOMER_CREATED", notification_id=earlier.notification_id)
+        outcomes = await ingest.store_many([good, bad, unrouted, repeat])
+        forwards = await queued_forwards(sessions)
+    finally:
+        await ingest.close()
+        await engine.dispose()
+    assert outcomes == [Stored.NEW, Stored.FAILED, Stored.NEW, Stored.DUPLICATE]
+    targets = ["https://a.example/1", "https://b.example/2"]
+    assert forwards == sorted([(d.id, t) for d in (earlier, good) for t in targets])
+    assert woken == [True, True]
+
+
+async def test_bad_event_filters_and_ids_answer_4xx_json(clean_database: str) -> None:
+    async with running_stack(clean_database) as stack:
+        too_long = await stack.api.get("/api/v1/deliveries", params={"event": "X" * 129})
+        control = await stack.api.get("/api/v1/deliveries", params={"event": "A\x01B"})
+        missing = await stack.api.get("/api/v1/deliveries/no-such-delivery")
+    assert too_long.status_code == control.status_code == 400
+    assert too_long.json()["error"] == "invalid_input"
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "not_found"
