@@ -23,7 +23,15 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import tracing
-from service.domain import LINK_RULES, AlertPolicy, DomainError, Pacing, Retention
+from service.domain import (
+    LINK_RULES,
+    AlertPolicy,
+    DomainError,
+    EventRoutes,
+    Pacing,
+    Retention,
+    compile_routes,
+)
 from service.flows import (
     OperationRun,
     OutboxSettings,
@@ -61,6 +69,7 @@ from service.web import (
     create_jobs_batch,
     domain_error,
     favicon,
+    get_delivery,
     get_docs,
     get_issue,
     get_job,
@@ -163,6 +172,11 @@ def alert_policy(settings: Settings) -> AlertPolicy:
     )
 
 
+def event_routes(settings: Settings) -> EventRoutes:
+    """EVENT_ROUTES compiled (the settings checked their form at start)."""
+    return compile_routes(settings.EVENT_ROUTES, allowed_hosts=settings.EVENT_ALLOWED_HOSTS)
+
+
 def alert_sender(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
@@ -177,6 +191,7 @@ def alert_sender(
         retry_max_seconds=settings.ALERT_RETRY_MAX_SECONDS,
         max_attempts=settings.ALERT_MAX_ATTEMPTS,
         lease_seconds=max(60.0, 3 * settings.ALERT_TIMEOUT_SECONDS),
+        forward_failing_minutes=settings.ALERT_FORWARD_FAILING_MINUTES,
     )
     return AlertSender(
         sessions,
@@ -189,6 +204,8 @@ def alert_sender(
         transport=transport,
         callback_secret=settings.CALLBACK_SIGNING_SECRET.get_secret_value(),
         callback_allowed_hosts=settings.CALLBACK_ALLOWED_HOSTS,
+        event_secret=settings.EVENT_SIGNING_SECRET.get_secret_value(),
+        event_allowed_hosts=settings.EVENT_ALLOWED_HOSTS,
     )
 
 
@@ -272,7 +289,13 @@ async def open_resources(
         resolver = ResolverWorker(sessions, visma, resolve or resolve_settings(settings))
         alerts = alert_sender(settings, sessions)
         stack.push_async_callback(alerts.aclose)
-        ingest = IngestWriter(engine, rules=LINK_RULES, on_matched=_woken(resolver))
+        ingest = IngestWriter(
+            engine,
+            rules=LINK_RULES,
+            routes=event_routes(settings),
+            on_matched=_woken(resolver),
+            on_forwarded=alerts.wake,
+        )
         stack.push_async_callback(ingest.close)
         await ingest.start()
         stack.push_async_callback(resolver.stop)
@@ -338,6 +361,7 @@ def create_app(
         Route("/jobs/{job_id}", get_job, methods=["GET"], name="get_job"),
         Route("/jobs/{job_id}/result", get_job_result, methods=["GET"], name="get_job_result"),
         Route("/deliveries", list_deliveries, methods=["GET"], name="list_deliveries"),
+        Route("/deliveries/{delivery_id}", get_delivery, methods=["GET"], name="get_delivery"),
         Route(
             "/deliveries/{delivery_id}/replay",
             replay,

@@ -378,6 +378,14 @@ def _parser() -> argparse.ArgumentParser:
         help="where the simulated status page sends its webhooks; default: this machine's "
         "/webhooks/status/<STATUS_WEBHOOK_TOKEN> on port 8000 when the token is set",
     )
+    simulate.add_argument(
+        "--send-event",
+        action="append",
+        metavar="EVENT_ID[:TENANT]",
+        help="ask the simulator running at --host/--port to send this entity event (for the "
+        "company TENANT, default its first), signed like every delivery, and exit; repeatable. "
+        "The bodies are illustrative: Visma publishes no schema for them",
+    )
     simulate.set_defaults(run=_simulate)
     return parser
 
@@ -886,11 +894,45 @@ def _rate(text: str) -> float:
     return value
 
 
+def _send_events(args: argparse.Namespace) -> int:
+    """`simulate --send-event`: each event sent by the running simulator's dispatcher."""
+    import httpx
+    from rich.console import Console
+
+    console = Console()
+    base = f"http://{args.host}:{args.port}"
+    with httpx.Client(base_url=base, timeout=10) as client:
+        for spec in args.send_event:
+            event_id, _sep, tenant = spec.partition(":")
+            payload = {"eventId": event_id.strip()}
+            if tenant.strip():
+                payload["tenant"] = tenant.strip()
+            try:
+                response = client.post("/_sim/events", json=payload)
+            except httpx.HTTPError as exc:
+                print_error(f"no simulator answers at {base} (start `visma-hooks simulate`): {exc}")
+                return 1
+            if response.status_code != 202:
+                print_error(f"the simulator refused {spec!r}: {response.text[:300]}")
+                return 2
+            sent = response.json()
+            console.print(
+                f"sent {sent['eventId']} for {sent['tenant']} "
+                f"(notification {sent['notificationId']})",
+                markup=False,
+                soft_wrap=True,  # the id stays whole, for a script to read
+            )
+    return 0
+
+
 def _simulate(args: argparse.Namespace) -> int:
     import uvicorn
     from rich.console import Console
 
     from service.simulator import SimulatorConfig, create_simulator_app
+
+    if args.send_event:
+        return _send_events(args)
 
     settings = _settings()
     secret = args.webhook_secret or next(iter(settings.webhook_secrets()), None)

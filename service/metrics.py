@@ -15,9 +15,10 @@ before each scrape, so no request takes a lock for its metrics.
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import (
@@ -47,6 +48,16 @@ DELIVERY_BAD_SIGNATURE = DELIVERIES.labels("bad_signature")
 DELIVERY_TOO_LARGE = DELIVERIES.labels("too_large")
 DELIVERY_UNAVAILABLE = DELIVERIES.labels("unavailable")
 DELIVERY_FORBIDDEN = DELIVERIES.labels("forbidden")
+
+# Stored Visma deliveries by event id: the background answer, each routed event (by its exact
+# id, or the glob that routes it), and `other` for the rest, so the series stay as few as routes.
+EVENT_DELIVERIES = Counter(
+    "visma_hooks_deliveries_total",
+    "Visma webhook deliveries stored, by event id (unrouted events other than the background "
+    "answer as other)",
+    ["event"],
+)
+EVENT_BACKGROUND = EVENT_DELIVERIES.labels("BACKGROUND_API_RESPONSE")
 
 WEBHOOK_SECONDS = Histogram(
     "visma_hooks_webhook_handling_seconds",
@@ -181,6 +192,15 @@ def record_batch(*, stored: int, duplicate: int, failed: int) -> None:
     if not _flush_scheduled:
         _flush_scheduled = True
         asyncio.get_running_loop().call_later(0.2, _flush_timers)
+
+
+def record_events(background: int, labels: Collection[str]) -> None:
+    """One batch's stored deliveries by event: `background` answers, and one label each for
+    the rest (the writer bounds them)."""
+    if background:
+        EVENT_BACKGROUND.inc(background)
+    for label, count in collections.Counter(labels).items():
+        EVENT_DELIVERIES.labels(label).inc(count)
 
 
 def _flush_timers() -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -23,6 +25,13 @@ BAD_SIGNING_SECRET = (
 UNSIGNED_ALERTS = (
     "ALERT_WEBHOOK_URLS is set but ALERT_SIGNING_SECRET is empty: JSON alerts are signed"
 )
+UNSIGNED_EVENTS = (
+    "EVENT_ROUTES is set but EVENT_SIGNING_SECRET is empty: forwarded events are signed"
+)
+BAD_EVENT_ROUTES = (
+    "must be a JSON object from an event id pattern to a list of target URLs, e.g. "
+    '{"CUSTOMER_*": ["https://crm.example.com/visma"]}'
+)
 TOKEN_IN_BOTH = "a token is in both API_TOKENS and API_READ_TOKENS; give each token one role"
 SIGNING_SECRET_BYTES = (24, 64)
 """How long a Standard Webhooks secret must be once decoded (the spec's range)."""
@@ -31,6 +40,7 @@ CommaList = Annotated[list[str], NoDecode]
 SecretList = Annotated[list[SecretStr], NoDecode]
 Network = IPv4Network | IPv6Network
 NetworkList = Annotated[list[Network], NoDecode]
+RouteMap = Annotated[dict[str, list[str]], NoDecode]
 
 
 def _split(value: object) -> object:
@@ -251,6 +261,24 @@ class Settings(BaseSettings):
     """Hosts a `callbackUrl` may name over http or on a private or loopback address (others
     must be https on public addresses)."""
 
+    EVENT_ROUTES: RouteMap = Field(default_factory=dict)
+    """Where Visma's events are forwarded: a JSON object from an event id pattern (exact, or a
+    glob with `*`) to a list of target URLs, e.g. `{"CUSTOMER_*": ["https://crm.example.com/hook"]}`.
+    Each stored delivery whose `x-vwd-event-id` matches goes to each of its targets once,
+    through the outbox. Empty: events are stored and listed only."""
+
+    EVENT_ALLOWED_HOSTS: CommaList = Field(default_factory=list)
+    """Hosts an EVENT_ROUTES target may name over http or on a private or loopback address
+    (others must be https on public addresses), as CALLBACK_ALLOWED_HOSTS for callbacks."""
+
+    EVENT_SIGNING_SECRET: SecretStr = SecretStr("")
+    """Standard Webhooks secret (`whsec_...`) that signs forwarded events; needed when
+    EVENT_ROUTES is set."""
+
+    ALERT_FORWARD_FAILING_MINUTES: float = Field(default=30, ge=0)
+    """A forward target that has failed every attempt for this long raises
+    `events.forward_failing` (once per failing streak). 0: off."""
+
     RETENTION_DELIVERIES_DAYS: float = Field(default=30, ge=0)
     """Days a webhook delivery is kept in the inbox (never one of a job still open). 0: forever."""
 
@@ -299,6 +327,7 @@ class Settings(BaseSettings):
         "ALERT_SLACK_URLS",
         "WATCH_COMPONENTS",
         "CALLBACK_ALLOWED_HOSTS",
+        "EVENT_ALLOWED_HOSTS",
         mode="before",
     )
     @classmethod
@@ -315,7 +344,27 @@ class Settings(BaseSettings):
             return items
         return [parse_network(item) if isinstance(item, str) else item for item in items]
 
-    @field_validator("ALERT_SIGNING_SECRET", "CALLBACK_SIGNING_SECRET")
+    @field_validator("EVENT_ROUTES", mode="before")
+    @classmethod
+    def _event_routes(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError(f"{BAD_EVENT_ROUTES}; this one is not JSON") from None
+        if not isinstance(value, dict) or not all(
+            isinstance(targets, list) and targets and all(isinstance(t, str) for t in targets)
+            for targets in value.values()
+        ):
+            raise ValueError(BAD_EVENT_ROUTES)
+        for pattern in value:
+            if not str(pattern).strip() or len(str(pattern)) > 128:
+                raise ValueError("EVENT_ROUTES: each pattern must be 1 to 128 characters")
+        return value
+
+    @field_validator("ALERT_SIGNING_SECRET", "CALLBACK_SIGNING_SECRET", "EVENT_SIGNING_SECRET")
     @classmethod
     def _signing_secret(cls, value: SecretStr) -> SecretStr:
         secret = value.get_secret_value()
@@ -329,6 +378,18 @@ class Settings(BaseSettings):
     def _alert_hooks_are_signed(self) -> Settings:
         if self.ALERT_WEBHOOK_URLS and not self.ALERT_SIGNING_SECRET.get_secret_value():
             raise ValueError(UNSIGNED_ALERTS)
+        return self
+
+    @model_validator(mode="after")
+    def _event_targets(self) -> Settings:
+        if self.EVENT_ROUTES and not self.EVENT_SIGNING_SECRET.get_secret_value():
+            raise ValueError(UNSIGNED_EVENTS)
+        allowed = {h.strip().lower().strip("[]") for h in self.EVENT_ALLOWED_HOSTS}
+        for pattern, targets in self.EVENT_ROUTES.items():
+            for url in targets:
+                problem = event_target_problem(url, allowed)
+                if problem:
+                    raise ValueError(f"EVENT_ROUTES[{pattern!r}]: target {url!r} {problem}")
         return self
 
     @model_validator(mode="after")
@@ -383,6 +444,22 @@ def parse_network(text: str) -> Network:
     if mapped is not None and network.prefixlen >= 96:
         return IPv4Network(f"{mapped}/{network.prefixlen - 96}")
     return network
+
+
+def event_target_problem(url: str, allowed_hosts: set[str]) -> str | None:
+    """Why events may not be forwarded to `url`, or None (its addresses are checked at send)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # raises for a port that is not a number
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "must be an absolute https:// URL"
+    if parts.username is not None or parts.password is not None:
+        return "must not carry credentials"
+    if parts.scheme != "https" and parts.hostname.lower() not in allowed_hosts:
+        return "must use https (http only for a host in EVENT_ALLOWED_HOSTS)"
+    return None
 
 
 def signing_secret_problem(secret: str) -> str | None:

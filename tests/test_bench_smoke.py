@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from tests.bench import databases, procs, run
+from tests.bench import databases, events, procs, run
 from tests.bench.loadgen import (
     LoadResult,
     check_counts,
@@ -92,3 +92,31 @@ def test_bench_reports_the_traced_ratio_beside_the_untraced_one() -> None:
     ]
     texts = [text for _ok, text in run._ingest_verdicts([plain, traced])]
     assert not any(t.startswith("service sqlite, traced: 0.40") for t in texts)  # not a target
+
+
+def test_bench_routed_events_every_acknowledged_delivery_is_forwarded(
+    clean_database: str,
+) -> None:
+    deliveries = events.make_event_deliveries(SECRET, 40)
+    env = {"VISMA_WEBHOOK_SECRETS": SECRET, "API_TOKENS": "smoke-token"}
+    with events.sink() as target:
+        env.update(events.routes_env(target.url))
+        with procs.service(clean_database, workers=1, env=env) as server:
+            prefix = new_prefix("smoke-routed")
+            load = asyncio.run(
+                run_python_load(
+                    server.url,
+                    deliveries=deliveries,
+                    prefix=prefix,
+                    total=200,
+                    connections=16,
+                    event_id=events.ROUTED_EVENT,
+                )
+            )
+            stored = databases.count_deliveries(clean_database, prefix)
+            forwarded = events.wait_forwarded(target.url, prefix, stored, timeout=60)
+            log = server.log_tail()
+    assert load.responses == load.ok == 200, log
+    assert stored == load.ok
+    assert forwarded.received == stored, log
+    assert check_counts(load, stored) == []

@@ -167,7 +167,9 @@ async def test_two_replicas_resend_each_job_once_when_the_running_one_is_killed(
     paced = {"OPERATION_ITEMS_PER_SECOND": "100", "OPERATION_LEASE_SECONDS": "2"}
     async with serving(simulator, sock) as sim_url:
         ports = [free_port(), free_port()]
-        first = start_replica(clean_database, sim_url, ports[0], tmp_path / "a.log", **paced)
+        first = start_replica(
+            clean_database, sim_url, ports[0], tmp_path / "a.log", extra_env=paced
+        )
         replicas = [first]
         urls = [f"http://127.0.0.1:{port}" for port in ports]
         try:
@@ -179,7 +181,7 @@ async def test_two_replicas_resend_each_job_once_when_the_running_one_is_killed(
                 assert started.status_code == 202, started.text
                 operation_url = started.headers["location"]
                 second = start_replica(
-                    clean_database, sim_url, ports[1], tmp_path / "b.log", **paced
+                    clean_database, sim_url, ports[1], tmp_path / "b.log", extra_env=paced
                 )
                 replicas.append(second)
                 await wait_healthy(urls[1], second)

@@ -28,7 +28,12 @@ LEASE_SECONDS = 2
 
 
 def start_replica(
-    database_url: str, simulator_url: str, port: int, log: Path, **settings: str
+    database_url: str,
+    simulator_url: str,
+    port: int,
+    log: Path,
+    *,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -43,7 +48,7 @@ def start_replica(
         "POLL_AFTER_SECONDS": "0.5",
         "POLL_LEASE_SECONDS": str(LEASE_SECONDS),
         "VISMA_MAX_REQUESTS_PER_SECOND": "400",
-        **settings,
+        **(extra_env or {}),
     }
     with log.open("wb") as stderr:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(

@@ -40,6 +40,7 @@ class AlertKind(StrEnum):
     WEBHOOKS_BAD_SIGNATURES = "webhooks.bad_signatures"
     ISSUE_OPENED = "issue.opened"
     ISSUE_REOPENED = "issue.reopened"
+    EVENTS_FORWARD_FAILING = "events.forward_failing"
 
 
 ALERT_KINDS = frozenset(k.value for k in AlertKind)

@@ -60,6 +60,8 @@ class DeliveryFilter:
     notification_id: str | None = None
     matched: bool | None = None
     kind: str | None = None
+    event: str | None = None
+    """The deliveries of one event id (`x-vwd-event-id`), exactly."""
 
 
 DELIVERY_KINDS = ("visma", "status")
@@ -142,7 +144,7 @@ def parse_delivery_query(pairs: Iterable[tuple[str, str]]) -> tuple[DeliveryFilt
     params: dict[str, str] = {}
     for key, value in pairs:
         _once(params, key, value)
-    _only(params, ("notificationId", "matched", "kind", *_PAGING))
+    _only(params, ("notificationId", "matched", "kind", "event", *_PAGING))
     matched: bool | None = None
     if "matched" in params:
         raw = params["matched"].lower()
@@ -159,9 +161,22 @@ def parse_delivery_query(pairs: Iterable[tuple[str, str]]) -> tuple[DeliveryFilt
             ),
             matched=matched,
             kind=kind,
+            event=parse_event_filter(params.get("event")),
         ),
         parse_page(params),
     )
+
+
+MAX_EVENT_FILTER_CHARS = 128
+
+
+def parse_event_filter(value: str | None) -> str | None:
+    """The `event=` filter: an event id as Visma sends it (empty: no filter)."""
+    if not value:
+        return None
+    if len(value) > MAX_EVENT_FILTER_CHARS or any(not c.isprintable() for c in value):
+        raise InvalidInput(f"event must be at most {MAX_EVENT_FILTER_CHARS} printable characters")
+    return value
 
 
 def parse_component_query(pairs: Iterable[tuple[str, str]]) -> tuple[StatusFilter, Page]:

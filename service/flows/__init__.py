@@ -31,6 +31,15 @@ from service.flows.diagnostics import (
     record_bad_signatures,
     signature_failures,
 )
+from service.flows.forwards import (
+    FORWARD,
+    GONE_FROM_INBOX,
+    ForwardRequest,
+    check_forward_target,
+    forward_request,
+    message_id,
+    signing_key,
+)
 from service.flows.issues import change_issue, record_failure
 from service.flows.lookup import find_job_id
 from service.flows.replay import Replayed, replay_delivery, replay_since
@@ -63,6 +72,13 @@ __all__ = [
     "start_resend",
     "change_issue",
     "record_failure",
+    "FORWARD",
+    "GONE_FROM_INBOX",
+    "ForwardRequest",
+    "check_forward_target",
+    "forward_request",
+    "message_id",
+    "signing_key",
     "SignatureFailures",
     "SignatureWatch",
     "record_bad_signatures",

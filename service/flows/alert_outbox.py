@@ -14,6 +14,7 @@ from service import store
 from service.domain import SendOutcome, retry_delay, send_outcome
 from service.flows.alerts import PENDING
 from service.flows.clock import utcnow
+from service.flows.forwards import FORWARD, check_failing_target, with_sources
 
 DISPATCHED = "dispatched"
 WEBHOOK = "webhook"
@@ -33,6 +34,8 @@ class OutboxSettings:
     # How long a claimed delivery stays ours; longer than one send may take.
     lease_seconds: float = 60.0
     batch_size: int = 20
+    forward_failing_minutes: float = 30.0
+    """ALERT_FORWARD_FAILING_MINUTES: a forward target failing this long raises an alert."""
 
     def targets(self) -> list[tuple[str, str]]:
         """Every (channel, url) an alert goes to."""
@@ -82,7 +85,7 @@ async def claim_deliveries(
     `limit` (else `batch_size`), none for the targets in `full`, `room(target)` for the others."""
     now = utcnow()
     async with sessions.begin() as session:
-        return await store.claim_due_deliveries(
+        claimed = await store.claim_due_deliveries(
             session,
             now=now,
             lease_until=now + timedelta(seconds=settings.lease_seconds),
@@ -90,6 +93,7 @@ async def claim_deliveries(
             room=room,
             full=full,
         )
+        return await with_sources(session, claimed)
 
 
 async def record_send(
@@ -133,6 +137,10 @@ async def record_send(
                 retry_after=result.retry_after,
             )
             delivery.next_attempt_at = utcnow() + timedelta(seconds=wait)
+        if delivery.channel == FORWARD and outcome is not SendOutcome.SENT:
+            await check_failing_target(
+                session, delivery.target, now=result.at, minutes=settings.forward_failing_minutes
+            )
         return outcome
 
 

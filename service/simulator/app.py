@@ -23,6 +23,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.simulator.chaos_http import ChaosMiddleware, chaos_routes, drop_response
 from service.simulator.compression import CompressAnswers
 from service.simulator.config import SimulatorConfig
+from service.simulator.dispatcher import Notification
+from service.simulator.events import MAX_EVENT_ID_CHARS, entity_event_body
 from service.simulator.jobs import (
     BACKGROUND_HEADER,
     BackgroundHeaderError,
@@ -35,6 +37,7 @@ from service.simulator.outcomes import (
     JSON_CONTENT_TYPE,
     CallTarget,
     Outcome,
+    dump_json,
     ipp_exception,
     reject_body,
 )
@@ -292,6 +295,39 @@ class _Endpoints:
         attempts = [a for a in self.sim.deliveries if job_id is None or a.job_id == job_id]
         return JSONResponse({"items": [attempt.to_json() for attempt in attempts]})
 
+    async def send_event(self, request: Request) -> Response:
+        """`POST /_sim/events`: `{"eventId", "tenant"?, "entityId"?, "copies"?, "body"?}`; the
+        dispatcher sends that entity event, signed like every delivery (the default body is
+        illustrative: Visma publishes no schema). Answers the notification id."""
+        try:
+            data = json.loads(await request.body())
+            if not isinstance(data, dict):
+                raise ValueError("expected a JSON object")
+            event_id = _required(data, "eventId")
+            if len(event_id) > MAX_EVENT_ID_CHARS:
+                raise ValueError("eventId must be a string of 1 to 128 characters")
+            tenant = data.get("tenant") or self.sim.config.tenant_id
+            copies = int(data.get("copies", 1))
+            if not 1 <= copies <= 5:
+                raise ValueError("copies must be 1 to 5")
+            body = data.get("body")
+            raw = (
+                dump_json(body)
+                if body is not None
+                else entity_event_body(
+                    event_id, tenant_id=str(tenant), entity_id=data.get("entityId")
+                )
+            )
+        except (ValueError, TypeError) as exc:
+            return _control_error(str(exc))
+        if not self.sim.dispatcher.running or self.sim.config.webhook_url is None:
+            return _control_error("the dispatcher is not running or has no webhook_url")
+        notification = Notification.for_event(event_id, body=raw, tenant_id=str(tenant))
+        self.sim.dispatcher.enqueue(notification, copies=copies)
+        return JSONResponse(
+            {"notificationId": notification.id, "eventId": event_id, "tenant": tenant}, 202
+        )
+
     async def set_status_component(self, request: Request) -> Response:
         """`POST /_sim/status/components`: `{"component", "status", "at"?}`; sends the update."""
         return await self._status(
@@ -452,6 +488,7 @@ def _routes(endpoints: _Endpoints) -> list[BaseRoute]:
         Route("/_sim/requests", endpoints.list_requests, name="list_requests"),
         Route("/_sim/deliveries", endpoints.list_deliveries, name="list_deliveries"),
         Route("/_sim/stats", endpoints.read_stats, name="read_stats"),
+        Route("/_sim/events", endpoints.send_event, methods=["POST"], name="send_event"),
         Route("/_sim/budgets", endpoints.list_budgets, name="list_budgets"),
         Route(
             "/_sim/budgets/{tenant}/spend",

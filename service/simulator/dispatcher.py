@@ -1,4 +1,5 @@
-"""The simulated Visma Webhook Dispatcher: signs, POSTs and retries BACKGROUND_API_RESPONSE."""
+"""The simulated Visma Webhook Dispatcher: signs, POSTs and retries BACKGROUND_API_RESPONSE, and
+the entity events a test or the CLI asks for (`events.py`)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,13 @@ class Notification:
     created_ms: int = field(default_factory=_now_ms)
     tenant_id: str | None = None
     """The company whose job it is (x-vwd-tenant-id); None: the configured default company."""
+    event_id: str = wire.BACKGROUND_API_RESPONSE
+    """x-vwd-event-id: a job's answer, or an entity event (then `job_id` is empty)."""
+
+    @classmethod
+    def for_event(cls, event_id: str, *, body: bytes, tenant_id: str | None) -> Notification:
+        """An entity event's notification (its body is illustrative: see events.py)."""
+        return cls(job_id="", body=body, tenant_id=tenant_id or None, event_id=event_id)
 
     @classmethod
     def for_job(
@@ -132,7 +140,7 @@ class WebhookDispatcher:
             "Content-Type": "application/json",
             wire.SIGNATURE: wire.signature(notification.body, config.webhook_secret),
             wire.NOTIFICATION_ID: notification.id,
-            wire.EVENT_ID: wire.BACKGROUND_API_RESPONSE,
+            wire.EVENT_ID: notification.event_id,
             wire.SUBSCRIPTION_ID: config.subscription_id,
             wire.TENANT_ID: notification.tenant_id or config.tenant_id,
             wire.APPLICATION_ID: config.application_id,

@@ -46,6 +46,12 @@ from service.store.engine import (
     create_sessionmaker,
     is_sqlite,
 )
+from service.store.forwards import (
+    ForwardSource,
+    delivery_forwards,
+    failing_since,
+    forward_sources,
+)
 from service.store.idempotency import (
     KeyClaim,
     add_keys,
@@ -53,7 +59,13 @@ from service.store.idempotency import (
     find_keys,
     is_key_taken,
 )
-from service.store.ingest import DeliveryRecord, IngestUnavailable, IngestWriter, Stored
+from service.store.ingest import (
+    FORWARD,
+    DeliveryRecord,
+    IngestUnavailable,
+    IngestWriter,
+    Stored,
+)
 from service.store.issues import (
     CountedFailure,
     count_failure,
@@ -216,6 +228,11 @@ __all__ = [
     "JobChanges",
     "listener_for",
     "get_inbox_delivery",
+    "FORWARD",
+    "ForwardSource",
+    "delivery_forwards",
+    "failing_since",
+    "forward_sources",
     "inbox_ids_since",
     "PurgedNotification",
     "TableSize",

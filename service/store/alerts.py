@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.store.forwards import ForwardSource
 from service.store.models import Alert, AlertAttempt, AlertDelivery, AlertWindow, Job
 from service.store.status import insert_ignore
 
@@ -33,6 +34,10 @@ class ClaimedDelivery:
     body: dict[str, Any]
     traceparent: str | None = None
     """A callback's job's trace context: its send joins the job's trace."""
+    inbox_delivery_id: str | None = None
+    """A forwarded event's inbox delivery (channel `forward`), whose body it sends."""
+    source: ForwardSource | None = None
+    """That delivery as read when the forward was claimed (None: not read, or purged)."""
 
 
 async def add_alert(session: AsyncSession, alert: Alert) -> Alert:
@@ -140,6 +145,7 @@ async def claim_due_deliveries(
             # A callback carries its own body (the job when it ended); an alert's is shared.
             body=delivery.body if delivery.body is not None else body,
             traceparent=traceparent,
+            inbox_delivery_id=delivery.inbox_delivery_id,
         )
         for delivery, body, traceparent in rows
     ]

@@ -18,6 +18,7 @@ async def list_deliveries(
     notification_id: str | None = None,
     matched: bool | None = None,
     kind: str | None = None,
+    event: str | None = None,
     has_problem: bool | None = None,
     limit: int,
     offset: int,
@@ -30,6 +31,8 @@ async def list_deliveries(
         conditions.append(Delivery.job_id.is_not(None) if matched else Delivery.job_id.is_(None))
     if kind:
         conditions.append(Delivery.kind == kind)
+    if event:
+        conditions.append(Delivery.event_id == event)
     if has_problem is not None:
         # The column the API shows as `problem`: the dashboard's split is the API's notion.
         named = Delivery.problem.is_not(None)

@@ -10,6 +10,10 @@ the job its header names when the link rules allow it, with its problem named wh
 a notification id already stored makes its row a no-op), then `jobs_touch` (each open job a new
 delivery was linked to: its webhook time, and its state read due now). A webhook for a finished
 job writes nothing but its inbox row, which is the `webhook` entry of the job's timeline.
+Deliveries whose event is routed (`EVENT_ROUTES`, passed in as `routes`) get their forwards in
+the same statements: one `alert_deliveries` row (channel `forward`) per target, for each newly
+inserted delivery only, so a repeated notification is forwarded once; with no routes, the
+statements and the work per delivery are what they were.
 If a batch fails as a whole, the same statements run again one delivery at a time, each in a
 savepoint of one transaction, so a single bad row fails alone: the others are still committed
 and acknowledged, and the bad one gets `FAILED` (503).
@@ -39,6 +43,10 @@ from service import metrics
 from service.logs import FailureLog
 
 log = logging.getLogger(__name__)
+
+BACKGROUND_EVENT = "BACKGROUND_API_RESPONSE"
+"""The background answer's event id (the domain's `BACKGROUND_EVENT`): its own label."""
+OTHER_EVENT_LABEL = "other"
 
 
 class IngestUnavailable(Exception):
@@ -111,6 +119,36 @@ class LinkRules(Protocol):
     def tenant_differs(self) -> str: ...
 
 
+class EventRouter(Protocol):
+    """The domain's event routes (`domain.EventRoutes`): which targets a delivery's event goes
+    to, and the label it is counted under."""
+
+    def __bool__(self) -> bool: ...
+
+    def targets_for(self, event_id: str | None) -> Sequence[str]: ...
+
+    def label_for(self, event_id: str | None) -> str: ...
+
+
+FORWARD = "forward"
+"""The outbox channel of a forwarded Visma event."""
+FORWARD_COLUMNS = (
+    "inbox_delivery_id",
+    "channel",
+    "target",
+    "state",
+    "attempts",
+    "next_attempt_at",
+)
+"""The outbox columns a forward row sets (the rest are their defaults)."""
+
+
+def forwards_of(records: Sequence[DeliveryRecord], routes: EventRouter) -> list[tuple[str, str]]:
+    """(delivery id, target) for each target each delivery's event is routed to."""
+    targets_for = routes.targets_for
+    return [(r.id, target) for r in records for target in targets_for(r.event_id)]
+
+
 def deliveries_insert(rules: LinkRules, *, source: str, returning: bool) -> str:
     """INSERT of the deliveries in `source` (a derived table with `DELIVERY_COLUMNS`), each
     linked to its named job when `rules` allow; with `returning`, it returns what it inserted.
@@ -170,8 +208,12 @@ def sql_list(values: Collection[str]) -> str:
     return ", ".join(_literal(value) for value in values)
 
 
-def _literal(text: str) -> str:
+def sql_literal(text: str) -> str:
+    """`text` as an SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
+
+
+_literal = sql_literal
 
 
 def first_of_each_notification(records: Sequence[DeliveryRecord]) -> list[DeliveryRecord]:
@@ -197,6 +239,8 @@ class BatchResult:
     """Jobs still open that a stored delivery is linked to: their state read is due now."""
     linked: Collection[str] = ()
     """The stored deliveries that were linked to the job they name (open or finished)."""
+    forwarded: bool = False
+    """Whether a stored delivery's forwards were queued (the sender has work)."""
 
 
 class BatchWriter(Protocol):
@@ -210,15 +254,23 @@ class BatchWriter(Protocol):
     async def open(self) -> None: ...
 
     async def write_together(
-        self, records: Sequence[DeliveryRecord]
+        self,
+        records: Sequence[DeliveryRecord],
+        forwards: Sequence[tuple[str, str]] = (),
     ) -> tuple[Collection[str], Collection[str], list[str]]:
-        """Write every delivery in one transaction: the ids it inserted, those of them it linked
-        to their job, and the jobs it made due.
+        """Write every delivery in one transaction (with the `forwards`, (delivery id, target),
+        of those it inserted): the ids it inserted, those of them it linked to their job, and
+        the jobs it made due.
         Raises BatchRefused if the database refused the batch (rolled back)."""
         ...
 
-    async def write_each(self, records: Sequence[DeliveryRecord]) -> BatchResult:
-        """Write each delivery in a savepoint of its own, in one transaction."""
+    async def write_each(
+        self,
+        records: Sequence[DeliveryRecord],
+        forwards: Sequence[tuple[str, str]] = (),
+    ) -> BatchResult:
+        """Write each delivery (and its forwards) in a savepoint of its own, in one
+        transaction."""
         ...
 
     async def close(self) -> None: ...
@@ -235,9 +287,11 @@ class _Pending:
 class IngestWriter:
     """Stores deliveries in shared transactions; `store()` returns once its row is committed.
 
-    `rules` decide which job a delivery is linked to (`domain.LINK_RULES`). `on_matched` is
-    called after each commit with the open jobs whose state read is now due: it wakes the
-    resolver. A webhook for a finished job makes nothing due.
+    `rules` decide which job a delivery is linked to (`domain.LINK_RULES`), `routes` where its
+    event is forwarded (`domain.EventRoutes`; none: nowhere). `on_matched` is called after each
+    commit with the open jobs whose state read is now due: it wakes the resolver. A webhook for
+    a finished job makes nothing due. `on_forwarded` is called after a commit that queued
+    forwards: it wakes the outbox's sender.
     """
 
     def __init__(
@@ -245,10 +299,14 @@ class IngestWriter:
         engine: AsyncEngine,
         *,
         rules: LinkRules,
+        routes: EventRouter | None = None,
         max_batch: int = 512,
         on_matched: Callable[[Sequence[str]], None] | None = None,
+        on_forwarded: Callable[[], None] | None = None,
     ) -> None:
-        self._backend = _backend_for(engine, rules)
+        self._routes = routes if routes else None
+        self._backend = _backend_for(engine, rules, forwarding=self._routes is not None)
+        self._on_forwarded = on_forwarded
         self._max_batch = max_batch
         self._on_matched = on_matched
         self._queue: collections.deque[_Pending] = collections.deque()
@@ -351,12 +409,19 @@ class IngestWriter:
             if self._failures.failing:
                 self._failures.succeeded()
         stored = duplicate = 0
+        background = 0
+        others: list[str | None] = []
         linked = result.linked
         for pending, outcome in zip(batch, result.outcomes, strict=True):
             if outcome is Stored.NEW:
                 stored += 1
                 if linked and pending.record.id in linked:
                     pending.linked = True
+                # Counted by event: the background answer (the main load) costs a compare.
+                if pending.record.event_id == BACKGROUND_EVENT:
+                    background += 1
+                else:
+                    others.append(pending.record.event_id)
             elif outcome is Stored.DUPLICATE:
                 duplicate += 1
             if not pending.done.done():
@@ -364,31 +429,49 @@ class IngestWriter:
         metrics.record_batch(
             stored=stored, duplicate=duplicate, failed=len(batch) - stored - duplicate
         )
+        metrics.record_events(background, self._labels(others))
         if result.due_job_ids and self._on_matched is not None:
             self._on_matched(result.due_job_ids)
+        if result.forwarded and self._on_forwarded is not None:
+            self._on_forwarded()
+
+    def _labels(self, event_ids: Sequence[str | None]) -> Collection[str]:
+        """The metric labels of these events: bounded by the routes (`other` for the rest)."""
+        if not event_ids:
+            return ()
+        if self._routes is None:
+            return [OTHER_EVENT_LABEL] * len(event_ids)
+        return [self._routes.label_for(event_id) for event_id in event_ids]
 
     async def _write_records(self, records: Sequence[DeliveryRecord]) -> BatchResult:
+        rows = first_of_each_notification(records)
+        forwards = forwards_of(rows, self._routes) if self._routes is not None else ()
         try:
-            inserted, linked, due = await self._backend.write_together(
-                first_of_each_notification(records)
-            )
+            if forwards:
+                inserted, linked, due = await self._backend.write_together(rows, forwards)
+            else:
+                inserted, linked, due = await self._backend.write_together(rows)
         except BatchRefused as exc:
             if len(records) == 1:
                 log.error("ingest: could not store delivery %s: %s", records[0].id, exc)
                 return BatchResult([Stored.FAILED], [])
             log.warning("ingest: batch of %d failed (%s); one savepoint each", len(records), exc)
-            return await self._backend.write_each(records)
+            if not forwards or self._routes is None:
+                return await self._backend.write_each(records)
+            each = await self._backend.write_each(records, forwards_of(records, self._routes))
+            return dataclasses.replace(each, forwarded=any(o is Stored.NEW for o in each.outcomes))
         outcomes = [Stored.NEW if r.id in inserted else Stored.DUPLICATE for r in records]
-        return BatchResult(outcomes, due, linked)
+        forwarded = bool(forwards) and any(delivery in inserted for delivery, _t in forwards)
+        return BatchResult(outcomes, due, linked, forwarded=forwarded)
 
 
-def _backend_for(engine: AsyncEngine, rules: LinkRules) -> BatchWriter:
+def _backend_for(engine: AsyncEngine, rules: LinkRules, *, forwarding: bool) -> BatchWriter:
     # Imported here so that each backend's driver is loaded only when it is used.
     if engine.dialect.name == "postgresql":
         from service.store.ingest_postgres import PostgresBatchWriter
 
         _args, connect_kwargs = engine.dialect.create_connect_args(engine.url)
-        return PostgresBatchWriter(connect_kwargs, rules=rules)
+        return PostgresBatchWriter(connect_kwargs, rules=rules, forwarding=forwarding)
     if engine.dialect.name == "sqlite":
         from service.store.ingest_sqlite import SqliteBatchWriter
 

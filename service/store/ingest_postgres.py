@@ -24,6 +24,8 @@ import asyncpg
 
 from service.store.ingest import (
     DELIVERY_COLUMNS,
+    FORWARD,
+    FORWARD_COLUMNS,
     BatchRefused,
     BatchResult,
     DeliveryRecord,
@@ -32,6 +34,7 @@ from service.store.ingest import (
     deliveries_insert,
     jobs_touch,
     sql_list,
+    sql_literal,
 )
 
 # Keys SQLAlchemy's asyncpg dialect understands but asyncpg.connect() does not.
@@ -63,11 +66,26 @@ _REFUSED = (asyncpg.PostgresError, ValueError, TypeError)
 """What asyncpg raises for a statement it or the server refused (the connection is fine)."""
 
 
-def write_statement(rules: LinkRules) -> str:
+def write_statement(rules: LinkRules, *, forwarding: bool = False) -> str:
     """The one statement that writes a batch: deliveries in, open jobs touched; it returns a
     ("delivery", id) row per inserted delivery ("linked" for one linked to its job) and a
-    ("job", id) row per job made due."""
+    ("job", id) row per job made due. With `forwarding`, two more arrays (delivery ids and
+    targets) are the batch's forwards: each is queued if its delivery was inserted now."""
     arrays = ", ".join(f"${n}::{_TYPES[c]}[]" for n, c in enumerate(DELIVERY_COLUMNS, 1))
+    forwards = ""
+    if forwarding:
+        first = len(DELIVERY_COLUMNS) + 1
+        # Joined to `ins` (what this statement inserted): a repeated notification id, a no-op
+        # there, queues nothing here.
+        forwards = f""",
+fwd AS (
+    INSERT INTO alert_deliveries ({", ".join(FORWARD_COLUMNS)})
+    SELECT f.delivery_id, {sql_literal(FORWARD)}, f.target, 'pending', 0, ins.received_at
+    FROM unnest(${first}::text[], ${first + 1}::text[]) AS f(delivery_id, target)
+    JOIN ins ON ins.id = f.delivery_id
+    ORDER BY f.delivery_id, f.target
+    RETURNING inbox_delivery_id
+)"""
     return f"""
 WITH d AS (
     SELECT * FROM unnest({arrays}) AS d({", ".join(DELIVERY_COLUMNS)})
@@ -78,7 +96,9 @@ locked AS MATERIALIZED (
     ORDER BY id FOR NO KEY UPDATE
 ),
 ins AS ({deliveries_insert(rules, source="d", returning=True)}),
-touched AS ({jobs_touch(rules, inserted="ins", also="jobs.id IN (SELECT id FROM locked)")})
+touched AS ({jobs_touch(rules, inserted="ins", also="jobs.id IN (SELECT id FROM locked)")}){
+        forwards
+    }
 SELECT CASE WHEN job_id IS NULL THEN 'delivery' ELSE 'linked' END, id FROM ins
 UNION ALL SELECT 'job', id FROM touched
 """
@@ -104,13 +124,15 @@ class PostgresBatchWriter:
         connect_kwargs: Mapping[str, Any],
         *,
         rules: LinkRules,
+        forwarding: bool = False,
         connections: int = 1,
         timeout_seconds: float = 30.0,
     ) -> None:
         self._connect_kwargs = {
             k: v for k, v in connect_kwargs.items() if k not in _SQLALCHEMY_ONLY
         }
-        self._statement = write_statement(rules)
+        self._statement = write_statement(rules, forwarding=forwarding)
+        self._forwarding = forwarding
         self.concurrency = connections
         self._timeout = timeout_seconds
         self._slots: asyncio.Queue[asyncpg.Connection | None] | None = None
@@ -128,15 +150,17 @@ class PostgresBatchWriter:
                 await conn.close(timeout=self._timeout)
 
     async def write_together(
-        self, records: Sequence[DeliveryRecord]
+        self, records: Sequence[DeliveryRecord], forwards: Sequence[tuple[str, str]] = ()
     ) -> tuple[Collection[str], Collection[str], list[str]]:
         async with self._connection() as conn:
             try:
-                return await self._run(conn, records)
+                return await self._run(conn, records, forwards)
             except _REFUSED as exc:
                 raise BatchRefused(str(exc)) from exc
 
-    async def write_each(self, records: Sequence[DeliveryRecord]) -> BatchResult:
+    async def write_each(
+        self, records: Sequence[DeliveryRecord], forwards: Sequence[tuple[str, str]] = ()
+    ) -> BatchResult:
         outcomes: list[Stored] = []
         due: dict[str, None] = {}
         linked: set[str] = set()
@@ -144,7 +168,8 @@ class PostgresBatchWriter:
             for record in records:
                 try:
                     async with conn.transaction():  # a savepoint: a bad row is undone alone
-                        inserted, linked_now, made_due = await self._run(conn, [record])
+                        mine = [f for f in forwards if f[0] == record.id]
+                        inserted, linked_now, made_due = await self._run(conn, [record], mine)
                 except _REFUSED:
                     outcomes.append(Stored.FAILED)
                     continue
@@ -154,9 +179,15 @@ class PostgresBatchWriter:
         return BatchResult(outcomes, list(due), linked)
 
     async def _run(
-        self, conn: asyncpg.Connection, records: Sequence[DeliveryRecord]
+        self,
+        conn: asyncpg.Connection,
+        records: Sequence[DeliveryRecord],
+        forwards: Sequence[tuple[str, str]] = (),
     ) -> tuple[set[str], set[str], list[str]]:
-        rows = await conn.fetch(self._statement, *_arrays(records))
+        arrays = _arrays(records)
+        if self._forwarding:
+            arrays += [[f[0] for f in forwards], [f[1] for f in forwards]]
+        rows = await conn.fetch(self._statement, *arrays)
         linked = {row[1] for row in rows if row[0] == "linked"}
         inserted = linked | {row[1] for row in rows if row[0] == "delivery"}
         return inserted, linked, [row[1] for row in rows if row[0] == "job"]

@@ -69,6 +69,14 @@ def _row(record: DeliveryRecord) -> tuple[Any, ...]:
     return tuple(row)
 
 
+def _forward_rows(
+    records: Sequence[DeliveryRecord], forwards: Sequence[tuple[str, str]]
+) -> list[tuple[str, str, str]]:
+    """Each forward as the process binds it: delivery id, target, when it is due (received)."""
+    due = {r.id: sqlite_timestamp(r.received_at) for r in records}
+    return [(delivery_id, target, due[delivery_id]) for delivery_id, target in forwards]
+
+
 class WriterProcessGone(Exception):
     """The writer process ended, or its socket broke, before it answered."""
 
@@ -94,6 +102,9 @@ class SqliteBatchWriter:
             linked_sql="SELECT json_group_array(id) FROM deliveries"
             " WHERE id IN ({ids}) AND job_id IS NOT NULL",
             claimed_column=DELIVERY_COLUMNS.index("claimed_job_id"),
+            forward_sql=f"INSERT INTO alert_deliveries ({', '.join(ingest.FORWARD_COLUMNS)})"
+            " VALUES {rows}",
+            forward_row_sql=f"(?, {ingest.sql_literal(ingest.FORWARD)}, ?, 'pending', 0, ?)",
         )
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.StreamReader | None = None
@@ -110,22 +121,35 @@ class SqliteBatchWriter:
         await self._start()
 
     async def write_together(
-        self, records: Sequence[DeliveryRecord]
+        self, records: Sequence[DeliveryRecord], forwards: Sequence[tuple[str, str]] = ()
     ) -> tuple[Collection[str], Collection[str], list[str]]:
-        reply = await self._send(("together", [_row(r) for r in records]))
+        rows = [_row(r) for r in records]
+        message = (
+            ("together", rows, _forward_rows(records, forwards))
+            if forwards
+            else (
+                "together",
+                rows,
+            )
+        )
+        reply = await self._send(message)
         if reply[0] == "refused":
             raise ingest.BatchRefused(reply[1])
         _ok, inserted, linked, due = reply
         return set(inserted), set(linked), list(due)
 
-    async def write_each(self, records: Sequence[DeliveryRecord]) -> BatchResult:
-        _ok, outcomes, linked, due = await self._send(("each", [_row(r) for r in records]))
+    async def write_each(
+        self, records: Sequence[DeliveryRecord], forwards: Sequence[tuple[str, str]] = ()
+    ) -> BatchResult:
+        rows = [_row(r) for r in records]
+        message = ("each", rows, _forward_rows(records, forwards)) if forwards else ("each", rows)
+        _ok, outcomes, linked, due = await self._send(message)
         return BatchResult([_OUTCOMES[outcome] for outcome in outcomes], list(due), set(linked))
 
     async def close(self) -> None:
         await self._stop()
 
-    async def _send(self, message: tuple[str, list[tuple[Any, ...]]]) -> Any:
+    async def _send(self, message: tuple[Any, ...]) -> Any:
         try:
             reply = await self._exchange_with_process(message)
         except WriterProcessGone:

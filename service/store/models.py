@@ -19,6 +19,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     false,
     func,
     null,
@@ -477,7 +478,9 @@ class AlertDelivery(Base):
     """The outbox: one alert for one target, retried with backoff until sent or given up.
 
     A job's callback is a delivery of the same outbox with no alert: it names its job (and
-    goes with it) and carries the body it sends, the job's JSON when it ended."""
+    goes with it) and carries the body it sends, the job's JSON when it ended. A forwarded
+    Visma event is one too: it names its inbox delivery (and goes with it), whose body it
+    sends verbatim; one per delivery and target."""
 
     __tablename__ = "alert_deliveries"
 
@@ -488,6 +491,10 @@ class AlertDelivery(Base):
     job_id: Mapped[str | None] = mapped_column(
         ForeignKey("jobs.id", ondelete="CASCADE"), index=True
     )
+    inbox_delivery_id: Mapped[str | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="CASCADE")
+    )
+    """For a forwarded event (channel `forward`): the inbox delivery it forwards."""
     body: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     channel: Mapped[str] = mapped_column(String(16))
     target: Mapped[str] = mapped_column(Text)
@@ -500,6 +507,7 @@ class AlertDelivery(Base):
 
     __table_args__ = (
         Index("ix_alert_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+        UniqueConstraint("inbox_delivery_id", "target"),
     )
 
 

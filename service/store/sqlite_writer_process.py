@@ -22,10 +22,12 @@ length and a pickle of plain values:
 
 - the parent sends the setup (`Setup` fields, as a dict); the answer is "ready", or
   ("error", text) when the file could not be opened;
-- ("together", rows): all in one transaction; the answer is
+- ("together", rows) or ("together", rows, forwards): all in one transaction (each forward,
+  (delivery id, target, due), only if its delivery was inserted now); the answer is
   ("ok", inserted ids, linked ids, due job ids), or ("refused", text) when SQLite refused it
   (rolled back, nothing committed);
-- ("each", rows): each row in a savepoint of one transaction; the answer is
+- ("each", rows[, forwards]): each row (with its forwards) in a savepoint of one transaction;
+  the answer is
   ("ok", per row "stored" | "duplicate" | "failed", linked ids, due job ids), or ("error", text);
 - None, or the socket closing (the service stopped or died), ends the process.
 """
@@ -73,6 +75,10 @@ class Setup(NamedTuple):
     """A SELECT of the JSON array of the ids among `{ids}` linked to a job."""
     claimed_column: int
     """Where a row's named job id is: only a row that names one can have been linked."""
+    forward_sql: str = ""
+    """The outbox's INSERT of forwards, with `{rows}` where the VALUES rows go."""
+    forward_row_sql: str = ""
+    """One row of those VALUES (delivery id, target, due)."""
 
 
 # Rows per multi-row statement: well under SQLite's limit of 32,766 bound parameters.
@@ -108,11 +114,15 @@ class BatchWriter:
     def close(self) -> None:
         self._conn.close()
 
-    def together(self, rows: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
-        """Write every row in one transaction."""
+    def together(
+        self, rows: Sequence[tuple[Any, ...]], forwards: Sequence[tuple[Any, ...]] = ()
+    ) -> tuple[Any, ...]:
+        """Write every row in one transaction, and the forwards of those inserted."""
         self._begin()
         try:
             inserted = self._insert(rows)
+            if forwards:
+                self._forward(forwards, inserted)
             linked = self._linked(rows, inserted)
             due = self._touch(inserted)
             self._conn.execute("COMMIT")
@@ -121,8 +131,11 @@ class BatchWriter:
             return ("refused", f"{type(exc).__name__}: {exc}")
         return ("ok", inserted, linked, due)
 
-    def each(self, rows: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
-        """Write each row in a savepoint of its own: a bad row is rolled back alone."""
+    def each(
+        self, rows: Sequence[tuple[Any, ...]], forwards: Sequence[tuple[Any, ...]] = ()
+    ) -> tuple[Any, ...]:
+        """Write each row (and its forwards) in a savepoint of its own: a bad row is rolled
+        back alone."""
         conn = self._conn
         outcomes: list[str] = []
         due: dict[str, None] = {}
@@ -133,6 +146,8 @@ class BatchWriter:
                 conn.execute("SAVEPOINT delivery")
                 try:
                     inserted = self._insert([row])
+                    if forwards:
+                        self._forward([f for f in forwards if f[0] == row[0]], inserted)
                     linked += self._linked([row], inserted)
                     due.update(dict.fromkeys(self._touch(inserted)))
                 except _REFUSED as exc:
@@ -183,6 +198,15 @@ class BatchWriter:
             (found_json,) = self._conn.execute(statement, chunk).fetchone()
             found.update(json.loads(found_json))
         return [delivery_id for delivery_id in ids if delivery_id in found]
+
+    def _forward(self, forwards: Sequence[tuple[Any, ...]], inserted: Sequence[str]) -> None:
+        """Queue the forwards of the deliveries inserted now (a repeat queues none)."""
+        new = set(inserted)
+        todo = [forward for forward in forwards if forward[0] in new]
+        for chunk in _chunks(todo, _CHUNK):
+            values = ", ".join([self._setup.forward_row_sql] * len(chunk))
+            statement = self._setup.forward_sql.replace("{rows}", values)
+            self._conn.execute(statement, [value for forward in chunk for value in forward])
 
     def _linked(self, rows: Sequence[tuple[Any, ...]], inserted: Sequence[str]) -> list[str]:
         """The ids among `inserted` that the insert linked to the job they name."""
@@ -245,9 +269,12 @@ def serve(stream: BinaryIO) -> None:
     try:
         _answer(stream, "ready")
         while (message := read_message(stream)) is not None:
-            how, rows = message
+            how, rows, *forwards = message
             try:
-                reply = writer.together(rows) if how == "together" else writer.each(rows)
+                if how == "together":
+                    reply = writer.together(rows, *forwards)
+                else:
+                    reply = writer.each(rows, *forwards)
             except Exception as exc:
                 log.exception("could not store a batch of %d deliveries", len(rows))
                 reply = ("error", f"{type(exc).__name__}: {exc}")

@@ -17,7 +17,7 @@ from service.web.dashboard import (
     replay_from_inbox,
     status_page,
 )
-from service.web.deliveries_api import list_deliveries, replay
+from service.web.deliveries_api import get_delivery, list_deliveries, replay
 from service.web.errors import domain_error, http_error, server_error, storage_error
 from service.web.fast_lane import FastLane, RequestErrorHandler
 from service.web.health import healthz, metrics, readyz
@@ -93,6 +93,7 @@ __all__ = [
     "in_networks",
     "list_alerts",
     "list_components",
+    "get_delivery",
     "list_deliveries",
     "list_incidents",
     "list_jobs",

@@ -26,11 +26,13 @@ from service.domain import (
     MAX_PAGE_SIZE,
     OPEN_STATES,
     DomainError,
+    InvalidInput,
     JobState,
     component_json,
     incident_json,
     iso,
     job_json,
+    parse_event_filter,
     parse_job_query,
     pretty_json,
     result_json,
@@ -44,7 +46,7 @@ from service.web.dashboard_sessions import (
     start_session,
 )
 from service.web.errors import STATUS_BY_ERROR
-from service.web.schemas import alert_json, delivery_json
+from service.web.schemas import alert_json, delivery_detail_json
 from service.web.sources import in_networks, parse_address
 from service.web.state import State
 from service.web.webhooks import BodyTooLarge, read_body
@@ -339,22 +341,33 @@ async def inbox_page(request: Request[State]) -> Response:
     session = await current_session(request)
     if session is None:
         return _to_login(request)
+    try:
+        event = parse_event_filter(request.query_params.get("event"))
+    except InvalidInput:
+        event = None  # a filter no delivery can match: show them all rather than fail
     async with request.state["readers"].begin() as db:
         flagged, flagged_total = await store.list_deliveries(
-            db, has_problem=True, limit=PAGE_SIZE, offset=0
+            db, has_problem=True, event=event, limit=PAGE_SIZE, offset=0
         )
         recent, recent_total = await store.list_deliveries(
-            db, has_problem=False, limit=PAGE_SIZE, offset=0
+            db, has_problem=False, event=event, limit=PAGE_SIZE, offset=0
         )
+        shown = [d.id for d in (*flagged, *recent)]
+        forwards = await store.delivery_forwards(db, shown)
+        attempts = await store.delivery_attempts(db, [f.id for fs in forwards.values() for f in fs])
     return _page(
         request,
         "inbox.html",
         session,
         partial="_inbox.html",
-        flagged=[delivery_json(d) for d in flagged],
+        flagged=[delivery_detail_json(d, forwards.get(d.id, []), attempts) for d in flagged],
         flagged_total=flagged_total,
-        recent=[delivery_json(d) for d in recent],
+        recent=[delivery_detail_json(d, forwards.get(d.id, []), attempts) for d in recent],
         recent_total=recent_total,
+        event=event or "",
+        refresh=str(
+            URL("/inbox").include_query_params(partial=1, **({"event": event} if event else {}))
+        ),
         message=request.query_params.get("message"),
     )
 

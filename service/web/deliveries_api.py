@@ -6,10 +6,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from service import store
-from service.domain import MAX_PAGE_SIZE, decode_id, job_json, parse_delivery_query
+from service.domain import MAX_PAGE_SIZE, NotFound, decode_id, job_json, parse_delivery_query
 from service.flows import replay_delivery
 from service.web.auth import require_write
-from service.web.schemas import delivery_json, page_json
+from service.web.schemas import delivery_detail_json, delivery_json, page_json
 from service.web.state import State
 
 
@@ -21,11 +21,24 @@ async def list_deliveries(request: Request[State]) -> Response:
             notification_id=delivery_filter.notification_id,
             matched=delivery_filter.matched,
             kind=delivery_filter.kind,
+            event=delivery_filter.event,
             limit=page.size,
             offset=page.offset,
         )
     items = [delivery_json(d) for d in deliveries]
     return JSONResponse(page_json(items, total=total, page=page, max_size=MAX_PAGE_SIZE))
+
+
+async def get_delivery(request: Request[State]) -> Response:
+    """One stored delivery, with its forwards (one per target) and their attempts."""
+    delivery_id = decode_id(request.path_params["delivery_id"])
+    async with request.state["readers"].begin() as session:
+        delivery = await store.get_inbox_delivery(session, delivery_id)
+        if delivery is None:
+            raise NotFound(f"no delivery with id {delivery_id!r}")
+        forwards = (await store.delivery_forwards(session, [delivery.id])).get(delivery.id, [])
+        attempts = await store.delivery_attempts(session, [f.id for f in forwards])
+    return JSONResponse(delivery_detail_json(delivery, forwards, attempts))
 
 
 async def replay(request: Request[State]) -> Response:

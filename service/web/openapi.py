@@ -35,7 +35,7 @@ from service.domain import (
     Operation,
     ResendPreview,
 )
-from service.web.schemas import AlertView, DeliveryView, ErrorBody, PageMetadata
+from service.web.schemas import AlertView, DeliveryDetail, DeliveryView, ErrorBody, PageMetadata
 
 OPENAPI_VERSION = "3.1.0"
 _REF = "#/components/schemas/{model}"
@@ -50,6 +50,7 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (ComponentDetail, "serialization"),
     (Incident, "serialization"),
     (DeliveryView, "serialization"),
+    (DeliveryDetail, "serialization"),
     (AlertView, "serialization"),
     (Issue, "serialization"),
     (Operation, "serialization"),
@@ -349,10 +350,34 @@ def _paths() -> dict[str, Any]:
                     _query(
                         "kind", "visma or status", {"type": "string", "enum": ["visma", "status"]}
                     ),
+                    _query(
+                        "event",
+                        "the deliveries of one event id (x-vwd-event-id, exactly)",
+                        {"type": "string", "maxLength": 128},
+                    ),
                     *_PAGING,
                 ],
                 "responses": {
                     "200": _json(_page(_ref(DeliveryView)), "one page of deliveries"),
+                    **_READ_ERRORS,
+                },
+            }
+        },
+        "/api/v1/deliveries/{delivery_id}": {
+            "get": {
+                "operationId": "get_delivery",
+                "summary": "One stored delivery, with its forwards and their attempts",
+                "parameters": [
+                    {
+                        "name": "delivery_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                    }
+                ],
+                "responses": {
+                    "200": _json(_ref(DeliveryDetail), "the delivery and its forwards"),
+                    "404": _error("no such delivery"),
                     **_READ_ERRORS,
                 },
             }

@@ -18,10 +18,13 @@ from service.visma import SIGNATURE_HEADER
 
 __all__ = [
     "AlertView",
+    "DeliveryDetail",
     "DeliveryView",
+    "ForwardView",
     "ErrorBody",
     "PageMetadata",
     "alert_json",
+    "delivery_detail_json",
     "delivery_json",
     "etag_of",
     "page_json",
@@ -84,6 +87,22 @@ class AlertDeliveryView(BaseModel):
     attempts: list[AlertAttemptView]
 
 
+class ForwardView(BaseModel):
+    """A routed event's forward to one target (EVENT_ROUTES), and every attempt at it."""
+
+    target: str
+    state: str = Field(description="pending, sent, gone (the target answered 410) or failed")
+    nextAttemptAt: str | None
+    sentAt: str | None
+    attempts: list[AlertAttemptView]
+
+
+class DeliveryDetail(DeliveryView):
+    """A webhook delivery with its forwards (none for an event no route names)."""
+
+    forwards: list[ForwardView]
+
+
 class AlertView(BaseModel):
     """Alert JSON (what hooks receive, whose subject varies with `kind`) with where it stands."""
 
@@ -138,6 +157,35 @@ def delivery_json(delivery: Delivery) -> dict[str, Any]:
             "body": delivery.body.decode("utf-8", errors="replace"),
         },
     )
+
+
+def delivery_detail_json(
+    delivery: Delivery,
+    forwards: Sequence[AlertDelivery],
+    attempts: Mapping[int, Sequence[AlertAttempt]],
+) -> dict[str, Any]:
+    """A delivery with its forwards and their attempts (targets redacted as alerts' are)."""
+    return _shown(
+        DeliveryDetail,
+        {**delivery_json(delivery), "forwards": [_outbound(f, attempts) for f in forwards]},
+    )
+
+
+def _outbound(
+    delivery: AlertDelivery, attempts: Mapping[int, Sequence[AlertAttempt]]
+) -> dict[str, Any]:
+    """One outbox row as the API shows it: where it goes, where it stands, every attempt."""
+    return {
+        "channel": delivery.channel,
+        "target": redact_url(delivery.target),
+        "state": delivery.state,
+        "nextAttemptAt": iso(delivery.next_attempt_at),
+        "sentAt": iso(delivery.sent_at),
+        "attempts": [
+            {"at": iso(a.at), "statusCode": a.status_code, "error": a.error, "answer": a.answer}
+            for a in attempts.get(delivery.id, ())
+        ],
+    }
 
 
 def _shown(view: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from service import metrics
 from service.domain import (
+    BACKGROUND_EVENT,
     JOB_ID_KEY,
     PROBLEM_NO_NOTIFICATION_ID,
     job_id_from_headers,
@@ -137,8 +138,15 @@ receive_visma_webhook = VismaWebhook()
 
 
 def delivery_record(headers: dict[str, str], body: bytes) -> DeliveryRecord:
-    """A verified delivery as an inbox row; an unusable body is kept with its problem named."""
-    notice, problem = read_background_body(body)
+    """A verified delivery as an inbox row; an unusable body is kept with its problem named.
+
+    Only a background answer's body is read (an entity event's has no schema: it is kept and
+    forwarded as it came)."""
+    event_id = headers.get(EVENT_ID_HEADER)
+    if event_id is None or event_id == BACKGROUND_EVENT:
+        notice, problem = read_background_body(body)
+    else:
+        notice, problem = None, None
     notification_id = headers.get(NOTIFICATION_ID_HEADER) or None
     if notification_id is None:
         problem = PROBLEM_NO_NOTIFICATION_ID if problem is None else problem
@@ -150,7 +158,7 @@ def delivery_record(headers: dict[str, str], body: bytes) -> DeliveryRecord:
         id=time_ordered_uuid(int(received_at.timestamp() * 1000), random.getrandbits(74)),
         kind="visma",
         notification_id=notification_id,
-        event_id=headers.get(EVENT_ID_HEADER),
+        event_id=event_id,
         received_at=received_at,
         headers=headers,
         body=body,

@@ -29,14 +29,19 @@ from service import metrics, store, tracing
 from service.domain import InvalidInput, redact_url, slack_message
 from service.flows import (
     CALLBACK,
+    FORWARD,
+    GONE_FROM_INBOX,
     SLACK,
     OutboxSettings,
     SendResult,
     check_callback,
+    check_forward_target,
     claim_deliveries,
     dispatch_due_alerts,
+    forward_request,
     next_due,
     record_send,
+    signing_key,
 )
 from service.logs import FailureLog
 from service.workers.background import BackgroundLoop
@@ -47,6 +52,7 @@ log = logging.getLogger(__name__)
 USER_AGENT = "visma-hooks-alerts/1"
 NO_SIGNING_SECRET = "ALERT_SIGNING_SECRET is not set: JSON alerts cannot be signed"
 NO_CALLBACK_SECRET = "CALLBACK_SIGNING_SECRET is not set: callbacks cannot be signed"
+NO_EVENT_SECRET = "EVENT_SIGNING_SECRET is not set: forwarded events cannot be signed"
 REFUSED_AT_SEND = "not sent: {why}"
 TIMED_OUT = "no whole answer within {seconds:g} s (twice ALERT_TIMEOUT_SECONDS)"
 ATTEMPT_BOUND = 2
@@ -67,12 +73,16 @@ class AlertSender:
         transport: httpx.AsyncBaseTransport | None = None,
         callback_secret: str = "",
         callback_allowed_hosts: Collection[str] = (),
+        event_secret: str = "",
+        event_allowed_hosts: Collection[str] = (),
     ) -> None:
         self._sessions = sessions
         self._settings = settings
         self._signer = Webhook(signing_secret) if signing_secret else None
         self._callback_signer = Webhook(callback_secret) if callback_secret else None
         self._callback_hosts = tuple(callback_allowed_hosts)
+        self._event_key = signing_key(event_secret) if event_secret else None
+        self._event_hosts = tuple(event_allowed_hosts)
         self._poll_seconds = poll_seconds
         self._timeout_seconds = timeout_seconds
         self._lanes = TargetLanes(per_target=per_target, total=concurrency)
@@ -202,6 +212,8 @@ class AlertSender:
         """One attempt at one delivery; never raises for what the target or network does."""
         if delivery.channel == CALLBACK:
             return await self._send_callback(delivery)
+        if delivery.channel == FORWARD:
+            return await self._send_forward(delivery)
         assert delivery.alert_id is not None  # every other delivery is an alert's
         if delivery.channel == SLACK:
             content = _dump(slack_message(delivery.body))
@@ -251,10 +263,31 @@ class AlertSender:
             job_id=delivery.job_id,
         )
 
+    async def _send_forward(self, delivery: store.ClaimedDelivery) -> SendResult:
+        """A forwarded Visma event (flows/forwards.py builds it), checked and pinned as a
+        callback is."""
+        if self._event_key is None:
+            return SendResult(at=datetime.now(UTC), error=NO_EVENT_SECRET)
+        if delivery.source is None:
+            return SendResult(at=datetime.now(UTC), error=GONE_FROM_INBOX)
+        try:
+            target = await check_forward_target(delivery.target, allowed_hosts=self._event_hosts)
+        except InvalidInput as exc:
+            return SendResult(at=datetime.now(UTC), error=REFUSED_AT_SEND.format(why=exc.detail))
+        request = forward_request(
+            delivery.source,
+            target=target,
+            target_url=delivery.target,
+            key=self._event_key,
+            now=datetime.now(UTC),
+        )
+        extensions = {"sni_hostname": target.server_name} if target.https else None
+        return await self._post(target.url, request.content, request.headers, extensions=extensions)
+
     async def _post(
         self,
         url: str,
-        content: str,
+        content: str | bytes,
         headers: dict[str, str],
         *,
         extensions: dict[str, Any] | None = None,
@@ -269,7 +302,10 @@ class AlertSender:
             tracing.inject(headers)
             try:
                 response = await self._client.post(
-                    url, content=content.encode(), headers=headers, extensions=extensions
+                    url,
+                    content=content.encode() if isinstance(content, str) else content,
+                    headers=headers,
+                    extensions=extensions,
                 )
             except httpx.HTTPError as exc:
                 # Kept, shown and logged: the target's secret parts stay out of it.

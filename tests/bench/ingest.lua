@@ -7,7 +7,8 @@
 -- signatures are precomputed in Python. Each input line is
 -- `<vh-job-id or empty>\t<signature>\t<body>`.
 --
--- usage: wrk -s ingest.lua <url> -- <requests file> <run prefix>
+-- usage: wrk -s ingest.lua <url> -- <requests file> <run prefix> [<event id>]
+-- (the event id: BACKGROUND_API_RESPONSE unless given, as for the routed-events load)
 
 local threads = {}
 local next_id = 1
@@ -24,6 +25,7 @@ local counter = 0
 
 function init(args)
   local path, run = args[1], args[2]
+  local event = args[3] or "BACKGROUND_API_RESPONSE"
   prefix = run .. "-"
   suffix = "-" .. thread_id .. "-"
   math.randomseed(os.time() * 100 + thread_id)
@@ -37,7 +39,7 @@ function init(args)
         .. "Content-Type: application/json\r\n"
         .. "Content-Length: " .. #body .. "\r\n"
         .. "x-vwd-signature-v1: " .. sig .. "\r\n"
-        .. "x-vwd-event-id: BACKGROUND_API_RESPONSE\r\n"
+        .. "x-vwd-event-id: " .. event .. "\r\n"
         .. "x-vwd-subscription-id: bench-subscription\r\n"
         .. "x-vwd-tenant-id: bench-tenant\r\n"
         .. "x-vwd-webhook-timestamp: 1772439307412\r\n"

@@ -101,8 +101,10 @@ def run_wrk(
     connections: int,
     seconds: float,
     threads: int = 2,
+    event_id: str | None = None,
 ) -> LoadResult:
-    """Drive `url` with wrk for `seconds` at `connections`."""
+    """Drive `url` with wrk for `seconds` at `connections` (each delivery's x-vwd-event-id
+    `event_id`, else BACKGROUND_API_RESPONSE)."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError("wrk is not installed (make bench installs it: apt-get install wrk)")
@@ -119,6 +121,7 @@ def run_wrk(
         "--",
         str(deliveries_file),
         prefix,
+        *([event_id] if event_id else []),
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     match = re.search(r"^BENCH_JSON (.*)$", done.stdout, re.MULTILINE)
@@ -150,6 +153,7 @@ async def run_python_load(
     prefix: str,
     total: int,
     connections: int,
+    event_id: str = signatures.BACKGROUND_EVENT,
 ) -> LoadResult:
     """Send `total` deliveries over `connections` keep-alive connections with httpx."""
     latencies: list[float] = []
@@ -165,7 +169,7 @@ async def run_python_load(
             headers = {
                 "content-type": "application/json",
                 signatures.SIGNATURE_HEADER: d.signature,
-                signatures.EVENT_ID_HEADER: signatures.BACKGROUND_EVENT,
+                signatures.EVENT_ID_HEADER: event_id,
                 signatures.NOTIFICATION_ID_HEADER: f"{prefix}-{n}",
             }
             if d.job_id:

@@ -92,6 +92,15 @@ def _inherited() -> dict[str, str]:
 
 
 @contextlib.contextmanager
+def running(
+    command: list[str], env: dict[str, str], port: int, probe: str, *, workers: int = 1
+) -> Iterator[Server]:
+    """Any other server of the benchmark (the routed-events sink), started as these are."""
+    with _running(command, env, port, probe, workers=workers) as server:
+        yield server
+
+
+@contextlib.contextmanager
 def _running(
     command: list[str], env: dict[str, str], port: int, probe: str, *, workers: int = 1
 ) -> Iterator[Server]:

@@ -10,6 +10,10 @@ this machine's speed drifts by a third within minutes, so a bare figure from ano
 the run would measure the drift. Then it fills `jobs` with 1,000,000 rows and times the
 filtered job list and the poller's due-work query.
 
+Beside the main load (no routes), a load of routed entity events (`events.py`, `--no-routed`
+skips it): each delivery is forwarded through the outbox to a loopback target, and the run
+reports how long after the load the target had every acknowledged one (any missing fails it).
+
     python -m tests.bench.run [--seconds 10] [--connections 64] [--databases sqlite,postgresql]
                               [--traced]
 
@@ -38,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from service.settings import Settings
-from tests.bench import databases, procs, queries, submissions
+from tests.bench import databases, events, procs, queries, submissions
 from tests.bench.loadgen import (
     LoadResult,
     check_counts,
@@ -94,6 +98,8 @@ class Row:
     traced: bool = False
     """Tracing on (OTLP to the loopback receiver); `spans`: how many it received."""
     spans: int | None = None
+    forwarded: events.Forwarded | None = None
+    """The routed-events load: what its target received, and how long after the load."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     # The second variant: no `vh-job-id`, so no job to correlate (verify + insert only).
     unmatched_file = work / "deliveries-no-job.tsv"
     write_deliveries(unmatched_file, make_deliveries(SECRET, [], DISTINCT_BODIES))
+    # The routed-events load: entity events the service forwards to a loopback target.
+    events_file = work / "deliveries-events.tsv"
+    write_deliveries(events_file, events.make_event_deliveries(SECRET, DISTINCT_BODIES))
     env = {"VISMA_WEBHOOK_SECRETS": SECRET, "API_TOKENS": API_TOKEN}
     if args.connections > Settings.model_fields["MAX_CONNECTIONS_PER_CLIENT"].default:
         # Every load connection comes from 127.0.0.1: past the per-address cap the extra ones
@@ -204,6 +213,55 @@ def main(argv: list[str] | None = None) -> int:
         _print_row(row)
         return row
 
+    def routed(database: str) -> Row:
+        url = urls[database]
+        databases.reset(url)
+        label = f"service {database}, routed events"
+        with events.sink() as target:
+            service_env = {**env, **events.routes_env(target.url)}
+            with procs.service(url, workers=1, env=service_env) as server:
+                # Warmed up with the main load's deliveries (not routed: no forwards), then
+                # a shorter run than the others: the outbox drains well below ingest rates.
+                run_wrk(
+                    server.url,
+                    deliveries_file=unmatched_file,
+                    prefix=new_prefix("warm"),
+                    connections=args.connections,
+                    seconds=args.warmup,
+                    threads=args.threads,
+                )
+                prefix = new_prefix(database)
+                cpu_before = server.cpu_seconds()
+                load = run_wrk(
+                    server.url,
+                    deliveries_file=events_file,
+                    prefix=prefix,
+                    connections=args.connections,
+                    seconds=args.routed_seconds,
+                    threads=args.threads,
+                    event_id=events.ROUTED_EVENT,
+                )
+                load.cpu_seconds = server.cpu_seconds() - cpu_before
+                time.sleep(1.0)  # let requests still in flight when wrk stopped finish
+                stored = databases.count_deliveries(url, prefix)
+                problems = check_counts(load, stored)
+                forwarded = events.wait_forwarded(
+                    target.url, prefix, stored, timeout=args.forward_timeout
+                )
+                rss = server.peak_rss_mb()
+                if forwarded.received < stored:
+                    problems.append(
+                        f"{stored - forwarded.received} of {stored} stored events not forwarded"
+                        f" within {args.forward_timeout:.0f} s"
+                    )
+                if load.not_ok or problems:
+                    print(server.log_tail(), file=sys.stderr)
+        row = Row(label, database, 1, load, stored, rss, problems, matched=False)
+        row.cpu_us_per_request = _cpu_us(load)
+        row.forwarded = forwarded
+        _print_row(row)
+        return row
+
     _print_columns()
     rows: list[Row] = []
     with (
@@ -238,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         if "postgresql" in dbs and args.two_workers:
             loads.append(("postgresql", 2, True, False, 0, False, False))
         rows.append(bare(1, BARE))
+        routed_loads = dbs if args.routed else []
         for database, workers, matched, open_jobs, purge_rows, again, traced in loads:
             rows.append(
                 service(
@@ -252,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             if workers > 1:
                 rows.append(bare(workers, f"bare x{workers} workers"))
+            rows.append(bare(1, BARE))
+        for database in routed_loads:
+            rows.append(routed(database))
             rows.append(bare(1, BARE))
 
     _bracket_with_bare(rows)
@@ -413,6 +475,18 @@ def _ingest_verdicts(rows: list[Row]) -> list[tuple[bool, str]]:
     for row in rows:
         if row.database is None:
             continue
+        if row.forwarded is not None:
+            # Reported beside the main load, not held to its targets: its sender and target
+            # share the machine's two cores with it. What it must do is forward every one.
+            verdicts.append(
+                (
+                    not row.problems,
+                    f"{row.label}: {row.stored} stored, {row.forwarded.received} forwarded"
+                    f" ({row.forwarded.drain_seconds:.1f} s after the load)"
+                    + (f" ({'; '.join(row.problems)})" if row.problems else ""),
+                )
+            )
+            continue
         if row.traced:
             pass  # reported beside the untraced load (`_traced_lines`), not a target
         elif row.workers == 1:
@@ -500,6 +574,12 @@ def _print_row(row: Row) -> None:
     )
     if row.purged is not None:
         print(f"    (housekeeping purged {row.purged:,} old rows during the load)", flush=True)
+    if row.forwarded is not None:
+        print(
+            f"    (the target received {row.forwarded.received:,} of {row.stored:,} events,"
+            f" all {row.forwarded.drain_seconds:.1f} s after the load ended)",
+            flush=True,
+        )
     for problem in row.problems:
         print(f"    PROBLEM: {problem}", flush=True)
 
@@ -584,6 +664,24 @@ def _parser() -> argparse.ArgumentParser:
         "--traced",
         action="store_true",
         help="also run each database's main load with tracing on (OTLP to a loopback receiver)",
+    )
+    parser.add_argument(
+        "--no-routed",
+        dest="routed",
+        action="store_false",
+        help="skip the routed-events load (entity events forwarded to a loopback target)",
+    )
+    parser.add_argument(
+        "--routed-seconds",
+        type=float,
+        default=3.0,
+        help="length of the routed-events load (its forwards drain after it)",
+    )
+    parser.add_argument(
+        "--forward-timeout",
+        type=float,
+        default=600.0,
+        help="seconds the routed-events load waits for its target to have every event",
     )
     parser.add_argument("--json", help="also write the figures to this file")
     return parser
