@@ -327,7 +327,13 @@ async def test_record_outcome_raises_one_alert_per_transition_and_groups_bursts(
     assert await fail_job(harness, "job-1", "12027", policy=policy)
     assert await fail_job(harness, "job-2", "12027", policy=policy)
     assert await fail_job(harness, "job-3", "10000", policy=policy)
-    by_kind = {(a["kind"], a.get("job", {}).get("id")): a for a in await alerts(harness)}
+    raised = await alerts(harness)
+    # Two causes, two issues: each opened once, however many of its jobs failed.
+    opened = [a["issue"]["faultCode"] for a in raised if a["kind"] == "issue.opened"]
+    assert sorted(opened) == ["10000", "12027"]
+    by_kind = {
+        (a["kind"], a.get("job", {}).get("id")): a for a in raised if a["kind"] != "issue.opened"
+    }
     assert set(by_kind) == {
         ("job.failed", "job-0"),
         ("jobs.burst", "job-2"),
@@ -380,9 +386,13 @@ async def test_record_outcome_raises_the_alert_of_each_end_state(
             session, job, outcome, source="poll", at=datetime.now(UTC), alerts=AlertPolicy()
         )
     raised = await alerts(harness)
-    assert [(a["kind"], a["summary"]) for a in raised] == ([(kind, summary)] if kind else [])
+    jobs = [a for a in raised if a["kind"] != "issue.opened"]
+    assert [(a["kind"], a["summary"]) for a in jobs] == ([(kind, summary)] if kind else [])
     if kind:
-        assert raised[0]["job"]["state"] == state
+        assert jobs[0]["job"]["state"] == state
+    # An end that is no success opens its issue too.
+    issues = [a["issue"]["kind"] for a in raised if a["kind"] == "issue.opened"]
+    assert issues == ([state.value] if kind else [])
 
 
 async def test_receive_status_webhook_resolution_naming_no_components_still_alerts(

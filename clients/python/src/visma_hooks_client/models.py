@@ -86,6 +86,12 @@ class Job:
     resolved_by: str | None = None
     callback_url: str | None = None
     idempotency_key: str | None = None
+    issue_id: str | None = None
+    """The issue (failures of one cause) the job's failure belongs to."""
+    resent_from: str | None = None
+    """The job this one sends again."""
+    resent_as: str | None = None
+    """The job that sent this one again (an issue's resend, or `submit --resend`)."""
     result_etag: str | None = None
     accepted_at: datetime | None = None
     finished_at: datetime | None = None
@@ -122,6 +128,9 @@ class Job:
             resolved_by=data.get("resolvedBy"),
             callback_url=data.get("callbackUrl"),
             idempotency_key=data.get("idempotencyKey"),
+            issue_id=data.get("issueId"),
+            resent_from=data.get("resentFrom"),
+            resent_as=data.get("resentAs"),
             result_etag=data.get("resultEtag"),
             accepted_at=_time(data.get("acceptedAt")),
             finished_at=_time(data.get("finishedAt")),
