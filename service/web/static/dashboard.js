@@ -2,12 +2,14 @@
 // Elements with data-refresh="URL" data-every="SECONDS" get their content from URL (which
 // answers the same list, rendered alone) every SECONDS; not while the tab is hidden, and not
 // while the pointer is over them or a <details> inside is open (so nothing moves under a hand);
-// once what they show has ended (an element marked data-final), they stop.
+// data-under-pointer refreshes all the same (a progress bar: nothing to click moves). Once
+// what they show has ended (an element marked data-final), they stop.
 (function () {
   "use strict";
 
   function refresh(element) {
-    if (document.hidden || element.matches(":hover") || element.querySelector("details[open]")) {
+    var underHand = !("underPointer" in element.dataset) && element.matches(":hover");
+    if (document.hidden || underHand || element.querySelector("details[open]")) {
       return;
     }
     fetch(element.dataset.refresh, { credentials: "same-origin", headers: { "X-Partial": "1" } })
