@@ -68,6 +68,11 @@ def parse_action(value: str) -> IssueAction:
         raise InvalidInput(UNKNOWN_ACTION.format(action=value[:40])) from None
 
 
+def allowed_actions(state: str) -> list[IssueAction]:
+    """The moves a person may make from `state` (what the dashboard offers as buttons)."""
+    return [action for action, (allowed, _) in _MOVES.items() if state in allowed]
+
+
 def move_issue(issue_id: str, current: str, action: IssueAction) -> IssueState:
     """The state `action` takes the issue to. Asking for the state it is already in changes
     nothing (a retried click is not an error); any other move from the wrong state is refused."""

@@ -17,6 +17,16 @@ from service.web.dashboard import (
     replay_from_inbox,
     status_page,
 )
+from service.web.dashboard_issues import (
+    acknowledge_from_dashboard,
+    ignore_from_dashboard,
+    issue_page,
+    issues_page,
+    operation_page,
+    resend_confirm_page,
+    resend_from_dashboard,
+    resolve_from_dashboard,
+)
 from service.web.deliveries_api import get_delivery, list_deliveries, replay
 from service.web.errors import domain_error, http_error, server_error, storage_error
 from service.web.fast_lane import FastLane, RequestErrorHandler
@@ -57,6 +67,14 @@ __all__ = [
     "acknowledge_issue",
     "ignore_issue",
     "resolve_issue",
+    "acknowledge_from_dashboard",
+    "ignore_from_dashboard",
+    "issue_page",
+    "issues_page",
+    "operation_page",
+    "resend_confirm_page",
+    "resend_from_dashboard",
+    "resolve_from_dashboard",
     "SecurityHeaders",
     "AuthThrottle",
     "STATIC_DIR",

@@ -77,7 +77,7 @@ templates.env.filters["event_fields"] = lambda detail, job: _event_fields(detail
 _OPEN = tuple(sorted(s.value for s in OPEN_STATES))
 
 
-def _page(
+def render_page(
     request: Request[State],
     name: str,
     session: Session | None,
@@ -96,7 +96,7 @@ def _page(
     )
 
 
-def _to_login(request: Request[State]) -> Response:
+def to_login(request: Request[State]) -> Response:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     login = URL("/login").include_query_params(next=target)
     return RedirectResponse(str(login), status_code=303)
@@ -107,11 +107,11 @@ def _to_login(request: Request[State]) -> Response:
 
 async def login_form(request: Request[State]) -> Response:
     problem = None if dashboard_keys(request).configured else NO_TOKENS
-    return _page(request, "login.html", None, problem=problem, next=_next(request))
+    return render_page(request, "login.html", None, problem=problem, next=_next(request))
 
 
 async def log_in(request: Request[State]) -> Response:
-    form = await _form(request)
+    form = await read_form(request)
     token = form.get("token")
     next_url = _safe_next(str(form.get("next") or "/"))
     keys = dashboard_keys(request)
@@ -121,7 +121,7 @@ async def log_in(request: Request[State]) -> Response:
         held = await throttle.held_back(address)
         if held is not None:
             problem = HELD_BACK.format(seconds=held.retry_after_seconds)
-            response = _page(request, "login.html", None, problem=problem, next=next_url)
+            response = render_page(request, "login.html", None, problem=problem, next=next_url)
             response.status_code = 429
             response.headers["Retry-After"] = str(held.retry_after_seconds)
             return response
@@ -130,7 +130,7 @@ async def log_in(request: Request[State]) -> Response:
         if address is not None:
             await throttle.failed(address, where="login")
         problem = LOGIN_REFUSED if keys.configured else NO_TOKENS
-        response = _page(request, "login.html", None, problem=problem, next=next_url)
+        response = render_page(request, "login.html", None, problem=problem, next=next_url)
         response.status_code = 401
         return response
     await start_session(request, new)
@@ -166,16 +166,16 @@ async def log_out(request: Request[State]) -> Response:
     a live session there is nothing to end: the cookie is cleared all the same."""
     session = await current_session(request)
     if session is not None:
-        form = await _form(request)
+        form = await read_form(request)
         if not csrf_matches(session, form.get("csrf")):
-            return _refused(request, session, 403, LOGOUT_REFUSED, back="/")
+            return refused(request, session, 403, LOGOUT_REFUSED, back="/")
         await end_session(request, session)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE)
     return response
 
 
-async def _form(request: Request[State]) -> dict[str, str]:
+async def read_form(request: Request[State]) -> dict[str, str]:
     """The dashboard's small url-encoded forms (a token, a CSRF value); anything larger or of
     another type is no form of ours and reads as empty."""
     if request.headers.get("content-type", "").split(";")[0].strip() != FORM_TYPE:
@@ -208,15 +208,15 @@ def _safe_next(target: str) -> str:
 async def overview(request: Request[State]) -> Response:
     session = await current_session(request)
     if session is None:
-        return _to_login(request)
+        return to_login(request)
     health = await _health(request)
-    return _page(request, "overview.html", session, partial="_health.html", health=health)
+    return render_page(request, "overview.html", session, partial="_health.html", health=health)
 
 
 async def jobs_page(request: Request[State]) -> Response:
     session = await current_session(request)
     if session is None:
-        return _to_login(request)
+        return to_login(request)
     params = request.query_params
     state_filter = params.get("state", "")
     tag = params.get("tag", "").strip()
@@ -233,7 +233,7 @@ async def jobs_page(request: Request[State]) -> Response:
         query.append((f"tag.{key.strip()}", value.strip()))
     jobs: list[dict[str, Any]] = []
     total = 0
-    default_tenant = _default_tenant(request)
+    default_tenant = default_company(request)
     try:
         job_filter, page = parse_job_query(query)
     except DomainError as exc:
@@ -268,7 +268,7 @@ async def jobs_page(request: Request[State]) -> Response:
                 )
                 rows = list(rows_seq)
         jobs = [job_json(job, default_tenant=default_tenant) for job in rows]
-    return _page(
+    return render_page(
         request,
         "jobs.html",
         session,
@@ -311,18 +311,18 @@ async def _search(db: Any, text: str) -> list[store.Job]:
 async def job_page(request: Request[State]) -> Response:
     session = await current_session(request)
     if session is None:
-        return _to_login(request)
+        return to_login(request)
     job_id = request.path_params["job_id"]
     async with request.state["readers"].begin() as db:
         job = await store.get_job(db, job_id) if "\x00" not in job_id else None
         events = await store.job_events(db, job_id) if job is not None else []
     if job is None:
-        response = _page(request, "missing.html", session, what=f"job {job_id}")
+        response = render_page(request, "missing.html", session, what=f"job {job_id}")
         response.status_code = 404
         return response
-    data = job_json(job, events, default_tenant=_default_tenant(request))
+    data = job_json(job, events, default_tenant=default_company(request))
     request_body = job.request_body.decode("utf-8", errors="replace") if job.request_body else None
-    return _page(
+    return render_page(
         request,
         "job.html",
         session,
@@ -340,7 +340,7 @@ async def favicon(_request: Request[State]) -> Response:
 async def inbox_page(request: Request[State]) -> Response:
     session = await current_session(request)
     if session is None:
-        return _to_login(request)
+        return to_login(request)
     try:
         event = parse_event_filter(request.query_params.get("event"))
     except InvalidInput:
@@ -355,7 +355,7 @@ async def inbox_page(request: Request[State]) -> Response:
         shown = [d.id for d in (*flagged, *recent)]
         forwards = await store.delivery_forwards(db, shown)
         attempts = await store.delivery_attempts(db, [f.id for fs in forwards.values() for f in fs])
-    return _page(
+    return render_page(
         request,
         "inbox.html",
         session,
@@ -375,25 +375,25 @@ async def inbox_page(request: Request[State]) -> Response:
 async def replay_from_inbox(request: Request[State]) -> Response:
     session = await current_session(request)
     if session is None:
-        return _to_login(request)
-    form = await _form(request)
+        return to_login(request)
+    form = await read_form(request)
     token = form.get("csrf")
     if not csrf_matches(session, token):
-        return _refused(request, session, 403, CSRF_REFUSED)
+        return refused(request, session, 403, CSRF_REFUSED)
     if not session.may_write:
-        return _refused(request, session, 403, READ_ONLY)
+        return refused(request, session, 403, READ_ONLY)
     delivery_id = request.path_params["delivery_id"]
     try:
         message = await _replay(request, delivery_id)
     except DomainError as exc:
         status = next((c for cls, c in STATUS_BY_ERROR.items() if isinstance(exc, cls)), 400)
-        return _refused(request, session, status, exc.detail)
+        return refused(request, session, status, exc.detail)
     return RedirectResponse(
         str(URL("/inbox").include_query_params(message=message)), status_code=303
     )
 
 
-def _refused(
+def refused(
     request: Request[State],
     session: Session,
     status: int,
@@ -401,7 +401,7 @@ def _refused(
     *,
     back: str = "/inbox",
 ) -> Response:
-    response = _page(request, "refused.html", session, problem=problem, back=back)
+    response = render_page(request, "refused.html", session, problem=problem, back=back)
     response.status_code = status
     return response
 
@@ -409,7 +409,7 @@ def _refused(
 async def status_page(request: Request[State]) -> Response:
     session = await current_session(request)
     if session is None:
-        return _to_login(request)
+        return to_login(request)
     async with request.state["readers"].begin() as db:
         components, _ = await store.list_components(
             db, statuses=(), component=None, limit=MAX_PAGE_SIZE, offset=0
@@ -418,7 +418,7 @@ async def status_page(request: Request[State]) -> Response:
             db, statuses=(), component=None, limit=PAGE_SIZE, offset=0
         )
         updates = await store.incident_updates(db, [i.id for i in incidents])
-    return _page(
+    return render_page(
         request,
         "status.html",
         session,
@@ -430,7 +430,7 @@ async def status_page(request: Request[State]) -> Response:
 async def alerts_page(request: Request[State]) -> Response:
     session = await current_session(request)
     if session is None:
-        return _to_login(request)
+        return to_login(request)
     kind = request.query_params.get("kind", "")
     kinds = (kind,) if kind in ALERT_KINDS else ()
     async with request.state["readers"].begin() as db:
@@ -440,7 +440,7 @@ async def alerts_page(request: Request[State]) -> Response:
             db, [d.id for ds in deliveries.values() for d in ds]
         )
     now = utcnow()
-    return _page(
+    return render_page(
         request,
         "alerts.html",
         session,
@@ -495,7 +495,7 @@ async def _silent_alerts(db: Any, *, now: datetime) -> list[dict[str, Any]]:
     ]
 
 
-def _default_tenant(request: Request[State]) -> str | None:
+def default_company(request: Request[State]) -> str | None:
     """The company of jobs stored before jobs named theirs (the first of VISMA_TENANT_ID)."""
     return request.state["settings"].default_tenant
 
