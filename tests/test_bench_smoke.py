@@ -11,7 +11,8 @@ import uuid
 
 import pytest
 
-from tests.bench import databases, events, procs, run
+from service.settings import Settings
+from tests.bench import databases, events, outcomes, procs, queries, run
 from tests.bench.loadgen import (
     LoadResult,
     check_counts,
@@ -120,3 +121,33 @@ def test_bench_routed_events_every_acknowledged_delivery_is_forwarded(
     assert stored == load.ok
     assert forwarded.received == stored, log
     assert check_counts(load, stored) == []
+
+
+def test_bench_times_the_issue_list_beside_the_jobs(clean_database: str) -> None:
+    # The 1,000,000-job part on 600 jobs: a hundredth as many issues, each failed, expired or
+    # rejected job dealt to one, so the issue whose page is timed has jobs.
+    assert run._parser().parse_args([]).outcomes
+    queries.seed_million(clean_database, 600)
+    assert databases.fetch_value(clean_database, "SELECT count(*) FROM issues") == 6
+    counted = "SELECT sum(job_count) FROM issues"
+    failing = "SELECT count(*) FROM jobs WHERE state IN ('failed', 'expired', 'rejected')"
+    assert databases.fetch_value(clean_database, counted) == 25  # 25 of every 1000 jobs
+    assert databases.fetch_value(clean_database, failing) == 25
+    settings = Settings(_env_file=None, DATABASE_URL=clean_database, API_TOKENS="smoke-token")  # type: ignore[call-arg]
+    timings = {t.what: t for t in asyncio.run(queries.time_queries(settings, runs=3))}
+    assert timings["GET /api/v1/issues first page of 50"].detail == "6 issues"
+    assert timings["GET /api/v1/issues state=open, page 1 of 50"].detail == "3 issues"
+    assert timings["GET /api/v1/issues/{id} with its jobs, page 1 of 50"].detail == "5 jobs"
+    texts = [text for _ok, text in run._query_verdicts({"sqlite": list(timings.values())})]
+    assert any(t.startswith("sqlite: GET /api/v1/issues/{id}") and "(< 20)" in t for t in texts)
+
+
+def test_bench_times_recording_a_failure_beside_a_success(clean_database: str) -> None:
+    settings = Settings(_env_file=None, DATABASE_URL=clean_database, API_TOKENS="smoke-token")  # type: ignore[call-arg]
+    timing = asyncio.run(outcomes.time_outcomes(settings, runs=5))
+    assert timing.succeeded_ms > 0 and timing.failed_ms > 0 and timing.failed_without_issue_ms > 0
+    # Every run was rolled back: only the one committed failure is counted on the issue.
+    assert databases.fetch_value(clean_database, "SELECT sum(job_count) FROM issues") == 1
+    (ok, text), *_ = run._outcome_verdicts({"postgresql": timing})
+    assert text.startswith("postgresql: a failure recorded with its issue")
+    assert ok == (timing.issue_cost <= run.MAX_ISSUE_COST)

@@ -16,6 +16,7 @@ from service.domain import (
     REOPENED_FROM,
     AlertPolicy,
     IssueAction,
+    IssueCause,
     NotFound,
     Outcome,
     issue_cause,
@@ -43,8 +44,32 @@ async def record_failure(
     )
     if cause is None:
         return None
-    incident = await _watched_incident(session, policy)
-    counted = await store.count_failure(
+    # Without autoflush here: the job's outcome and its issue id then go out in one UPDATE at
+    # the next flush, not one before these two statements (which read no job) and one after.
+    with session.no_autoflush:
+        incident = await _watched_incident(session, policy)
+        counted = await _count(session, job, outcome, cause, incident=incident, at=at)
+    job.issue_id = counted.issue_id
+    if counted.opened:
+        issue = await store.get_issue(session, counted.issue_id)
+        assert issue is not None
+        await raise_issue_alert(
+            session, issue, reopened=counted.job_count > 1, incident=incident, at=at
+        )
+    return counted
+
+
+async def _count(
+    session: AsyncSession,
+    job: store.Job,
+    outcome: Outcome,
+    cause: IssueCause,
+    *,
+    incident: store.StatusIncident | None,
+    at: datetime,
+) -> store.CountedFailure:
+    """The failure counted on the issue of `cause` (made if new), in one upsert."""
+    return await store.count_failure(
         session,
         {
             "id": str(uuid.uuid4()),
@@ -64,14 +89,6 @@ async def record_failure(
         at=at,
         reopened_from=REOPENED_FROM,
     )
-    job.issue_id = counted.issue_id
-    if counted.opened:
-        issue = await store.get_issue(session, counted.issue_id)
-        assert issue is not None
-        await raise_issue_alert(
-            session, issue, reopened=counted.job_count > 1, incident=incident, at=at
-        )
-    return counted
 
 
 async def _watched_incident(

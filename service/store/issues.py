@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, case, func, or_, select
+from sqlalchemy import ColumnElement, Table, bindparam, case, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,9 +43,8 @@ async def count_failure(
     on several replicas are all counted on the one row, and exactly one of them finds itself
     as the job that opened (or reopened: it was in `reopened_from`) it.
     """
-    postgres = session.get_bind().dialect.name == "postgresql"
-    insert = pg_insert if postgres else sqlite_insert
-    row = {
+    statement = _upsert(session.get_bind().dialect.name)
+    parameters = {
         **values,
         "state": OPEN,
         "first_seen_at": at,
@@ -54,23 +53,42 @@ async def count_failure(
         "first_job_id": job_id,
         "opened_by_job_id": job_id,
         "state_changed_at": at,
+        "seen_at": at,
+        "counted_job_id": job_id,
+        "reopened_from": reopened_from,
     }
-    new = insert(Issue).values(row)
-    reopens = Issue.state == reopened_from
-    statement = new.on_conflict_do_update(
-        index_elements=[Issue.cause_key],
-        set_={
-            "job_count": Issue.job_count + 1,
-            "last_seen_at": case((Issue.last_seen_at < at, at), else_=Issue.last_seen_at),
-            "state": case((reopens, OPEN), else_=Issue.state),
-            "opened_by_job_id": case((reopens, job_id), else_=Issue.opened_by_job_id),
-            "state_changed_at": case((reopens, at), else_=Issue.state_changed_at),
-            "resolved_at": case((reopens, None), else_=Issue.resolved_at),
-            "incident_id": func.coalesce(Issue.incident_id, new.excluded.incident_id),
-        },
-    ).returning(Issue.id, Issue.opened_by_job_id, Issue.job_count)
-    issue_id, opened_by, job_count = (await session.execute(statement)).one()
+    issue_id, opened_by, job_count = (await session.execute(statement, parameters)).one()
     return CountedFailure(issue_id=issue_id, opened=opened_by == job_id, job_count=job_count)
+
+
+_UPSERTS: dict[str, Any] = {}
+"""`count_failure`'s statement per dialect, built once: building it (the `excluded` alias, the
+values) cost more than the database's work on it, on every failure recorded."""
+
+
+def _upsert(dialect: str) -> Any:
+    statement = _UPSERTS.get(dialect)
+    if statement is not None:
+        return statement
+    table = cast(Table, Issue.__table__)
+    new = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+    at = bindparam("seen_at", type_=table.c.last_seen_at.type)
+    job_id = bindparam("counted_job_id", type_=table.c.opened_by_job_id.type)
+    reopens = table.c.state == bindparam("reopened_from", type_=table.c.state.type)
+    statement = new.on_conflict_do_update(
+        index_elements=[table.c.cause_key],
+        set_={
+            "job_count": table.c.job_count + 1,
+            "last_seen_at": case((table.c.last_seen_at < at, at), else_=table.c.last_seen_at),
+            "state": case((reopens, OPEN), else_=table.c.state),
+            "opened_by_job_id": case((reopens, job_id), else_=table.c.opened_by_job_id),
+            "state_changed_at": case((reopens, at), else_=table.c.state_changed_at),
+            "resolved_at": case((reopens, None), else_=table.c.resolved_at),
+            "incident_id": func.coalesce(table.c.incident_id, new.excluded.incident_id),
+        },
+    ).returning(table.c.id, table.c.opened_by_job_id, table.c.job_count)
+    _UPSERTS[dialect] = statement
+    return statement
 
 
 async def get_issue(
@@ -121,18 +139,27 @@ async def set_issue_state(session: AsyncSession, issue: Issue, state: str, *, at
     await session.flush()
 
 
+# Built once: every failure recorded asks it (see `_UPSERTS`).
+_OPEN_INCIDENTS = (
+    select(StatusIncident)
+    .where(
+        or_(
+            StatusIncident.status.is_(None),
+            StatusIncident.status.not_in(bindparam("closed", expanding=True)),
+        )
+    )
+    .order_by(StatusIncident.updated_at.desc().nulls_last(), StatusIncident.id.desc())
+    .limit(50)
+)
+
+
 async def open_incidents(
     session: AsyncSession, *, closed: Sequence[str]
 ) -> Sequence[StatusIncident]:
     """The status-page incidents not in a `closed` status, newest first (a handful at most:
     they are what Visma has open right now)."""
-    query = (
-        select(StatusIncident)
-        .where(or_(StatusIncident.status.is_(None), StatusIncident.status.not_in(closed)))
-        .order_by(StatusIncident.updated_at.desc().nulls_last(), StatusIncident.id.desc())
-        .limit(50)
-    )
-    return (await session.execute(query)).scalars().all()
+    rows = await session.execute(_OPEN_INCIDENTS, {"closed": list(closed)})
+    return rows.scalars().all()
 
 
 async def incidents_by_id(

@@ -8,7 +8,10 @@ bare endpoint, 2xx answers against rows stored, and peak RSS. The bare endpoint 
 before and after each service load, and each load's ratio uses the mean of the two around it:
 this machine's speed drifts by a third within minutes, so a bare figure from another part of
 the run would measure the drift. Then it fills `jobs` with 1,000,000 rows and times the
-filtered job list and the poller's due-work query.
+filtered job list and the poller's due-work query; with 10,000 issues beside them (each with
+the failed, expired and rejected jobs dealt to it), the issue list and one issue with its jobs.
+Then what recording an outcome costs: a failure (counted on its issue) beside a success, and
+beside the same failure with the issue step left out.
 
 Beside the main load (no routes), a load of routed entity events (`events.py`, `--no-routed`
 skips it): each delivery is forwarded through the outbox to a loopback target, and the run
@@ -42,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from service.settings import Settings
-from tests.bench import databases, events, procs, queries, submissions
+from tests.bench import databases, events, outcomes, procs, queries, submissions
 from tests.bench.loadgen import (
     LoadResult,
     check_counts,
@@ -66,6 +69,9 @@ MIN_WORKER_SCALING = 1.6
 MAX_RSS_MB = 150.0
 MAX_LIST_MS = 20.0
 MAX_DUE_MS = 5.0
+MAX_ISSUE_COST = 1.25
+"""A failure recorded with its issue counted, against the same failure without: at most a
+quarter more (one upsert beside the job's update, its event and its alert)."""
 PURGE_MAX_COST = 0.9
 """The main load's ratio with a purge running beside it, against the same load without: the
 medians of `--purge-repeats` runs of each, taken in turns (on these shared machines one run's
@@ -350,6 +356,17 @@ def main(argv: list[str] | None = None) -> int:
             print("  due-work plan:\n    " + plans[database].replace("\n", "\n    "))
         verdicts += _query_verdicts(timings)
 
+    recording: dict[str, outcomes.OutcomeTiming] = {}
+    if args.outcomes:
+        for database in dbs:
+            url = urls[database]
+            if not args.jobs:  # else on the database the query timings filled
+                databases.reset(url)
+            settings = Settings(_env_file=None, DATABASE_URL=url, API_TOKENS=API_TOKEN)  # type: ignore[call-arg]
+            recording[database] = asyncio.run(outcomes.time_outcomes(settings))
+            print(_outcome_line(database, recording[database]))
+        verdicts += _outcome_verdicts(recording)
+
     submitting: dict[str, submissions.SubmissionTiming] = {}
     if args.submissions:
         for database in dbs:
@@ -403,6 +420,10 @@ def main(argv: list[str] | None = None) -> int:
                     "bare_rps": bare_rps,
                     "timings": {k: [asdict(t) for t in v] for k, v in timings.items()},
                     "plans": plans,
+                    "outcomes": {
+                        k: {**asdict(v), "ratio": v.ratio, "issue_cost": v.issue_cost}
+                        for k, v in recording.items()
+                    },
                     "submissions": {k: asdict(v) for k, v in submitting.items()},
                     "verdicts": verdicts,
                 },
@@ -552,6 +573,27 @@ def _query_verdicts(timings: dict[str, list[queries.Timing]]) -> list[tuple[bool
     return verdicts
 
 
+def _outcome_line(database: str, t: outcomes.OutcomeTiming) -> str:
+    return (
+        f"\n== {database}: record_outcome, median of {t.runs} each (rolled back): succeeded"
+        f" {t.succeeded_ms:.2f} ms, failed {t.failed_ms:.2f} ms (failed/succeeded"
+        f" {t.ratio:.2f}); failed without the issue step {t.failed_without_issue_ms:.2f} ms"
+        f" (with/without {t.issue_cost:.2f})"
+    )
+
+
+def _outcome_verdicts(recording: dict[str, outcomes.OutcomeTiming]) -> list[tuple[bool, str]]:
+    return [
+        (
+            t.issue_cost <= MAX_ISSUE_COST,
+            f"{database}: a failure recorded with its issue {t.failed_ms:.2f} ms against"
+            f" {t.failed_without_issue_ms:.2f} ms without ({t.issue_cost:.2f}x; <="
+            f" {MAX_ISSUE_COST:.2f}; a success {t.succeeded_ms:.2f} ms)",
+        )
+        for database, t in recording.items()
+    ]
+
+
 def _cpu_us(load: LoadResult) -> float:
     return load.cpu_seconds / load.responses * 1e6 if load.responses else 0.0
 
@@ -634,7 +676,10 @@ def _parser() -> argparse.ArgumentParser:
         help="skip the second load variant (deliveries naming no job: verify + insert only)",
     )
     parser.add_argument(
-        "--jobs", type=int, default=1_000_000, help="jobs for the query timings (0: skip them)"
+        "--jobs",
+        type=int,
+        default=1_000_000,
+        help="jobs for the query timings, with a hundredth as many issues (0: skip them)",
     )
     parser.add_argument(
         "--no-open-jobs",
@@ -653,6 +698,12 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=3,
         help="runs of the load with the purge beside it, each after a run without",
+    )
+    parser.add_argument(
+        "--no-outcomes",
+        dest="outcomes",
+        action="store_false",
+        help="skip the timing of record_outcome (a failure with its issue, a success)",
     )
     parser.add_argument(
         "--no-submissions",
