@@ -136,7 +136,7 @@ async def run_demo(console: Console, *, timeout: float = 30.0) -> bool:
     """Run every scenario; True when each job ended as expected."""
     with tempfile.TemporaryDirectory(prefix="visma-hooks-demo-") as workdir:
         database_url = f"sqlite:///{Path(workdir) / 'demo.db'}"
-        from service.cli import migrate
+        from service.store import migrate
 
         await asyncio.to_thread(migrate, database_url)
         async with _stack(database_url) as (api, simulator, sink):

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, func, insert, not_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.store.ingest import DeliveryRecord
+from service.store.ingest_rows import DeliveryRecord
 from service.store.models import Delivery
 
 

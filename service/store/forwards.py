@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.store.ingest import FORWARD
+from service.store.ingest_rows import FORWARD
 from service.store.models import AlertAttempt, AlertDelivery, Delivery
 
 

@@ -2,7 +2,7 @@
 
 The writer shares the event loop with the HTTP requests, so each round trip to the database
 waits behind them; a batch is therefore one statement, one round trip, committed on its own
-(autocommit): the write path's insert and job update (`ingest.py`) as CTEs over arrays
+(autocommit): the write path's insert and job update (`ingest_rows.py`) as CTEs over arrays
 (`unnest`). Before the update, the open jobs the batch names are locked in id order: the fixed
 lock order keeps the writers of several workers (or replicas) that share jobs or see one
 notification twice from deadlocking (the insert takes the unique index in notification-id
@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 
-from service.store.ingest import (
+from service.store.ingest_rows import (
     DELIVERY_COLUMNS,
     FORWARD,
     FORWARD_COLUMNS,

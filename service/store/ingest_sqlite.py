@@ -5,7 +5,7 @@ The writing itself (statements, transaction, the one-by-one path) is in
 one it spent its time waiting for the event loop's thread, and the loop for it. This side
 starts it, sends each batch as plain values, and turns its answer back into `Stored` outcomes.
 
-It sends the process the write path's statements (`ingest.py`, with SQLite's VALUES as the
+It sends the process the write path's statements (`ingest_rows.py`, with SQLite's VALUES as the
 source) once, at setup, and each delivery as the values to bind, in the forms SQLAlchemy writes
 and reads on SQLite (`UtcDateTime`: naive UTC text; `JSON`: text).
 
@@ -31,9 +31,20 @@ from pathlib import Path
 from typing import Any
 
 from service.logs import configured_format
-from service.store import ingest
 from service.store.engine import sqlite_pragmas
-from service.store.ingest import DELIVERY_COLUMNS, BatchResult, DeliveryRecord, Stored
+from service.store.ingest_rows import (
+    DELIVERY_COLUMNS,
+    FORWARD,
+    FORWARD_COLUMNS,
+    BatchRefused,
+    BatchResult,
+    DeliveryRecord,
+    LinkRules,
+    Stored,
+    deliveries_insert,
+    jobs_touch,
+    sql_literal,
+)
 from service.store.sqlite_writer_process import FRAME, Setup, frame
 
 log = logging.getLogger(__name__)
@@ -86,25 +97,23 @@ class SqliteBatchWriter:
 
     concurrency = 1  # SQLite has one writer at a time anyway
 
-    def __init__(
-        self, path: str, *, rules: ingest.LinkRules, busy_timeout_seconds: float = 30.0
-    ) -> None:
+    def __init__(self, path: str, *, rules: LinkRules, busy_timeout_seconds: float = 30.0) -> None:
         self._setup = Setup(
             path=path,
             busy_timeout_seconds=busy_timeout_seconds,
             pragmas=sqlite_pragmas(busy_timeout_seconds=busy_timeout_seconds),
             # Without RETURNING: a row per inserted delivery was a step, and a round into
             # Python, of its own; the count says whether any was a duplicate.
-            insert_sql=ingest.deliveries_insert(rules, source=_SOURCE, returning=False),
+            insert_sql=deliveries_insert(rules, source=_SOURCE, returning=False),
             row_sql="(" + ", ".join("?" * len(DELIVERY_COLUMNS)) + ")",
-            touch_sql=ingest.jobs_touch(rules, inserted=_INSERTED),
+            touch_sql=jobs_touch(rules, inserted=_INSERTED),
             existing_sql="SELECT json_group_array(id) FROM deliveries WHERE id IN ({ids})",
             linked_sql="SELECT json_group_array(id) FROM deliveries"
             " WHERE id IN ({ids}) AND job_id IS NOT NULL",
             claimed_column=DELIVERY_COLUMNS.index("claimed_job_id"),
-            forward_sql=f"INSERT INTO alert_deliveries ({', '.join(ingest.FORWARD_COLUMNS)})"
+            forward_sql=f"INSERT INTO alert_deliveries ({', '.join(FORWARD_COLUMNS)})"
             " VALUES {rows}",
-            forward_row_sql=f"(?, {ingest.sql_literal(ingest.FORWARD)}, ?, 'pending', 0, ?)",
+            forward_row_sql=f"(?, {sql_literal(FORWARD)}, ?, 'pending', 0, ?)",
         )
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.StreamReader | None = None
@@ -134,7 +143,7 @@ class SqliteBatchWriter:
         )
         reply = await self._send(message)
         if reply[0] == "refused":
-            raise ingest.BatchRefused(reply[1])
+            raise BatchRefused(reply[1])
         _ok, inserted, linked, due = reply
         return set(inserted), set(linked), list(due)
 

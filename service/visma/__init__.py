@@ -1,6 +1,7 @@
 """The outside world: the Visma.net API client and webhook signatures. Never touches the DB."""
 
-from service.visma.client import Content, SubmitAccepted, SubmitCompleted, VismaClient
+from service.visma.answers import Content, SubmitAccepted, SubmitCompleted
+from service.visma.client import VismaClient
 from service.visma.errors import (
     VismaDeferred,
     VismaError,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import os
 import socket
 import time
@@ -22,9 +21,21 @@ import stamina
 from opentelemetry.trace import Span
 
 from service import metrics, tracing
+from service.visma.answers import (
+    Content,
+    SubmitAccepted,
+    SubmitCompleted,
+    budget_wait,
+    json_object,
+    raise_for_status,
+    retry_wait,
+    retry_wait_unsent,
+    submit_answer,
+    transport_error,
+    unavailable,
+)
 from service.visma.errors import (
     VismaDeferred,
-    VismaError,
     VismaNotConfigured,
     VismaNotFound,
     VismaNotSent,
@@ -33,52 +44,21 @@ from service.visma.errors import (
     VismaUnsendable,
 )
 from service.visma.pacing import (
-    MAX_WAIT_SECONDS,
     BudgetSnapshot,
     CompanyBudget,
     Pacer,
     RequestKind,
-    not_before,
 )
 
 BACKGROUND_HEADER = "erp-api-background"
 # Renew a little before Visma says the token expires, so a request never carries a dead one.
 TOKEN_RENEW_MARGIN_SECONDS = 60.0
-# Retries inside one call (a 5xx, the token endpoint's 429) wait at most this long; a 429 from
-# the API is never retried in place: the work is parked for the whole Retry-After instead.
-MAX_RETRY_AFTER_SECONDS = 60.0
 ACCEPT_ENCODING = "br, gzip, deflate"
-DEFAULT_429_PAUSE_SECONDS = 1.0
 INLINE_WAIT_SECONDS = 0.5
 """A state read whose company's spacing asks for a wait this short waits in place; a longer
 one is handed back (VismaDeferred) to be parked, so no task sits in a long sleep."""
 # Tells Visma's support (and the simulator's log) which replica sent a request.
 USER_AGENT = f"visma-hooks/{socket.gethostname()}/{os.getpid()}"
-
-
-@dataclass(frozen=True)
-class SubmitAccepted:
-    """Visma's 202 to a background call."""
-
-    visma_job_id: str
-    state_location: str | None
-
-
-@dataclass(frozen=True)
-class SubmitCompleted:
-    """Visma answered a background call at once with a 2xx (it did the work synchronously)."""
-
-    status: int
-    location: str | None
-
-
-@dataclass(frozen=True)
-class Content:
-    """What a finished background request returned (`/content`)."""
-
-    status: int
-    content_type: str | None
-    body: bytes
 
 
 @dataclass
@@ -215,7 +195,7 @@ class VismaClient:
                 resend=False,
             )
             tracing.set_http_status(span, response.status_code)
-            answer = _submit_answer(response)
+            answer = submit_answer(response)
             if isinstance(answer, SubmitAccepted):
                 tracing.set_attributes(span, visma_job_id=answer.visma_job_id)
             return answer
@@ -235,8 +215,8 @@ class VismaClient:
                 status=response.status_code,
                 body=response.content,
             )
-        _raise_for_status(response)
-        return _json_object(response)
+        raise_for_status(response)
+        return json_object(response)
 
     async def background_content(
         self, visma_job_id: str, *, tenant: str | None = None
@@ -248,7 +228,7 @@ class VismaClient:
             tracing.set_http_status(span, response.status_code)
         if response.status_code in (404, 410):
             return None
-        _raise_for_status(response)
+        raise_for_status(response)
         return Content(
             status=response.status_code,
             content_type=response.headers.get("content-type"),
@@ -293,7 +273,7 @@ class VismaClient:
         company = self._tenant(tenant)
         renewed = False
         async for attempt in stamina.retry_context(
-            on=_retry_wait if resend else _retry_wait_unsent,
+            on=retry_wait if resend else retry_wait_unsent,
             attempts=self._retry_attempts,
             timeout=self._retry_timeout,
         ):
@@ -324,7 +304,7 @@ class VismaClient:
                     request_headers["Authorization"] = f"Bearer {token}"
                     response = await send()
                 if response.status_code == 429 or (resend and response.status_code >= 500):
-                    raise _unavailable(response)
+                    raise unavailable(response)
                 return response
         raise AssertionError("unreachable: stamina re-raises the last error")
 
@@ -346,7 +326,7 @@ class VismaClient:
             response = await self._http.request(method, url, headers=headers, content=content)
         except httpx.HTTPError as exc:
             metrics.visma_request(metric_kind, None)
-            raise _transport_error(exc) from exc
+            raise transport_error(exc) from exc
         except httpx.InvalidURL as exc:  # not an HTTPError: it must not escape as one
             raise VismaUnsendable(f"the request cannot be sent: {exc}") from exc
         metrics.visma_request(metric_kind, response.status_code)
@@ -414,7 +394,7 @@ class VismaClient:
             raise VismaUnavailable(f"token endpoint failed: {exc!r}") from exc
         metrics.visma_request("token", response.status_code)
         if response.status_code == 429 or response.status_code >= 500:
-            raise _unavailable(response)
+            raise unavailable(response)
         if response.status_code != 200:
             raise VismaRejected(
                 f"the token endpoint refused the credentials ({response.status_code}): "
@@ -422,7 +402,7 @@ class VismaClient:
                 status=response.status_code,
                 body=response.content,
             )
-        data = _json_object(response)
+        data = json_object(response)
         value = data.get("access_token")
         if not isinstance(value, str) or not value:
             raise VismaRejected("the token endpoint answered without an access_token")
@@ -432,116 +412,6 @@ class VismaClient:
             expires_in = 3600.0
         margin = min(TOKEN_RENEW_MARGIN_SECONDS, expires_in / 2)
         return _Token(value=value, renew_at=time.monotonic() + expires_in - margin)
-
-
-def _retry_wait(exc: Exception) -> bool | float:
-    if isinstance(exc, VismaUnsendable | VismaDeferred):
-        return False
-    if isinstance(exc, VismaUnavailable):
-        return exc.retry_after if exc.retry_after is not None else True
-    return False
-
-
-def _retry_wait_unsent(exc: Exception) -> bool | float:
-    if isinstance(exc, VismaUnsendable | VismaDeferred):
-        return False
-    return isinstance(exc, VismaNotSent)
-
-
-def _unavailable(response: httpx.Response) -> VismaUnavailable:
-    return VismaUnavailable(
-        f"Visma answered {response.status_code}",
-        status=response.status_code,
-        body=response.content,
-        retry_after=retry_after(response.headers),
-    )
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from `Retry-After` or `X-RateLimit-Reset` (both in seconds here)."""
-    for name in ("retry-after", "x-ratelimit-reset"):
-        raw = headers.get(name)
-        if raw is None:
-            continue
-        try:
-            return max(0.0, min(float(raw), MAX_RETRY_AFTER_SECONDS))
-        except ValueError:
-            continue
-    return None
-
-
-def budget_wait(headers: Mapping[str, str]) -> float:
-    """Seconds a 429 asks to wait, in full: `Retry-After`, else `X-RateLimit-Reset` (seconds),
-    read as "not before" (whole seconds may be rounded down); bounded, as outside input is."""
-    for name in ("retry-after", "x-ratelimit-reset"):
-        try:
-            seconds = float(headers.get(name, ""))
-        except ValueError:
-            continue
-        if seconds == seconds:  # not NaN
-            return min(max(not_before(seconds), DEFAULT_429_PAUSE_SECONDS), MAX_WAIT_SECONDS)
-    return DEFAULT_429_PAUSE_SECONDS
-
-
-def _raise_for_status(response: httpx.Response) -> None:
-    if response.status_code >= 500 or response.status_code == 429:
-        raise _unavailable(response)
-    if response.status_code >= 400:
-        raise VismaRejected(
-            f"Visma answered {response.status_code}",
-            status=response.status_code,
-            body=response.content,
-        )
-
-
-def _submit_answer(response: httpx.Response) -> SubmitAccepted | SubmitCompleted:
-    """What Visma's answer to a background call says (the errors `VismaClient.submit` names)."""
-    if 200 <= response.status_code < 300 and response.status_code != 202:
-        return SubmitCompleted(response.status_code, response.headers.get("location"))
-    if response.status_code >= 500:
-        raise _unavailable(response)
-    if response.status_code != 202:
-        raise VismaRejected(
-            f"Visma answered {response.status_code} instead of 202",
-            status=response.status_code,
-            body=response.content,
-        )
-    data = _json_object(response)
-    fields = {k.lower(): v for k, v in data.items()}
-    job_id = fields.get("id")
-    if not isinstance(job_id, str) or not job_id:
-        raise VismaError("Visma's 202 carried no job id", status=202, body=response.content)
-    location = fields.get("statelocation")
-    return SubmitAccepted(
-        visma_job_id=job_id, state_location=location if isinstance(location, str) else None
-    )
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        data = json.loads(response.content)
-    except ValueError:
-        raise VismaError(
-            f"Visma answered {response.status_code} with a body that is not JSON",
-            status=response.status_code,
-            body=response.content,
-        ) from None
-    if not isinstance(data, dict):
-        raise VismaError(
-            "Visma answered with JSON that is not an object",
-            status=response.status_code,
-            body=response.content,
-        )
-    return data
-
-
-def _transport_error(exc: httpx.HTTPError) -> Exception:
-    """What a request that got no answer means for the caller."""
-    if isinstance(exc, httpx.ConnectError):
-        return VismaNotSent(f"cannot connect to Visma: {exc}")
-    if isinstance(exc, httpx.TimeoutException):
-        return VismaUnavailable(f"Visma did not answer in time: {exc!r}")
-    return VismaUnavailable(f"HTTP error talking to Visma: {exc!r}")
 
 
 def _request_kind(url: str) -> str:

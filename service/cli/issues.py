@@ -8,10 +8,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from service.cli.support import Command, load_settings, open_db
 from service.domain import ISSUE_STATES
 from service.terminal import print_issue, print_issues, print_json, print_line
-
-Command = Callable[[str, str], argparse.ArgumentParser]
 
 
 def add_commands(command: Command) -> None:
@@ -136,7 +135,6 @@ async def _run_resend(issue_id: str, *, quiet: bool) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from service.app import operation_run, visma_client
-    from service.cli_support import load_settings, open_db
     from service.flows import run_next_operation, start_resend
 
     settings = load_settings()
@@ -167,7 +165,6 @@ async def _run_resend(issue_id: str, *, quiet: bool) -> Any:
 
 
 async def _in_transaction(work: Callable[[Any], Any]) -> Any:
-    from service.cli_support import load_settings, open_db
 
     engine, sessions = await open_db(load_settings())
     try:
