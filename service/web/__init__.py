@@ -4,15 +4,11 @@ from service.web.alerts_api import list_alerts
 from service.web.auth import BearerAuth, may_write, require_write
 from service.web.batch_api import create_jobs_batch
 from service.web.dashboard import (
-    STATIC_DIR,
     alerts_page,
     favicon,
     inbox_page,
     job_page,
     jobs_page,
-    log_in,
-    log_out,
-    login_form,
     overview,
     replay_from_inbox,
     status_page,
@@ -27,6 +23,8 @@ from service.web.dashboard_issues import (
     resend_from_dashboard,
     resolve_from_dashboard,
 )
+from service.web.dashboard_login import log_in, log_out, login_form
+from service.web.dashboard_render import STATIC_DIR
 from service.web.deliveries_api import get_delivery, list_deliveries, replay
 from service.web.errors import domain_error, http_error, server_error, storage_error
 from service.web.fast_lane import FastLane, RequestErrorHandler

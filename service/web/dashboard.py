@@ -2,23 +2,21 @@
 
 Jinja2 templates (autoescaped: every value from outside is escaped) and one small script of our
 own (`static/dashboard.js`) that refreshes lists in place and copies ids; nothing is loaded from
-elsewhere. Log in with an API token (`dashboard_auth.py`; each session is a row,
-`dashboard_sessions.py`, which logging out deletes); a read-only token sees everything and
-changes nothing. Each page reads through `store` in one reading transaction, as the API does.
+elsewhere. Log in with an API token (`dashboard_login.py`, `dashboard_auth.py`; each session
+is a row, `dashboard_sessions.py`, which logging out deletes); a read-only token sees
+everything and changes nothing. The issues pages are `dashboard_issues.py`; what every page is
+made with (templates, forms, refusals) is `dashboard_render.py`. Each page reads through
+`store` in one reading transaction, as the API does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 from starlette.datastructures import URL
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
-from starlette.templating import Jinja2Templates
 
 from service import store
 from service.domain import (
@@ -34,172 +32,34 @@ from service.domain import (
     job_json,
     parse_event_filter,
     parse_job_query,
-    pretty_json,
     result_json,
 )
 from service.flows import replay_delivery, signature_failures, utcnow
-from service.web.dashboard_auth import COOKIE, SESSION_SECONDS, Session, csrf_matches
+from service.web.dashboard_auth import csrf_matches
+from service.web.dashboard_login import LOGIN_REFUSED as LOGIN_REFUSED
+from service.web.dashboard_login import LOGOUT_REFUSED as LOGOUT_REFUSED
+from service.web.dashboard_render import (
+    CSRF_REFUSED,
+    PAGE_SIZE,
+    STATIC_DIR,
+    default_company,
+    read_form,
+    refused,
+    render_page,
+    to_login,
+)
 from service.web.dashboard_sessions import (
     current_session,
-    dashboard_keys,
-    end_session,
-    start_session,
 )
 from service.web.errors import STATUS_BY_ERROR
 from service.web.schemas import alert_json, delivery_detail_json
-from service.web.sources import in_networks, parse_address
 from service.web.state import State
-from service.web.webhooks import BodyTooLarge, read_body
 
-HERE = Path(__file__).parent
-STATIC_DIR = HERE / "static"
-PAGE_SIZE = 50
-FORM_TYPE = "application/x-www-form-urlencoded"
-MAX_FORM_BYTES = 8192
 SILENT_AFTER_SECONDS = 3600
 """The health panel calls webhooks silent when none arrived for this long."""
-LOGIN_REFUSED = "That token is not one of API_TOKENS or API_READ_TOKENS."
-NO_TOKENS = "API_TOKENS and API_READ_TOKENS are not set: nobody can log in."
-CSRF_REFUSED = "The form was stale or not ours (CSRF check failed); reload the page and retry."
-LOGOUT_REFUSED = (
-    "Logging out needs the CSRF token from the page (the form was stale or not ours): you are "
-    "still logged in; reload the page and log out again."
-)
-HELD_BACK = (
-    "Too many wrong tokens from this address: try again in {seconds} s (AUTH_FAILURES_PER_MINUTE)."
-)
 READ_ONLY = "This token may only read (API_READ_TOKENS): replaying needs one of API_TOKENS."
 
-templates = Jinja2Templates(directory=str(HERE / "templates"))
-# Bounded and without recursion: an outside body nested 100,000 deep is shown raw, cut.
-templates.env.filters["pretty"] = lambda value: pretty_json(value)
-templates.env.filters["event_fields"] = lambda detail, job: _event_fields(detail, job)
 _OPEN = tuple(sorted(s.value for s in OPEN_STATES))
-
-
-def render_page(
-    request: Request[State],
-    name: str,
-    session: Session | None,
-    *,
-    partial: str | None = None,
-    **context: Any,
-) -> Response:
-    """Render page `name`; with `?partial=1`, only its refreshing list (`partial`)."""
-    if partial and request.query_params.get("partial"):
-        name = partial
-    return templates.TemplateResponse(
-        request,  # type: ignore[arg-type]  # Starlette types it with its plain State
-        name,
-        {"session": session, **context},
-        headers={"Cache-Control": "no-store"},
-    )
-
-
-def to_login(request: Request[State]) -> Response:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    login = URL("/login").include_query_params(next=target)
-    return RedirectResponse(str(login), status_code=303)
-
-
-# Log in and out
-
-
-async def login_form(request: Request[State]) -> Response:
-    problem = None if dashboard_keys(request).configured else NO_TOKENS
-    return render_page(request, "login.html", None, problem=problem, next=_next(request))
-
-
-async def log_in(request: Request[State]) -> Response:
-    form = await read_form(request)
-    token = form.get("token")
-    next_url = _safe_next(str(form.get("next") or "/"))
-    keys = dashboard_keys(request)
-    throttle = request.state["auth_throttle"]
-    address = throttle.address_of(request.scope) if token and keys.configured else None
-    if address is not None:
-        held = await throttle.held_back(address)
-        if held is not None:
-            problem = HELD_BACK.format(seconds=held.retry_after_seconds)
-            response = render_page(request, "login.html", None, problem=problem, next=next_url)
-            response.status_code = 429
-            response.headers["Retry-After"] = str(held.retry_after_seconds)
-            return response
-    new = keys.log_in(token) if token and len(token) <= 1024 else None
-    if new is None:
-        if address is not None:
-            await throttle.failed(address, where="login")
-        problem = LOGIN_REFUSED if keys.configured else NO_TOKENS
-        response = render_page(request, "login.html", None, problem=problem, next=next_url)
-        response.status_code = 401
-        return response
-    await start_session(request, new)
-    response = RedirectResponse(next_url, status_code=303)
-    response.set_cookie(
-        COOKIE,
-        new.session.cookie,
-        httponly=True,
-        samesite="strict",
-        secure=_came_over_https(request),
-        max_age=SESSION_SECONDS,
-    )
-    return response
-
-
-def _came_over_https(request: Request[State]) -> bool:
-    """Whether the session cookie must be `Secure`: forced by SESSION_COOKIE_SECURE, or the
-    request was https, to us or to the TRUSTED_PROXIES peer that forwarded it."""
-    settings = request.state["settings"]
-    if settings.SESSION_COOKIE_SECURE or request.url.scheme == "https":
-        return True
-    peer = parse_address(request.client.host) if request.client else None
-    if not in_networks(peer, settings.TRUSTED_PROXIES):
-        return False
-    # A chain of proxies appends: the last value is the one the trusted peer set.
-    proto = request.headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
-    return proto == "https"
-
-
-async def log_out(request: Request[State]) -> Response:
-    """End the session server-side (its row goes: the cookie opens nothing after, wherever it
-    was copied to), with the page's CSRF token so another site cannot log anyone out. Without
-    a live session there is nothing to end: the cookie is cleared all the same."""
-    session = await current_session(request)
-    if session is not None:
-        form = await read_form(request)
-        if not csrf_matches(session, form.get("csrf")):
-            return refused(request, session, 403, LOGOUT_REFUSED, back="/")
-        await end_session(request, session)
-    response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(COOKIE)
-    return response
-
-
-async def read_form(request: Request[State]) -> dict[str, str]:
-    """The dashboard's small url-encoded forms (a token, a CSRF value); anything larger or of
-    another type is no form of ours and reads as empty."""
-    if request.headers.get("content-type", "").split(";")[0].strip() != FORM_TYPE:
-        return {}
-    try:
-        raw = await read_body(request, MAX_FORM_BYTES)
-    except BodyTooLarge:
-        return {}
-    try:
-        fields = parse_qs(raw.decode("utf-8", errors="replace"), max_num_fields=8)
-    except ValueError:  # more fields than any form of ours has
-        return {}
-    return {name: values[0] for name, values in fields.items() if values}
-
-
-def _next(request: Request[State]) -> str:
-    return _safe_next(request.query_params.get("next") or "/")
-
-
-def _safe_next(target: str) -> str:
-    """Only a path of this site: never `//elsewhere` or `https://elsewhere`."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    return target[:2000]
 
 
 # Pages
@@ -393,19 +253,6 @@ async def replay_from_inbox(request: Request[State]) -> Response:
     )
 
 
-def refused(
-    request: Request[State],
-    session: Session,
-    status: int,
-    problem: str,
-    *,
-    back: str = "/inbox",
-) -> Response:
-    response = render_page(request, "refused.html", session, problem=problem, back=back)
-    response.status_code = status
-    return response
-
-
 async def status_page(request: Request[State]) -> Response:
     session = await current_session(request)
     if session is None:
@@ -495,11 +342,6 @@ async def _silent_alerts(db: Any, *, now: datetime) -> list[dict[str, Any]]:
     ]
 
 
-def default_company(request: Request[State]) -> str | None:
-    """The company of jobs stored before jobs named theirs (the first of VISMA_TENANT_ID)."""
-    return request.state["settings"].default_tenant
-
-
 # What other work brings (kept isolated so it is wired in one place each)
 
 
@@ -540,24 +382,3 @@ async def _replay(request: Request[State], delivery_id: str) -> str:
         return f"Replayed delivery {replayed.delivery_id}: it names no job it may be linked to."
     read = "; its state was read again" if replayed.state_read else ""
     return f"Replayed delivery {replayed.delivery_id} for job {replayed.job_id}{read}."
-
-
-EVENT_FIELD_CHARS = 120
-"""A timeline row shows a field's value up to this long; the raw JSON below it has it all."""
-
-
-def _event_fields(detail: Mapping[str, Any], job: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """A timeline event's plain fields as (name, value) for its row. Visma's error message is
-    left out where the job's Error section already shows it, so it is read once."""
-    shown_error = (job.get("error") or {}).get("message")
-    fields = []
-    for key, value in detail.items():
-        if isinstance(value, Mapping | list) or value is None:
-            continue  # nested values stay in the raw JSON
-        if key == "error" and value == shown_error:
-            continue
-        text = str(value)
-        if len(text) > EVENT_FIELD_CHARS:
-            text = text[: EVENT_FIELD_CHARS - 1] + "…"
-        fields.append((key, text))
-    return fields

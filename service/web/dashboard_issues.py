@@ -31,7 +31,8 @@ from service.domain import (
     operation_json,
 )
 from service.flows import change_issue, preview_resend, start_resend
-from service.web.dashboard import (
+from service.web.dashboard_auth import Session, csrf_matches
+from service.web.dashboard_render import (
     CSRF_REFUSED,
     PAGE_SIZE,
     default_company,
@@ -40,7 +41,6 @@ from service.web.dashboard import (
     render_page,
     to_login,
 )
-from service.web.dashboard_auth import Session, csrf_matches
 from service.web.dashboard_sessions import current_session
 from service.web.errors import STATUS_BY_ERROR
 from service.web.state import State
