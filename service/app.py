@@ -18,8 +18,6 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import tracing
@@ -51,9 +49,7 @@ from service.store import (
 )
 from service.visma import VismaClient
 from service.web import (
-    STATIC_DIR,
     AuthThrottle,
-    BearerAuth,
     FastLane,
     RequestErrorHandler,
     RequestId,
@@ -62,55 +58,11 @@ from service.web import (
     TracedWebhook,
     TraceRequests,
     Waiters,
-    acknowledge_from_dashboard,
-    acknowledge_issue,
-    alerts_page,
-    cancel_operation,
-    create_job,
-    create_jobs_batch,
     domain_error,
-    favicon,
-    get_delivery,
-    get_docs,
-    get_issue,
-    get_job,
-    get_job_result,
-    get_openapi,
-    get_operation,
-    healthz,
     http_error,
-    ignore_from_dashboard,
-    ignore_issue,
-    inbox_page,
-    issue_page,
-    issues_page,
-    job_page,
-    jobs_page,
-    list_alerts,
-    list_components,
-    list_deliveries,
-    list_incidents,
-    list_issues,
-    list_jobs,
-    log_in,
-    log_out,
-    login_form,
-    metrics,
-    operation_page,
-    overview,
-    readyz,
-    receive_status_webhook,
     receive_visma_webhook,
-    replay,
-    replay_deliveries,
-    replay_from_inbox,
-    resend_confirm_page,
-    resend_from_dashboard,
-    resend_issue,
-    resolve_from_dashboard,
-    resolve_issue,
     server_error,
-    status_page,
+    site_routes,
     storage_error,
 )
 from service.workers import AlertSender, HousekeepingWorker, OperationWorker, ResolverWorker
@@ -362,114 +314,7 @@ def create_app(
             yield opened.state()
         tracing.flush_tracing()  # the last spans (the workers' last passes) before the exit
 
-    api = [
-        Route("/jobs", create_job, methods=["POST"], name="create_job"),
-        Route("/jobs", list_jobs, methods=["GET"], name="list_jobs"),
-        Route("/jobs/batch", create_jobs_batch, methods=["POST"], name="create_jobs_batch"),
-        Route("/jobs/{job_id}", get_job, methods=["GET"], name="get_job"),
-        Route("/jobs/{job_id}/result", get_job_result, methods=["GET"], name="get_job_result"),
-        Route("/deliveries", list_deliveries, methods=["GET"], name="list_deliveries"),
-        Route("/deliveries/{delivery_id}", get_delivery, methods=["GET"], name="get_delivery"),
-        Route(
-            "/deliveries/{delivery_id}/replay",
-            replay,
-            methods=["POST"],
-            name="replay_delivery",
-        ),
-        Route("/status/components", list_components, methods=["GET"], name="list_components"),
-        Route("/status/incidents", list_incidents, methods=["GET"], name="list_incidents"),
-        Route("/alerts", list_alerts, methods=["GET"], name="list_alerts"),
-        Route("/issues", list_issues, methods=["GET"], name="list_issues"),
-        Route("/issues/{issue_id}", get_issue, methods=["GET"], name="get_issue"),
-        Route("/issues/{issue_id}/acknowledge", acknowledge_issue, methods=["POST"]),
-        Route("/issues/{issue_id}/resolve", resolve_issue, methods=["POST"]),
-        Route("/issues/{issue_id}/ignore", ignore_issue, methods=["POST"]),
-        Route("/issues/{issue_id}/resend", resend_issue, methods=["POST"], name="resend_issue"),
-        Route("/deliveries/replay", replay_deliveries, methods=["POST"], name="replay_deliveries"),
-        Route("/operations/{operation_id}", get_operation, methods=["GET"], name="get_operation"),
-        Route(
-            "/operations/{operation_id}/cancel",
-            cancel_operation,
-            methods=["POST"],
-            name="cancel_operation",
-        ),
-    ]
-    routes = [
-        Route("/webhooks/visma", receive_visma_webhook, methods=["POST"], name="visma_webhook"),
-        Route(
-            "/webhooks/status/{token}",
-            receive_status_webhook,
-            methods=["POST"],
-            name="status_webhook",
-        ),
-        Route("/healthz", healthz, methods=["GET"], name="healthz"),
-        Route("/readyz", readyz, methods=["GET"], name="readyz"),
-        Route("/metrics", metrics, methods=["GET"], name="metrics"),
-        # The dashboard (web/dashboard.py): its own login, so no bearer middleware.
-        Route("/", overview, methods=["GET"], name="dashboard"),
-        Route("/login", login_form, methods=["GET"], name="login_form"),
-        Route("/login", log_in, methods=["POST"], name="log_in"),
-        Route("/logout", log_out, methods=["POST"], name="log_out"),
-        Route("/jobs", jobs_page, methods=["GET"], name="jobs_page"),
-        Route("/jobs/{job_id}", job_page, methods=["GET"], name="job_page"),
-        Route("/inbox", inbox_page, methods=["GET"], name="inbox_page"),
-        Route(
-            "/inbox/{delivery_id}/replay",
-            replay_from_inbox,
-            methods=["POST"],
-            name="replay_from_inbox",
-        ),
-        Route("/issues", issues_page, methods=["GET"], name="issues_page"),
-        Route("/issues/{issue_id}", issue_page, methods=["GET"], name="issue_page"),
-        Route(
-            "/issues/{issue_id}/acknowledge",
-            acknowledge_from_dashboard,
-            methods=["POST"],
-            name="acknowledge_from_dashboard",
-        ),
-        Route(
-            "/issues/{issue_id}/resolve",
-            resolve_from_dashboard,
-            methods=["POST"],
-            name="resolve_from_dashboard",
-        ),
-        Route(
-            "/issues/{issue_id}/ignore",
-            ignore_from_dashboard,
-            methods=["POST"],
-            name="ignore_from_dashboard",
-        ),
-        Route(
-            "/issues/{issue_id}/resend",
-            resend_confirm_page,
-            methods=["GET"],
-            name="resend_confirm_page",
-        ),
-        Route(
-            "/issues/{issue_id}/resend",
-            resend_from_dashboard,
-            methods=["POST"],
-            name="resend_from_dashboard",
-        ),
-        Route("/operations/{operation_id}", operation_page, methods=["GET"], name="operation_page"),
-        Route("/status", status_page, methods=["GET"], name="status_page"),
-        Route("/alerts", alerts_page, methods=["GET"], name="alerts_page"),
-        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
-        Route("/favicon.ico", favicon, methods=["GET"], name="favicon"),
-        Route("/openapi.json", get_openapi, methods=["GET"], name="openapi"),
-        Route("/docs", get_docs, methods=["GET"], name="docs"),
-        Mount(
-            "/api/v1",
-            routes=api,
-            middleware=[
-                Middleware(
-                    BearerAuth,
-                    tokens=settings.api_tokens(),
-                    read_tokens=settings.api_read_tokens(),
-                )
-            ],
-        ),
-    ]
+    routes = site_routes(tokens=settings.api_tokens(), read_tokens=settings.api_read_tokens())
     exception_handlers: dict[Any, RequestErrorHandler] = {
         DomainError: domain_error,
         HTTPException: http_error,

@@ -45,6 +45,7 @@ from service.web.operations_api import (
     resend_issue,
 )
 from service.web.request_id import RequestId
+from service.web.routes import site_routes
 from service.web.security_headers import SecurityHeaders
 from service.web.sources import in_networks, parse_address
 from service.web.state import State
@@ -56,6 +57,7 @@ from service.web.waiters import Waiters
 from service.web.webhooks import receive_visma_webhook
 
 __all__ = [
+    "site_routes",
     "cancel_operation",
     "get_operation",
     "replay_deliveries",
