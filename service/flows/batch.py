@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -63,6 +63,39 @@ class _Plan:
     events: list[dict[str, Any]]
     callbacks: list[dict[str, Any]]
     claims: list[KeyClaim]
+
+
+def job_to_send(
+    job_id: str,
+    *,
+    method: str,
+    path: str,
+    body: bytes | None,
+    tags: dict[str, Any],
+    if_match: str | None,
+    notify: bool,
+    tenant: str | None,
+    at: datetime,
+    **more: Any,
+) -> dict[str, Any]:
+    """The row of a job written now and sent later: due at once, `send_pending`, so the
+    state-read worker sends it as the company's rate budget allows (a batch's, a resend's)."""
+    return {
+        "id": job_id,
+        "state": JobState.SUBMITTED.value,
+        "method": method,
+        "path": path,
+        "request_body": body,
+        "tags": tags,
+        "if_match": if_match,
+        "notify": notify,
+        "submitted_at": at,
+        "last_modified_at": at,
+        "next_check_at": at,
+        "send_pending": True,
+        "tenant": tenant,
+        **more,
+    }
 
 
 async def submit_batch(
@@ -139,24 +172,19 @@ def _plan(
             plan.claims.append(claim)
         plan.results.append(ItemResult(index, 201, job_id=job_id))
         plan.jobs.append(
-            {
-                "id": job_id,
-                "state": JobState.SUBMITTED.value,
-                "method": request.method,
-                "path": request.path,
-                "request_body": request.body,
-                "tags": request.tags,
-                "if_match": request.if_match,
-                "notify": request.notify,
-                "submitted_at": now,
-                "last_modified_at": now,
-                # Due now: the worker sends it as the company's budget allows.
-                "next_check_at": now,
-                "send_pending": True,
-                "tenant": tenant,
-                "idempotency_key": item.key,
-                "traceparent": traceparent,
-            }
+            job_to_send(
+                job_id,
+                method=request.method,
+                path=request.path,
+                body=request.body,
+                tags=request.tags,
+                if_match=request.if_match,
+                notify=request.notify,
+                tenant=tenant,
+                at=now,
+                idempotency_key=item.key,
+                traceparent=traceparent,
+            )
         )
         plan.events.append(
             {
@@ -180,9 +208,5 @@ def _plan(
 async def _write(session: AsyncSession, plan: _Plan) -> None:
     """The batch's rows as a few bulk statements: jobs, their first timeline entry, callbacks,
     and the keys' claims last (a key another request holds fails the whole transaction)."""
-    if plan.jobs:
-        await session.execute(insert(store.Job), plan.jobs)
-        await session.execute(insert(store.JobEvent), plan.events)
-    if plan.callbacks:
-        await session.execute(insert(store.JobCallback), plan.callbacks)
+    await store.add_jobs_to_send(session, plan.jobs, plan.events, plan.callbacks)
     await store.add_keys(session, plan.claims, at=utcnow())

@@ -25,12 +25,12 @@ from service.domain import (
     UNFINISHED,
     EventKind,
     InvalidState,
-    JobState,
     NotFound,
     OperationKind,
     OperationState,
     ReplayWindow,
 )
+from service.flows.batch import job_to_send
 from service.flows.clock import utcnow
 from service.flows.replay import VISMA_KIND, replay_delivery
 from service.flows.resolve import ResolveSettings
@@ -221,28 +221,24 @@ async def _resend(
     urls: dict[str, str],
 ) -> None:
     now = utcnow()
-    jobs, events, callbacks, resent_as = [], [], [], {}
+    jobs, events, callbacks = [], [], []
     for old in old_jobs:
         new_id = str(uuid.uuid4())
-        resent_as[old.id] = new_id
+        # On the locked row: written with the new job, in this transaction.
+        old.resent_as = new_id
         jobs.append(
-            {
-                "id": new_id,
-                "state": JobState.SUBMITTED.value,
-                "method": old.method,
-                "path": old.path,
-                "request_body": old.request_body,
-                "tags": dict(old.tags or {}),
-                "if_match": old.if_match,
-                "notify": old.notify,
-                "submitted_at": now,
-                "last_modified_at": now,
-                # Due now: the state-read worker sends it as the company's budget allows.
-                "next_check_at": now,
-                "send_pending": True,
-                "tenant": old.tenant,
-                "resent_from": old.id,
-            }
+            job_to_send(
+                new_id,
+                method=old.method,
+                path=old.path,
+                body=old.request_body,
+                tags=dict(old.tags or {}),
+                if_match=old.if_match,
+                notify=old.notify,
+                tenant=old.tenant,
+                at=now,
+                resent_from=old.id,
+            )
         )
         events.append(
             {
@@ -270,7 +266,7 @@ async def _resend(
         )
         if old.id in urls:
             callbacks.append({"job_id": new_id, "url": urls[old.id]})
-    await store.add_resent_jobs(session, jobs, events, callbacks, resent_as)
+    await store.add_jobs_to_send(session, jobs, events, callbacks)
 
 
 async def _replay_step(

@@ -87,6 +87,7 @@ from service.store.jobs import (
     TimelineEntry,
     add_event,
     add_job,
+    add_jobs_to_send,
     claim_due_jobs,
     compact_job_counts,
     count_jobs_in,
@@ -138,7 +139,6 @@ from service.store.models import (
 )
 from service.store.operations import (
     add_operation,
-    add_resent_jobs,
     claim_operation,
     count_inbox_between,
     count_resend_candidates,
@@ -184,9 +184,9 @@ from service.store.status import (
 )
 
 __all__ = [
+    "add_jobs_to_send",
     "Operation",
     "add_operation",
-    "add_resent_jobs",
     "claim_operation",
     "count_inbox_between",
     "count_resend_candidates",

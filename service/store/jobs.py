@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, delete, func, insert, or_, select, text, u
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.store.job_changes import mark_changed
-from service.store.models import Delivery, Job, JobEvent, JobStateCount
+from service.store.models import Delivery, Job, JobCallback, JobEvent, JobStateCount
 
 _OPERATORS = {
     ">": lambda col, at: col > at,
@@ -26,6 +26,22 @@ async def add_job(session: AsyncSession, job: Job) -> Job:
     session.add(job)
     await session.flush()
     return job
+
+
+async def add_jobs_to_send(
+    session: AsyncSession,
+    jobs: Sequence[Mapping[str, Any]],
+    events: Sequence[Mapping[str, Any]],
+    callbacks: Sequence[Mapping[str, Any]],
+) -> None:
+    """Many new jobs at once (a batch, a bulk resend) as a few bulk statements: the jobs, their
+    timeline entries, their callbacks."""
+    if jobs:
+        await session.execute(insert(Job), list(jobs))
+    if events:
+        await session.execute(insert(JobEvent), list(events))
+    if callbacks:
+        await session.execute(insert(JobCallback), list(callbacks))
 
 
 async def get_job(session: AsyncSession, job_id: str, *, for_update: bool = False) -> Job | None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import ColumnElement, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.store.models import Delivery, Job, JobCallback, JobEvent, Operation
+from service.store.models import Delivery, Job, Operation
 
 
 async def add_operation(session: AsyncSession, operation: Operation) -> Operation:
@@ -102,25 +101,6 @@ async def lock_resend_candidates(
         .execution_options(populate_existing=True)
     )
     return (await session.execute(query)).scalars().all()
-
-
-async def add_resent_jobs(
-    session: AsyncSession,
-    jobs: list[dict[str, Any]],
-    events: list[dict[str, Any]],
-    callbacks: list[dict[str, Any]],
-    resent_as: dict[str, str],
-) -> None:
-    """The new jobs (with their timeline entries and callbacks) and, on each old job, the job
-    that re-sent it: one transaction, so a resend is recorded before anything is sent."""
-    if jobs:
-        await session.execute(insert(Job), jobs)
-    if events:
-        await session.execute(insert(JobEvent), events)
-    if callbacks:
-        await session.execute(insert(JobCallback), callbacks)
-    for old_id, new_id in resent_as.items():
-        await session.execute(update(Job).where(Job.id == old_id).values(resent_as=new_id))
 
 
 async def count_inbox_between(
