@@ -14,6 +14,8 @@ import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from service.logs import FailureLog
+
 GRACE_SECONDS = 3.0
 """How long `stop` lets the pass in hand finish before it cancels it."""
 
@@ -48,6 +50,27 @@ class BackgroundLoop:
                     await asyncio.wait_for(wake.wait(), timeout=seconds)
         finally:
             self._between_passes.clear()
+
+    async def repeat(
+        self,
+        one_pass: Callable[[], Coroutine[Any, Any, object]],
+        failures: FailureLog,
+        *,
+        idle_seconds: float,
+        wake: asyncio.Event | None = None,
+    ) -> None:
+        """Run `one_pass` over and over, waiting `idle_seconds` (or until `wake`) between two.
+        A failing pass (a database or programming error) is logged, never ends the loop."""
+        while True:
+            if wake is not None:
+                wake.clear()
+            try:
+                await one_pass()
+            except Exception as exc:
+                failures.failed(exc)
+            else:
+                failures.succeeded()
+            await self.pause(idle_seconds, wake)
 
     async def stop(self) -> None:
         """Stop the loop between two passes (or after the grace period) and wait for it."""

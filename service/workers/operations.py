@@ -45,15 +45,9 @@ class OperationWorker:
         return ran
 
     async def run_forever(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.run_once()
-            except Exception as exc:
-                self._failures.failed(exc)
-            else:
-                self._failures.succeeded()
-            await self._loop.pause(self._idle_seconds, self._wake)
+        await self._loop.repeat(
+            self.run_once, self._failures, idle_seconds=self._idle_seconds, wake=self._wake
+        )
 
     def start(self) -> None:
         self._loop.start()

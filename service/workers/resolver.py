@@ -50,16 +50,9 @@ class ResolverWorker:
         return total
 
     async def run_forever(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.run_once()
-            except Exception as exc:
-                # A database or programming error must not kill the worker; it tries again.
-                self._failures.failed(exc)
-            else:
-                self._failures.succeeded()
-            await self._loop.pause(self._idle_seconds, self._wake)
+        await self._loop.repeat(
+            self.run_once, self._failures, idle_seconds=self._idle_seconds, wake=self._wake
+        )
 
     def start(self) -> None:
         self._loop.start()
