@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from service.domain import one_line_json
+from service.domain import cause_words, one_line_json
 
 # Ids in tables show this many characters; `job` and `submit --resend` take any unique prefix.
 SHORT_ID_LENGTH = 8
@@ -211,12 +211,7 @@ def print_issues(items: Sequence[Mapping[str, Any]], *, first: int, total: int) 
 
 def issue_cause_text(issue: Mapping[str, Any]) -> str:
     """`failed: fault 12027`, `rejected: HTTP 422`, `expired: no answer`."""
-    if issue.get("faultCode"):
-        cause = f"fault {issue['faultCode']}"
-    elif issue.get("httpStatus"):
-        cause = f"HTTP {issue['httpStatus']}"
-    else:
-        cause = str(issue.get("expiryReason") or "").replace("_", " ")
+    cause = cause_words(issue)
     return f"{issue['kind']}: {cause}" if cause else str(issue["kind"])
 
 

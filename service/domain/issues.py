@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -228,14 +229,20 @@ def issue_json(issue: object, *, incident: object | None = None) -> dict[str, An
     return data
 
 
+def cause_words(issue: Mapping[str, Any]) -> str | None:
+    """An issue's cause as people read it (its JSON): `fault 12027`, `HTTP 422`, `no answer`;
+    None when its kind is all there is. The alert, the CLI and the dashboard all say it so."""
+    if issue.get("faultCode"):
+        return f"fault {issue['faultCode']}"
+    if issue.get("httpStatus"):
+        return f"HTTP {issue['httpStatus']}"
+    reason = issue.get("expiryReason")
+    return str(reason).replace("_", " ") if reason else None
+
+
 def issue_summary(issue: dict[str, Any], *, reopened: bool) -> str:
     """One line for the alert of an issue that opened or reopened."""
-    if issue.get("faultCode"):
-        cause = f"fault {issue['faultCode']}"
-    elif issue.get("httpStatus"):
-        cause = f"HTTP {issue['httpStatus']}"
-    else:
-        cause = str(issue.get("expiryReason") or issue["kind"]).replace("_", " ")
+    cause = cause_words(issue) or issue["kind"]
     verb = "reopened" if reopened else "opened"
     return (
         f"Issue {verb}: {issue['tenant']}: jobs {issue['kind']} ({cause}) on "

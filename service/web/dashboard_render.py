@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from service.domain import pretty_json
+from service.domain import cause_words, pretty_json
 from service.web.dashboard_auth import Session
 from service.web.state import State
 from service.web.webhooks import BodyTooLarge, read_body
@@ -29,6 +29,7 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 # Bounded and without recursion: an outside body nested 100,000 deep is shown raw, cut.
 templates.env.filters["pretty"] = lambda value: pretty_json(value)
 templates.env.filters["event_fields"] = lambda detail, job: event_fields(detail, job)
+templates.env.filters["cause_words"] = cause_words
 
 
 def render_page(
